@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine with Python 3.11+:
+#   make demo  - set up .venv and run the whole chain on synthetic data
+#   make test  - set up .venv and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv demo test bench clean
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: a bare or open-ended torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev,dlib]'
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate
+
+demo: venv
+	$(BIN)/python -m cli.demo demo_out
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+bench: venv
+	$(BIN)/python -m pytest benchmarks/ --benchmark-only
+
+clean:
+	rm -rf $(VENV) demo_out
