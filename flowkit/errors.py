@@ -1,0 +1,5 @@
+"""Errors that the CLI reports as one sentence with a non-zero exit, never as a traceback."""
+
+
+class FlowkitError(Exception):
+    """Bad input or an unusable environment, described in one sentence for the user."""

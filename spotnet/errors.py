@@ -1,0 +1,5 @@
+"""Errors that the CLI reports as one sentence with a non-zero exit, never as a traceback."""
+
+
+class SpotnetError(Exception):
+    """Bad input (scores, parameters, CSV, weights, store), described in one sentence for the user."""
