@@ -54,12 +54,16 @@ class MediaPipeLandmarker:
     Args:
         model_path: the ``face_landmarker.task`` file; None resolves it with
             :func:`flowkit.landmarks.model_file.resolve_mediapipe_model`.
+        min_detection_confidence, min_presence_confidence: MediaPipe's thresholds. The default
+            0.7 (MediaPipe's is 0.5) rejects a face that MediaPipe finds in the title text of
+            noface_face.mov (frame 90) while keeping every real face of ../shared/data.
 
     ``detect(image)`` takes (H, W, 3) uint8 BGR or (H, W) gray and returns a :class:`Face`
     or None. Use one instance per process; ``close()`` (or a ``with`` block) frees it.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None):
+    def __init__(self, model_path: str | os.PathLike | None = None, *, min_detection_confidence: float = 0.7,
+                 min_presence_confidence: float = 0.7):
         from mediapipe.tasks.python import BaseOptions, vision
 
         path = resolve_mediapipe_model(model_path)
@@ -67,6 +71,8 @@ class MediaPipeLandmarker:
             base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.IMAGE,
             num_faces=1,
+            min_face_detection_confidence=min_detection_confidence,
+            min_face_presence_confidence=min_presence_confidence,
         )
         try:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
