@@ -44,8 +44,9 @@ def natural_key(name: str | os.PathLike) -> tuple:
     ['img1.jpg', 'img2.jpg', 'img10.jpg']
     """
     parts = _DIGITS.split(str(name))
-    # (0, int) for numbers and (1, str) for text keep every comparison between same types.
-    return tuple((0, int(p), p) if p.isdigit() else (1, p.lower(), p) for p in parts)
+    # (0, int) for numbers and (1, str) for text keep every comparison between same types; the
+    # name itself breaks ties (img01 vs img1, IMG vs img) so the order is total and deterministic.
+    return tuple((0, int(p)) if p.isdigit() else (1, p.lower()) for p in parts) + ((2, str(name)),)
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
