@@ -1,0 +1,88 @@
+"""Backend choice for TV-L1: which implementation runs, and on which device."""
+
+from __future__ import annotations
+
+import warnings
+
+from flowkit.errors import FlowkitError
+
+BACKENDS = ("auto", "opencv", "torch", "opencv-cuda")
+
+_warned_no_cuda = False
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return False
+    return torch.cuda.is_available()
+
+
+def available_backends() -> list[str]:
+    """Concrete backends usable here: "opencv" always, "torch", "opencv-cuda" when present."""
+    names = ["opencv"]
+    try:
+        import torch  # noqa: F401
+
+        names.append("torch")
+    except ImportError:  # pragma: no cover
+        pass
+    from flowkit.flow.opencv_cuda import opencv_cuda_available
+
+    if opencv_cuda_available():
+        names.append("opencv-cuda")
+    return names
+
+
+def resolve_backend(name: str = "auto", device=None, gpu: bool = False):
+    """Map a backend name (and wishes) to ``(backend_name, torch.device or None)``.
+
+    - ``"opencv"`` and ``"opencv-cuda"`` return device None (they take numpy arrays).
+    - ``"torch"`` returns ``device`` (default CPU).
+    - ``"auto"`` without ``gpu`` is ``"opencv"`` on the CPU, the reference implementation,
+      unless ``device`` names a torch device, in which case ``"torch"`` runs there.
+    - ``gpu=True`` picks the batched torch solver on CUDA: it solves a whole batch of pairs
+      at once, while ``cv2.cuda`` solves one pair per call with a host round trip each, so
+      torch is expected to be faster. Without CUDA it warns once and falls back to
+      ``"opencv"`` on the CPU.
+    """
+    if name not in BACKENDS:
+        raise FlowkitError(f"backend should be one of {', '.join(BACKENDS)}, got {name!r}")
+    import torch
+
+    global _warned_no_cuda
+    if device is not None:
+        device = torch.device(device)
+    if gpu:
+        if name in ("auto", "torch") and _torch_cuda():
+            dev = device if device is not None and device.type == "cuda" else torch.device("cuda")
+            return "torch", dev
+        if name in ("auto", "opencv-cuda"):
+            from flowkit.flow.opencv_cuda import opencv_cuda_available
+
+            if opencv_cuda_available():
+                return "opencv-cuda", None
+        if not _warned_no_cuda:
+            warnings.warn(
+                "gpu=True but no CUDA device is available; TV-L1 falls back to OpenCV on the CPU",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            _warned_no_cuda = True
+        return "opencv", None
+    if name == "auto":
+        if device is not None:
+            return "torch", device
+        return "opencv", None
+    if name == "torch":
+        return "torch", device if device is not None else torch.device("cpu")
+    if name == "opencv-cuda":
+        from flowkit.flow.opencv_cuda import opencv_cuda_available
+
+        if not opencv_cuda_available():
+            raise FlowkitError(
+                "backend 'opencv-cuda' should have an OpenCV build with CUDA and a CUDA device, "
+                "got none; use backend 'torch' with a CUDA device or 'opencv'"
+            )
+    return name, None
