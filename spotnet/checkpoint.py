@@ -1,0 +1,94 @@
+"""SOFTNet checkpoints: plain tensors plus JSON metadata, loadable with ``weights_only=True``.
+
+File layout (a dict saved with :func:`torch.save`)::
+
+    {"format": "spotnet-softnet", "format_version": 1,
+     "state_dict": {name: tensor}, "metadata_json": "<JSON object>"}
+
+Metadata is stored as a JSON string so that anything JSON-able (recipe, k, fold, metrics,
+source, ...) round-trips exactly and loading never needs pickle. ``n_params`` and
+``format_version`` are always filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spotnet.errors import SpotnetError
+from spotnet.model import SOFTNet, count_parameters
+
+FORMAT = "spotnet-softnet"
+FORMAT_VERSION = 1
+
+
+def save_model(model: SOFTNet, path: str | Path, *, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``model``'s weights and ``metadata`` to ``path`` atomically.
+
+    The file is written next to ``path`` under a temporary name and renamed, so a failure never
+    leaves a partial checkpoint behind.
+
+    Raises:
+        SpotnetError: ``metadata`` is not JSON-able, or the folder of ``path`` does not exist.
+    """
+    path = Path(path)
+    meta = dict(metadata or {})
+    meta["n_params"] = count_parameters(model)
+    meta["format_version"] = FORMAT_VERSION
+    try:
+        meta_json = json.dumps(meta, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise SpotnetError(f"checkpoint metadata should be JSON-serialisable, got {exc}") from None
+    if not path.parent.is_dir():
+        raise SpotnetError(f"checkpoint folder should exist, got missing folder {path.parent}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "metadata_json": meta_json,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_model`: (model in eval mode on CPU, metadata).
+
+    Raises:
+        SpotnetError: missing, corrupt or foreign file (not a spotnet SOFTNet checkpoint).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpotnetError(f"checkpoint should be an existing file, got missing path {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise SpotnetError(f"checkpoint {path} should be a spotnet .pt file, got an unreadable file") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise SpotnetError(f"checkpoint {path} should be a spotnet SOFTNet checkpoint, got another kind of file")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SpotnetError(f"checkpoint format version should be {FORMAT_VERSION}, got {version} in {path}")
+    model = SOFTNet()
+    try:
+        model.load_state_dict(payload["state_dict"])
+        metadata = json.loads(payload["metadata_json"])
+    except (KeyError, RuntimeError, TypeError, ValueError):
+        raise SpotnetError(f"checkpoint {path} should hold SOFTNet weights and metadata, got mismatching content") from None
+    return model.eval(), metadata
+
+
+def load_model(path: str | Path) -> SOFTNet:
+    """Load only the :class:`SOFTNet` of a checkpoint (eval mode, CPU)."""
+    return load_checkpoint(path)[0]
