@@ -41,7 +41,9 @@ def extract_roi(uve: torch.Tensor, landmarks) -> torch.Tensor:
     """Resize the two ROI boxes to 42 wide by 21 tall and stack them: eye rows 0..20, mouth 21..41.
 
     Bilinear with half-pixel centres and no antialiasing (``F.interpolate(mode="bilinear",
-    align_corners=False, antialias=False)``), which is what ``cv2.resize`` INTER_LINEAR does.
+    align_corners=False, antialias=False)``), which is what ``cv2.resize`` INTER_LINEAR does on
+    float32 (the two round the sample positions to float32 differently: results agree to about
+    1e-5 times the local pixel difference, see tests/test_preprocess.py).
 
     Args:
         uve: (B, C, S, S) floating tensor.
