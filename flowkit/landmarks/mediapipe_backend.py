@@ -104,6 +104,8 @@ class MediaPipeLandmarker:
         return Face(landmark_box(points), points)
 
     def close(self) -> None:
+        """Free MediaPipe's graph. Call it (or use ``with``): mediapipe's own finaliser prints
+        an error when it only runs during interpreter shutdown."""
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
