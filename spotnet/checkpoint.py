@@ -70,7 +70,7 @@ def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise SpotnetError(f"checkpoint should be an existing file, got missing path {path}")
+        raise SpotnetError(f"checkpoint should be an existing file, got {path} (no such file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:

@@ -39,7 +39,7 @@ def _read_layers(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     import h5py
 
     if not path.is_file():
-        raise SpotnetError(f"Keras weights file should exist, got missing path {path}")
+        raise SpotnetError(f"Keras weights file should be an existing file, got {path} (no such file)")
     try:
         f = h5py.File(path, "r")
     except OSError:
