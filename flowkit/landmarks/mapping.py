@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# Fitted on dlib's 68 points: 101 frames where both backends found the face (every 8th frame of
-# WolfgangLanger_Pexels.mp4, every 3rd of single_face.mp4, every 4th of noface_face.mov in
+# Fitted against dlib's 68 points on 101 frames where both backends found the face (every 8th frame
+# of WolfgangLanger_Pexels.mp4, every 3rd of single_face.mp4, every 4th of noface_face.mov in
 # ../shared/data), coordinates scaled by 128 / dlib box width (the 128x128 crop scale). For each
 # dlib point we took the mesh point, or the mean of two mesh points less than 8 px apart (iris
 # points 468-477 excluded), with the lowest mean distance, each video weighted equally; a pair had
-# to beat the best single point by 0.05 px. Mean distance to dlib at that scale: 2.89 px
-# (Wolfgang, 1.9-2.7 on unoccluded frames, up to 6 where a hand covers the face), 2.03 px
-# (single_face), 1.94 px (noface_face); leave-one-video-out: 3.13, 2.11, 2.03 px.
+# to beat the best single point by 0.05 px. Refitting on 190 other frames (every 4th / 2nd frame,
+# dlib upsample 1) picks the same points but for 3 of the 68.
+# Mean distance to dlib at 128x128 on those 190 frames: WolfgangLanger 3.08 px overall, 2.43 px on
+# the 73 frames without a hand over the face and 4.13 px on the 45 with one (dlib's own points are
+# poor there); single_face 2.07 px; noface_face 2.00 px. The jaw (0-16) is the least consistent
+# part (3.5-5 px), the other points are at 1.5-2.4 px. Leave-one-video-out: 3.13, 2.11, 2.03 px.
 MEDIAPIPE_TO_DLIB68: list[tuple[int, ...]] = [
     # jaw 0-16
     (127,), (234,), (93,), (215,), (172, 138), (136,), (149,), (148,), (152,), (377,), (378,),
