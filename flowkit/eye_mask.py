@@ -41,8 +41,11 @@ def eye_mask(landmarks, size: int = 128) -> np.ndarray:
 
 
 def apply_eye_mask(uve: torch.Tensor, mask) -> torch.Tensor:
-    """Zero (B, C, H, W) ``uve`` where the (H, W) ``mask`` is True, on ``uve``'s device."""
-    mask_t = torch.as_tensor(np.asarray(mask, dtype=bool)).to(uve.device)
+    """Zero (B, C, H, W) ``uve`` where the (H, W) ``mask`` (numpy or torch) is True, on ``uve``'s device."""
+    if isinstance(mask, torch.Tensor):
+        mask_t = mask.to(device=uve.device, dtype=torch.bool)
+    else:
+        mask_t = torch.from_numpy(np.asarray(mask, dtype=bool)).to(uve.device)
     if mask_t.shape != uve.shape[-2:]:
         raise FlowkitError(f"mask should have shape {tuple(uve.shape[-2:])}, got {tuple(mask_t.shape)}")
     return uve.masked_fill(mask_t, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from flowkit.errors import FlowkitError
 from flowkit.eye_mask import apply_eye_mask, eye_mask
@@ -11,7 +12,7 @@ from flowkit.head_motion import landmarks_as_int, remove_head_motion
 from flowkit.roi import extract_roi
 from flowkit.strain import optical_strain
 
-__all__ = ["CROP_SIZE", "features_from_flow"]
+__all__ = ["CROP_SIZE", "features_from_flow", "FlowFeatures"]
 
 CROP_SIZE = 128
 
@@ -22,8 +23,8 @@ def features_from_flow(flow, landmarks, *, mask=None) -> torch.Tensor:
     Args:
         flow: (B, 2, 128, 128) torch tensor or numpy array (u, v), any floating dtype.
         landmarks: (68, 2) (x, y) in crop pixels; rounded to the nearest int.
-        mask: optional precomputed (128, 128) bool eye mask (:func:`flowkit.eye_mask.eye_mask`)
-            to skip recomputing it for every batch of a video.
+        mask: optional precomputed (128, 128) bool eye mask, numpy or torch
+            (:func:`flowkit.eye_mask.eye_mask`), to skip recomputing it for every batch of a video.
 
     Returns:
         (B, 3, 42, 42) float32 tensor, channels (u, v, strain); eye ROI rows 0..20, mouth
@@ -43,3 +44,19 @@ def features_from_flow(flow, landmarks, *, mask=None) -> torch.Tensor:
     uve = remove_head_motion(uve, points)
     uve = apply_eye_mask(uve, eye_mask(points, CROP_SIZE) if mask is None else mask)
     return extract_roi(uve, points)
+
+
+class FlowFeatures(nn.Module):
+    """Module twin of :func:`features_from_flow` for one video: the landmarks are fixed and the
+    eye mask is built once (a buffer, so ``.to(device)`` moves it).
+
+    forward: flow (B, 2, 128, 128) -> (B, 3, 42, 42) float32.
+    """
+
+    def __init__(self, landmarks):
+        super().__init__()
+        self.points = landmarks_as_int(landmarks)
+        self.register_buffer("mask", torch.from_numpy(eye_mask(self.points, CROP_SIZE)))
+
+    def forward(self, flow) -> torch.Tensor:
+        return features_from_flow(flow, self.points, mask=self.mask)

@@ -267,7 +267,8 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
     """Find the videos under ``root``.
 
     ``root`` may be a single video file, a single image folder, or a directory walked
-    recursively for video files and image-sequence folders (a folder holding image files).
+    recursively for video files and image-sequence folders (a folder holding image files);
+    hidden folders are skipped.
     Known layouts give the subject:
 
     - CAS(ME)^2 ``rawpic/sNN/<video>/imgN.jpg``: subject ``sNN``, video_id ``sNN_<video>``.
@@ -297,7 +298,8 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
     else:
         base = root_p
         for dirpath, dirnames, filenames in os.walk(root_p, followlinks=False):
-            dirnames.sort(key=natural_key)
+            # hidden folders (.git, .cache, ...) never hold dataset videos
+            dirnames[:] = sorted((n for n in dirnames if not n.startswith(".")), key=natural_key)
             d = Path(dirpath)
             names = sorted(filenames, key=natural_key)
             if any(Path(n).suffix.lower() in IMAGE_EXTENSIONS for n in names):

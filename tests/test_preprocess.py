@@ -9,7 +9,7 @@ import torch
 
 from flowkit.errors import FlowkitError
 from flowkit.eye_mask import apply_eye_mask, eye_mask, eye_polygons
-from flowkit.features import features_from_flow
+from flowkit.features import FlowFeatures, features_from_flow
 from flowkit.head_motion import landmarks_as_int, nose_patch, remove_head_motion
 from flowkit.roi import extract_roi, roi_boxes
 
@@ -197,6 +197,9 @@ def test_features_smoke(device):
     torch.testing.assert_close(np_out, out.cpu(), atol=1e-6, rtol=0)
     with_mask = features_from_flow(flow, face_points(), mask=eye_mask(face_points()))
     torch.testing.assert_close(with_mask, out)
+    module = FlowFeatures(face_points()).to(device)
+    assert module.mask.device == flow.device
+    torch.testing.assert_close(module(flow), out)
 
 
 def test_features_zero_flow_is_zero():

@@ -141,6 +141,7 @@ def test_discover_single_video_and_tree(data_dir, tmp_path):
     shutil.copy(data_dir / "single_face.mp4", tmp_path / "a" / "clip one.mp4")
     shutil.copy(data_dir / "single_face.mp4", tmp_path / "a" / "b" / "clip.MOV")
     _write(tmp_path / "seq" / "f2.png", np.zeros((4, 4), np.uint8))
+    _write(tmp_path / ".hidden" / "f1.png", np.zeros((4, 4), np.uint8))
     found = discover_videos(tmp_path)
     assert [v.video_id for v in found] == ["a_clip_one", "a_b_clip", "seq"]
     assert found == discover_videos(tmp_path)
