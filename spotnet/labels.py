@@ -73,7 +73,8 @@ def pseudo_labels(
     end = start + k - 1
     for onset, offset in pairs:
         if kind == "unit":
-            value = ((start <= offset) & (end >= onset + 1)).astype(np.float32)
+            # Frames [onset + 1, offset]; empty (no positive window) when onset == offset.
+            value = ((start <= offset) & (end >= onset + 1) & (onset < offset)).astype(np.float32)
         else:
             inter = np.clip(np.minimum(end, offset) - np.maximum(start, onset) + 1, 0, None)
             iou = inter / (k + (offset - onset + 1) - inter)
