@@ -47,7 +47,8 @@ def smooth_scores(scores, k: int) -> np.ndarray:
     """Moving average of the window scores over 2k windows, as in the released code.
 
     ``a[t] = mean(s[t : t + 2k])`` for ``t = 0 .. L - 2k - 1``. (The paper describes a centred
-    2k + 1 window; SPEC section 9 keeps the code's 2k.)
+    2k + 1 window; SPEC section 9 keeps the code's 2k.) As in the code, the last score
+    ``s[L - 1]`` never enters ``a``.
 
     Args:
         scores: (L,) window scores (array-like or tensor), finite.
