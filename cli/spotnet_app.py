@@ -30,10 +30,9 @@ def import_keras_cmd(
 ) -> None:
     """Convert released Keras SOFTNet weights into a spotnet checkpoint."""
     from spotnet.checkpoint import save_model
-    from spotnet.keras_import import import_keras
+    from spotnet.keras_import import import_keras, keras_metadata
 
-    model = import_keras(weights)
-    save_model(model, out, metadata={"source": f"keras:{weights.name}", "recipe": "released-keras"})
+    save_model(import_keras(weights), out, metadata=keras_metadata(weights))
     typer.echo(f"wrote {out}")
 
 

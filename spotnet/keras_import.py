@@ -7,7 +7,9 @@ streams), ``dense`` and ``dense_1``, each as ``<layer>/<layer>/kernel:0`` and ``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +28,27 @@ _LAYERS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
     "dense": ("fc1", (_POOLED * _POOLED * _CHANNELS, 400), (400,)),
     "dense_1": ("fc2", (400, 1), (1,)),
 }
+
+
+# Published k per (dataset, type), SPEC section 2; the released files are named <dataset>_<type>_<fold>.
+_PUBLISHED_K = {("casme2", "micro"): 6, ("casme2", "macro"): 18, ("sammlv", "micro"): 37, ("sammlv", "macro"): 174}
+_RELEASED_NAME = re.compile(r"^(casme2|sammlv)_(macro|micro)_(s\w+)$")
+
+
+def keras_metadata(path: str | Path) -> dict[str, Any]:
+    """Checkpoint metadata for a released .hdf5: source and recipe, plus dataset, type, fold and
+    the published k when the file name follows ``<dataset>_<type>_<fold>`` (e.g. casme2_macro_s1).
+
+    >>> keras_metadata("weights/casme2_macro_s1.hdf5")["k"]
+    18
+    """
+    path = Path(path)
+    meta: dict[str, Any] = {"source": f"keras:{path.name}", "recipe": "released-keras"}
+    m = _RELEASED_NAME.match(path.stem)
+    if m:
+        dataset, kind, fold = m.groups()
+        meta.update(dataset=dataset, type=kind, fold=fold, k=_PUBLISHED_K[(dataset, kind)])
+    return meta
 
 
 def _find_weight(group, suffix: str):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spotnet import SOFTNet, SpotnetError, import_keras
-from spotnet.keras_import import keras_state_dict
+from spotnet.keras_import import keras_metadata, keras_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,12 @@ def test_not_hdf5_and_missing(tmp_path):
         import_keras(junk)
     with pytest.raises(SpotnetError, match="no such file"):
         import_keras(tmp_path / "absent.hdf5")
+
+
+def test_metadata_from_released_names():
+    # Published k values, SPEC section 2.
+    assert keras_metadata("sammlv_micro_s5.hdf5") == {
+        "source": "keras:sammlv_micro_s5.hdf5", "recipe": "released-keras",
+        "dataset": "sammlv", "type": "micro", "fold": "s5", "k": 37,
+    }
+    assert keras_metadata("my_model.hdf5") == {"source": "keras:my_model.hdf5", "recipe": "released-keras"}

@@ -57,6 +57,7 @@ def test_import_keras(shared_dir, tmp_path, capsys):
     assert code == 0 and err == ""
     _, meta = load_checkpoint(tmp_path / "m.pt")
     assert meta["source"] == "keras:casme2_macro_s1.hdf5" and meta["n_params"] == 314_817
+    assert (meta["dataset"], meta["type"], meta["fold"], meta["k"]) == ("casme2", "macro", "s1", 18)
 
 
 def _bad_hdf5(path):
