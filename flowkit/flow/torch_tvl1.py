@@ -70,7 +70,14 @@ def _as_float_batch(x, name: str) -> torch.Tensor:
 
 
 class _Solver:
-    """State and constants of one pyramid level for the whole batch."""
+    """Per-level state of the whole batch, with the flow channels stacked.
+
+    The flow is ``u`` (B, C, H, W) with C = 2 (u1, u2), or C = 3 when gamma != 0 (u3, the
+    illumination term). The dual variables are stacked the same way: ``px`` holds the x
+    components (p11, p21[, p31]) and ``py`` the y components. The data-term coefficients
+    ``iw`` are (I1wx, I1wy[, gamma]), so one expression covers u1, u2 and u3 as OpenCV writes
+    them separately.
+    """
 
     def __init__(self, p: TVL1Params, early_stop: str):
         self.p = p
@@ -80,63 +87,51 @@ class _Solver:
         self.early_stop = early_stop
 
     def warp(self, i0, i1, i1x, i1y, u):
-        """Warp I1 and its gradient with the current flow; return the linearisation terms."""
+        """Warp I1 and its gradient with the current flow; return the per-warp constants.
+
+        Returns (iw (B, C, H, W), neg_grad (B, 1, H, W), rho_c (B, 1, H, W)), where
+        ``neg_grad`` is -|grad I1w|^2, or -1e-30 where that is <= FLT_EPSILON: there OpenCV
+        takes the full step +-lambda*theta unless rho == 0, which a huge -rho/grad clamped
+        to +-lambda*theta reproduces.
+        """
         b, _, h, w = u.shape
         xs = torch.arange(w, device=u.device, dtype=u.dtype)
         ys = torch.arange(h, device=u.device, dtype=u.dtype)
         map_x = u[:, 0] + xs
         map_y = u[:, 1] + ys[:, None]
         warped = remap_cubic(torch.stack((i1, i1x, i1y), 1), map_x, map_y)
-        i1w, i1wx, i1wy = warped.unbind(1)
+        i1w, i1wx, i1wy = warped[:, 0:1], warped[:, 1:2], warped[:, 2:3]
         grad = i1wx * i1wx + i1wy * i1wy
-        rho_c = i1w - i1wx * u[:, 0] - i1wy * u[:, 1] - i0
-        return i1wx, i1wy, grad, rho_c
+        rho_c = i1w - i1wx * u[:, 0:1] - i1wy * u[:, 1:2] - i0[:, None]
+        neg_grad = torch.where(grad > _FLT_EPSILON, -grad, -1e-30)
+        parts = [i1wx, i1wy]
+        if self.use_gamma:
+            parts.append(torch.full_like(i1wx, self.p.gamma))
+        return torch.cat(parts, 1), neg_grad, rho_c
 
-    def iterate(self, u, u3, ps, consts, n_iter_since_median, scaled_eps):
-        """One inner iteration on the given (sub-)batch; returns the per-pair error (B,)."""
-        i1wx, i1wy, grad, rho_c = consts
+    def iterate(self, u, px, py, consts):
+        """One inner iteration, in place on ``u``, ``px``, ``py``; returns the error (B,)."""
+        iw, neg_grad, rho_c = consts
         l_t = self.l_t
-        u1, u2 = u[:, 0], u[:, 1]
-        rho = rho_c + (i1wx * u1 + i1wy * u2)
-        if self.use_gamma:
-            rho = rho + self.p.gamma * u3
-        lg = l_t * grad
-        # Thresholding step: the three cases of OpenCV's estimateV, as one factor per pixel.
-        fi = torch.where(grad > _FLT_EPSILON, -rho / grad.clamp_min(_FLT_EPSILON), 0.0)
-        fi = torch.where(rho < -lg, l_t, torch.where(rho > lg, -l_t, fi))
-        v1 = u1 + fi * i1wx
-        v2 = u2 + fi * i1wy
-        p11, p12, p21, p22 = ps[:4]
-        div = torch.empty_like(u)
-        divergence(p11, p12, div[:, 0])
-        divergence(p21, p22, div[:, 1])
-        theta = self.p.theta
-        new_u = torch.stack((v1, v2), 1).add_(div, alpha=theta)
-        diff = new_u - u
+        # Thresholding step (OpenCV's estimateV): v = u + clamp(-rho / grad, +-l_t) * grad I1w.
+        rho = rho_c.clone()
+        for c in range(u.shape[1]):
+            rho.addcmul_(iw[:, c : c + 1], u[:, c : c + 1])
+        fi = rho.div_(neg_grad).clamp_(-l_t, l_t)
+        v = torch.addcmul(u, fi, iw)
+        # u = v + theta * div(p), and the squared change for the stopping rule.
+        new_u = divergence(px, py, torch.empty_like(u)).mul_(self.p.theta).add_(v)
+        diff = new_u.sub(u)
         err = diff.mul_(diff).sum(dim=(1, 2, 3))
-        if self.use_gamma:
-            v3 = u3 + fi * self.p.gamma
-            div3 = divergence(ps[4], ps[5], torch.empty_like(u3))
-            new_u3 = v3 + theta * div3
-            d3 = new_u3 - u3
-            err = err + (d3 * d3).sum(dim=(1, 2))
-            u3.copy_(new_u3)
         u.copy_(new_u)
-        g = torch.empty((u.shape[0], 4) + u.shape[2:], device=u.device, dtype=u.dtype)
-        forward_gradient(u, g[:, 0:2], g[:, 2:4])  # g = (u1x, u2x, u1y, u2y)
-        self._dual(g[:, 0], g[:, 2], p11, p12)
-        self._dual(g[:, 1], g[:, 3], p21, p22)
-        if self.use_gamma:
-            g3x, g3y = torch.empty_like(u3), torch.empty_like(u3)
-            forward_gradient(u3, g3x, g3y)
-            self._dual(g3x, g3y, ps[4], ps[5])
-        return err
-
-    def _dual(self, gx, gy, px, py):
+        # Dual step: p = (p + taut * grad u) / (1 + taut * |grad u|), per flow channel.
+        gx, gy = torch.empty_like(u), torch.empty_like(u)
+        forward_gradient(u, gx, gy)
         taut = self.taut
         ng = torch.hypot(gx, gy).mul_(taut).add_(1.0)
         px.add_(gx, alpha=taut).div_(ng)
         py.add_(gy, alpha=taut).div_(ng)
+        return err
 
 
 def _select(tensors, idx):
@@ -215,99 +210,89 @@ def tvl1_torch(
 
     solver = _Solver(p, early_stop)
     hc, wc = sizes[-1]
-    u = i0.new_zeros((b, 2, hc, wc))
-    u3 = i0.new_zeros((b, hc, wc)) if solver.use_gamma else None
+    u = i0.new_zeros((b, 3 if solver.use_gamma else 2, hc, wc))
     for s in range(len(sizes) - 1, -1, -1):
-        _one_scale(solver, i0s[s], i1s[s], u, u3)
+        _one_scale(solver, i0s[s], i1s[s], u)
         if s == 0:
             break
-        u = resize_linear(u, sizes[s - 1]).mul_(1.0 / scale_step)
-        if u3 is not None:
-            u3 = resize_linear(u3, sizes[s - 1])
-    return u
+        u = resize_linear(u, sizes[s - 1])
+        u[:, :2] *= 1.0 / scale_step  # u3 is not a displacement and keeps its scale
+    return u[:, :2].contiguous()
 
 
-def _one_scale(solver: _Solver, i0, i1, u, u3) -> None:
-    """Warps, outer and inner iterations at one pyramid level; updates ``u`` (and ``u3``)."""
+def _one_scale(solver: _Solver, i0, i1, u) -> None:
+    """Warps, outer and inner iterations at one pyramid level; updates ``u`` in place."""
     p = solver.p
-    b, _, h, w = u.shape
+    h, w = u.shape[-2:]
     scaled_eps = p.epsilon * p.epsilon * h * w
     i1x, i1y = centered_gradient(i1)
-    n_dual = 6 if solver.use_gamma else 4
-    ps = [torch.zeros_like(i0) for _ in range(n_dual)]
+    px = torch.zeros_like(u)
+    py = torch.zeros_like(u)
     for _ in range(p.warps):
         consts = solver.warp(i0, i1, i1x, i1y, u)
         if solver.early_stop == "compact":
-            _run_compact(solver, u, u3, ps, consts, scaled_eps)
+            _run_compact(solver, u, px, py, consts, scaled_eps)
         else:
-            _run_masked(solver, u, u3, ps, consts, scaled_eps)
+            _run_masked(solver, u, px, py, consts, scaled_eps)
 
 
-def _median(solver, u, u3):
+def _median(solver, u) -> None:
     k = solver.p.median_filtering
     if k > 1:
-        u.copy_(median_blur(u, k))
-        # OpenCV filters u1 and u2 only; u3 is left as is.
+        # OpenCV filters u1 and u2 only, never u3.
+        u[:, :2] = median_blur(u[:, :2], k)
 
 
-def _run_compact(solver, u, u3, ps, consts, scaled_eps) -> None:
+def _run_compact(solver, u, px, py, consts, scaled_eps) -> None:
+    """Converged pairs leave the working batch; one host read of the errors per iteration."""
     p = solver.p
-    b = u.shape[0]
-    idx = torch.arange(b, device=u.device)
-    full = (u, u3, ps)
-    cu, cu3, cps, cconsts = u, u3, ps, consts
-    compacted = False
+    full = (u, px, py)
+    idx = None  # None: the working tensors are the full ones
+    cu, cpx, cpy, cconsts = u, px, py, consts
     for _ in range(p.outer_iterations):
-        _median(solver, cu, cu3)
+        _median(solver, cu)
         for _ in range(p.inner_iterations):
-            err = solver.iterate(cu, cu3, cps, cconsts, 0, scaled_eps)
+            err = solver.iterate(cu, cpx, cpy, cconsts)
             done = err <= scaled_eps
             if bool(done.any()):
-                keep = ~done
-                # Write the whole working batch back, then continue with the rest.
-                _scatter(full, idx, cu, cu3, cps, compacted)
-                idx = idx[keep]
+                if idx is None:
+                    idx = torch.arange(u.shape[0], device=u.device)
+                else:
+                    for t, c in zip(full, (cu, cpx, cpy)):
+                        t.index_copy_(0, idx, c)
+                idx = idx[~done]
                 if idx.numel() == 0:
                     return
-                compacted = True
-                cu, cu3, cps = _gather(full, idx)
+                cu, cpx, cpy = _select(full, idx)
                 cconsts = _select(consts, idx)
-    _scatter(full, idx, cu, cu3, cps, compacted)
+    if idx is not None:
+        for t, c in zip(full, (cu, cpx, cpy)):
+            t.index_copy_(0, idx, c)
 
 
-def _gather(full, idx):
-    u, u3, ps = full
-    return (u.index_select(0, idx), None if u3 is None else u3.index_select(0, idx),
-            _select(ps, idx))
+def _run_masked(solver, u, px, py, consts, scaled_eps) -> None:
+    """All pairs computed, converged ones frozen by a mask; one host sync per outer iteration.
 
-
-def _scatter(full, idx, cu, cu3, cps, compacted):
-    if not compacted:
-        return  # the working tensors are the full tensors themselves
-    u, u3, ps = full
-    u.index_copy_(0, idx, cu)
-    if u3 is not None:
-        u3.index_copy_(0, idx, cu3)
-    for t, c in zip(ps, cps):
-        t.index_copy_(0, idx, c)
-
-
-def _run_masked(solver, u, u3, ps, consts, scaled_eps) -> None:
+    Keeping converged pairs still costs their compute, but avoids reading the error on the
+    host after every inner iteration, which on CUDA would stall the queue of small kernels.
+    """
     p = solver.p
     b = u.shape[0]
-    active = torch.ones(b, dtype=torch.bool, device=u.device)
+    active = torch.ones((b, 1, 1, 1), dtype=torch.bool, device=u.device)
     for _ in range(p.outer_iterations):
-        old_u = u.clone()
-        _median(solver, u, u3)
-        u.copy_(torch.where(active[:, None, None, None], u, old_u))
+        if p.median_filtering > 1:
+            u.copy_(torch.where(active, _median_copy(solver, u), u))
         for _ in range(p.inner_iterations):
-            saved = [u.clone()] + ([u3.clone()] if u3 is not None else []) + [t.clone() for t in ps]
-            err = solver.iterate(u, u3, ps, consts, 0, scaled_eps)
-            cur = [u] + ([u3] if u3 is not None else []) + list(ps)
-            for t, old in zip(cur, saved):
-                m = active.view((b,) + (1,) * (t.ndim - 1))
-                t.copy_(torch.where(m, t, old))
-            active = active & (err > scaled_eps)
-        # One host sync per outer iteration: stop when every pair has converged.
+            old = (u.clone(), px.clone(), py.clone())
+            err = solver.iterate(u, px, py, consts)
+            for t, o in zip((u, px, py), old):
+                torch.where(active, t, o, out=t)
+            active = active & (err > scaled_eps).view(b, 1, 1, 1)
         if not bool(active.any()):
             return
+
+
+def _median_copy(solver, u):
+    out = u.clone()
+    _median(solver, out)
+    return out
