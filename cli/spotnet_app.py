@@ -38,7 +38,7 @@ def import_keras_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    predictions: Path = typer.Argument(..., help="Spotted intervals CSV: video, onset, offset, type[, score] (1-based)."),
+    predictions: Path = typer.Argument(..., help="Spotted intervals CSV: video, onset, offset, type[, score]; 1-based frames."),
     ground_truth: Path = typer.Argument(..., help="Ground-truth intervals CSV with the same columns."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

@@ -85,7 +85,9 @@ def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
         model.load_state_dict(payload["state_dict"])
         metadata = json.loads(payload["metadata_json"])
     except (KeyError, RuntimeError, TypeError, ValueError):
-        raise SpotnetError(f"checkpoint {path} should hold SOFTNet weights and metadata, got mismatching content") from None
+        raise SpotnetError(
+            f"checkpoint {path} should hold SOFTNet weights and metadata, got mismatching content"
+        ) from None
     return model.eval(), metadata
 
 

@@ -169,7 +169,9 @@ def _check_intervals(intervals: Iterable, what: str) -> list[EvalInterval]:
         if kind not in TYPES:
             raise SpotnetError(f"{what} type should be 'macro' or 'micro', got {kind!r} (video {video})")
         if not (0 <= onset <= offset):
-            raise SpotnetError(f"{what} interval should have 0 <= onset <= offset, got ({onset}, {offset}) in video {video}")
+            raise SpotnetError(
+                f"{what} interval should have 0 <= onset <= offset, got ({onset}, {offset}) in video {video}"
+            )
         if score is not None and not math.isfinite(score):
             raise SpotnetError(f"{what} score should be finite, got {score} in video {video}")
         out.append(EvalInterval(str(video), int(onset), int(offset), kind, None if score is None else float(score)))
@@ -237,7 +239,8 @@ def evaluate(predictions: Iterable, ground_truth: Iterable) -> EvaluationResult:
     rankings = [per_type[kind][3] for kind in TYPES]
     pooled = None
     if all(r is not None for r in rankings):
-        pooled = {t: (rankings[0][t][0] + rankings[1][t][0], rankings[0][t][1] + rankings[1][t][1]) for t in IOU_THRESHOLDS}
+        macro, micro = rankings
+        pooled = {t: (macro[t][0] + micro[t][0], macro[t][1] + micro[t][1]) for t in IOU_THRESHOLDS}
     return EvaluationResult(result["macro"], result["micro"], _scores(tp, n_pred, n_gt, pooled))
 
 
@@ -257,12 +260,17 @@ def read_intervals_csv(path: str | Path) -> list[EvalInterval]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
-        raise SpotnetError(f"interval CSV {path} should be a readable UTF-8 text file, got an unreadable file") from None
+        raise SpotnetError(
+            f"interval CSV {path} should be a readable UTF-8 text file, got an unreadable file"
+        ) from None
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip() for c in (reader.fieldnames or [])]
     missing = [c for c in CSV_COLUMNS if c not in columns]
     if missing:
-        raise SpotnetError(f"interval CSV {path} should have columns {', '.join(CSV_COLUMNS)}, got {', '.join(columns) or 'no header'} (missing {', '.join(missing)})")
+        raise SpotnetError(
+            f"interval CSV {path} should have columns {', '.join(CSV_COLUMNS)}, "
+            f"got {', '.join(columns) or 'no header'} (missing {', '.join(missing)})"
+        )
     reader.fieldnames = columns
     out = []
     for row in reader:
@@ -271,9 +279,13 @@ def read_intervals_csv(path: str | Path) -> list[EvalInterval]:
         try:
             onset, offset = int(row["onset"]), int(row["offset"])
         except (TypeError, ValueError):
-            raise SpotnetError(f"onset and offset should be integers, got {row['onset']!r} and {row['offset']!r} at {where}") from None
+            raise SpotnetError(
+                f"onset and offset should be integers, got {row['onset']!r} and {row['offset']!r} at {where}"
+            ) from None
         if onset < 1 or onset > offset:
-            raise SpotnetError(f"interval should have 1 <= onset <= offset (1-based), got ({onset}, {offset}) at {where}")
+            raise SpotnetError(
+                f"interval should have 1 <= onset <= offset (1-based), got ({onset}, {offset}) at {where}"
+            )
         kind = (row["type"] or "").strip().lower()
         if kind not in TYPES:
             raise SpotnetError(f"type should be 'macro' or 'micro', got {row['type']!r} at {where}")
