@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from spotnet.errors import SpotnetError
+from spotnet.keras_import import import_keras, keras_metadata
 from spotnet.model import SOFTNet, count_parameters
 
 FORMAT = "spotnet-softnet"
@@ -65,12 +66,17 @@ def save_model(model: SOFTNet, path: str | Path, *, metadata: dict[str, Any] | N
 def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_model`: (model in eval mode on CPU, metadata).
 
+    A released Keras weights file (``.hdf5`` / ``.h5``) is imported on the fly, so every command
+    that takes weights accepts both.
+
     Raises:
         SpotnetError: missing, corrupt or foreign file (not a spotnet SOFTNet checkpoint).
     """
     path = Path(path)
     if not path.is_file():
         raise SpotnetError(f"checkpoint should be an existing file, got {path} (no such file)")
+    if path.suffix.lower() in (".hdf5", ".h5"):
+        return import_keras(path), keras_metadata(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
@@ -92,5 +98,5 @@ def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
 
 
 def load_model(path: str | Path) -> SOFTNet:
-    """Load only the :class:`SOFTNet` of a checkpoint (eval mode, CPU)."""
+    """Load only the :class:`SOFTNet` of a checkpoint or released .hdf5 (eval mode, CPU)."""
     return load_checkpoint(path)[0]

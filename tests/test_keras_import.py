@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from spotnet import SOFTNet, SpotnetError, import_keras
+from spotnet import SOFTNet, SpotnetError, import_keras, load_checkpoint
 from spotnet.keras_import import keras_metadata, keras_state_dict
 
 
@@ -105,3 +105,11 @@ def test_metadata_from_released_names():
         "dataset": "sammlv", "type": "micro", "fold": "s5", "k": 37,
     }
     assert keras_metadata("my_model.hdf5") == {"source": "keras:my_model.hdf5", "recipe": "released-keras"}
+
+
+def test_load_checkpoint_accepts_hdf5(tmp_path):
+    path = _write_keras(tmp_path / "casme2_micro_s3.hdf5")
+    model, meta = load_checkpoint(path)
+    expected = import_keras(path).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    assert meta["k"] == 6 and meta["fold"] == "s3"
