@@ -43,9 +43,10 @@ def _linear_matrix(n_in: int, n_out: int, scale: float) -> np.ndarray:
     """(n_out, n_in) matrix of cv::resize INTER_LINEAR weights for sampling step ``scale``."""
     m = np.zeros((n_out, n_in), np.float32)
     for d in range(n_out):
-        f = np.float32((d + 0.5) * scale - 0.5)
-        s = math.floor(f)
-        f = np.float32(f - s)
+        # Position and fraction in double, the weights in float, as cv::resize does.
+        pos = (d + 0.5) * scale - 0.5
+        s = math.floor(pos)
+        f = np.float32(pos - s)
         if s < 0:
             s, f = 0, np.float32(0)
         if s >= n_in - 1:
