@@ -78,8 +78,9 @@ class SynthParams:
 
 def _base_images(data_dir: Path) -> list[np.ndarray]:
     """A few BGR frames of the shared face videos (faces near the start, before big motion)."""
-    picks = {"WolfgangLanger_Pexels.mp4": (0, 40, 80), "single_face.mp4": (0, 36)}
+    picks = {"WolfgangLanger_Pexels.mp4": (0, 20), "single_face.mp4": (0, 36)}
     images = []
+    # Alternate the two people so that neighbouring subjects look different.
     for name in BASE_VIDEOS:
         path = data_dir / name
         if not path.is_file():
@@ -281,13 +282,14 @@ def make_synthetic_dataset(
 
         landmarker = MediaPipeLandmarker()
     rng = np.random.default_rng(seed)
+    order = [i // 2 + (i % 2) * ((len(images) + 1) // 2) for i in range(len(images))]
     n_frames = int(round(seconds * fps))
     intervals: list[SynthInterval] = []
     try:
         for s in range(subjects):
             subject = f"sub{s + 1:02d}"
             base, pts = _face_crop(
-                images[s % len(images)], landmarker, size=p.size,
+                images[order[s % len(images)]], landmarker, size=p.size,
                 scale=float(rng.uniform(0.85, 1.1)),
                 shift=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.05, 0.05))),
                 flip=bool((s // len(images)) % 2),
