@@ -109,8 +109,11 @@ class _Solver:
             parts.append(torch.full_like(i1wx, self.p.gamma))
         return torch.cat(parts, 1), neg_grad, rho_c
 
-    def iterate(self, u, px, py, consts):
-        """One inner iteration, in place on ``u``, ``px``, ``py``; returns the error (B,)."""
+    def iterate(self, u, px, py, consts, active=None):
+        """One inner iteration, in place on ``u``, ``px``, ``py``; returns the error (B,).
+
+        ``active`` (B, 1, 1, 1) bool, when given, freezes the pairs where it is False.
+        """
         iw, neg_grad, rho_c = consts
         l_t = self.l_t
         # Thresholding step (OpenCV's estimateV): v = u + clamp(-rho / grad, +-l_t) * grad I1w.
@@ -123,14 +126,21 @@ class _Solver:
         new_u = divergence(px, py, torch.empty_like(u)).mul_(self.p.theta).add_(v)
         diff = new_u.sub(u)
         err = diff.mul_(diff).sum(dim=(1, 2, 3))
-        u.copy_(new_u)
+        if active is None:
+            u.copy_(new_u)
+        else:
+            torch.where(active, new_u, u, out=u)
         # Dual step: p = (p + taut * grad u) / (1 + taut * |grad u|), per flow channel.
         gx, gy = torch.empty_like(u), torch.empty_like(u)
         forward_gradient(u, gx, gy)
         taut = self.taut
         ng = torch.hypot(gx, gy).mul_(taut).add_(1.0)
-        px.add_(gx, alpha=taut).div_(ng)
-        py.add_(gy, alpha=taut).div_(ng)
+        if active is None:
+            px.add_(gx, alpha=taut).div_(ng)
+            py.add_(gy, alpha=taut).div_(ng)
+        else:
+            torch.where(active, px.add(gx, alpha=taut).div_(ng), px, out=px)
+            torch.where(active, py.add(gy, alpha=taut).div_(ng), py, out=py)
         return err
 
 
@@ -164,13 +174,14 @@ def tvl1_torch(
         nxt: frames of the same shape, dtype and device.
         tau, lambda_, theta, nscales, warps, epsilon, inner_iterations, outer_iterations,
             scale_step, gamma, median_filtering: OpenCV's DualTVL1 parameters (its defaults).
-        early_stop: how pairs that meet the stopping rule are taken out of the batch.
-            "compact": the error is read on the host after every inner iteration and
-            converged pairs leave the working batch (no wasted work; one host sync per
-            iteration, cheap on the CPU). "masked": every pair is computed and converged
-            pairs keep their values through a mask; the host checks only once per outer
-            iteration whether every pair is done (no sync inside the inner loop, for CUDA).
-            "auto": "compact" on the CPU, "masked" elsewhere. Both give the same flow.
+        early_stop: how pairs that meet the stopping rule leave the batch.
+            "compact": the errors are read on the host after every inner iteration and
+            stopped pairs leave at once (no wasted work; a host sync per iteration, free on
+            the CPU). "masked": within an outer iteration stopped pairs are frozen by a mask
+            on the device and computed for nothing; the host reads the mask once per outer
+            iteration (30 inner iterations) and drops them then, so the CUDA queue is not
+            drained every iteration. "auto": "compact" on the CPU, "masked" elsewhere.
+            Both give the same flow.
 
     Returns:
         flow (B, 2, H, W) float32 on the input's device; channel 0 is u (x), 1 is v (y).
@@ -230,10 +241,7 @@ def _one_scale(solver: _Solver, i0, i1, u) -> None:
     py = torch.zeros_like(u)
     for _ in range(p.warps):
         consts = solver.warp(i0, i1, i1x, i1y, u)
-        if solver.early_stop == "compact":
-            _run_compact(solver, u, px, py, consts, scaled_eps)
-        else:
-            _run_masked(solver, u, px, py, consts, scaled_eps)
+        _run_warp(solver, u, px, py, consts, scaled_eps)
 
 
 def _median(solver, u) -> None:
@@ -243,56 +251,51 @@ def _median(solver, u) -> None:
         u[:, :2] = median_blur(u[:, :2], k)
 
 
-def _run_compact(solver, u, px, py, consts, scaled_eps) -> None:
-    """Converged pairs leave the working batch; one host read of the errors per iteration."""
+def _run_warp(solver, u, px, py, consts, scaled_eps) -> None:
+    """Outer and inner iterations of one warp, with OpenCV's stopping rule for each pair.
+
+    A pair stops when its squared flow change is <= ``scaled_eps``; it then keeps its flow
+    for the rest of the warp, as if solved alone. Stopped pairs leave the working batch:
+    - "compact": the errors are read on the host after every inner iteration and stopped
+      pairs leave at once (no wasted work; the read is free on the CPU).
+    - "masked": inside an outer iteration stopped pairs are frozen by a mask on the device
+      (their work is wasted, but nothing waits for the host); the host reads the mask once
+      per outer iteration and drops them then.
+    """
     p = solver.p
+    per_iteration = solver.early_stop == "compact"
     full = (u, px, py)
     idx = None  # None: the working tensors are the full ones
     cu, cpx, cpy, cconsts = u, px, py, consts
+
+    def drop(keep):
+        nonlocal idx, cu, cpx, cpy, cconsts
+        if idx is None:
+            idx = torch.arange(u.shape[0], device=u.device)
+        else:
+            for t, c in zip(full, (cu, cpx, cpy)):
+                t.index_copy_(0, idx, c)
+        idx = idx[keep]
+        cu, cpx, cpy = _select(full, idx)
+        cconsts = _select(consts, idx)
+
     for _ in range(p.outer_iterations):
         _median(solver, cu)
+        active = None
         for _ in range(p.inner_iterations):
-            err = solver.iterate(cu, cpx, cpy, cconsts)
-            done = err <= scaled_eps
-            if bool(done.any()):
-                if idx is None:
-                    idx = torch.arange(u.shape[0], device=u.device)
-                else:
-                    for t, c in zip(full, (cu, cpx, cpy)):
-                        t.index_copy_(0, idx, c)
-                idx = idx[~done]
-                if idx.numel() == 0:
-                    return
-                cu, cpx, cpy = _select(full, idx)
-                cconsts = _select(consts, idx)
+            err = solver.iterate(cu, cpx, cpy, cconsts, active)
+            going = (err > scaled_eps).view(-1, 1, 1, 1)
+            if per_iteration:
+                if not bool(going.all()):
+                    drop(going.view(-1))
+                    if idx.numel() == 0:
+                        return
+            else:
+                active = going if active is None else active & going
+        if active is not None and not bool(active.all()):
+            drop(active.view(-1))
+            if idx.numel() == 0:
+                return
     if idx is not None:
         for t, c in zip(full, (cu, cpx, cpy)):
             t.index_copy_(0, idx, c)
-
-
-def _run_masked(solver, u, px, py, consts, scaled_eps) -> None:
-    """All pairs computed, converged ones frozen by a mask; one host sync per outer iteration.
-
-    Keeping converged pairs still costs their compute, but avoids reading the error on the
-    host after every inner iteration, which on CUDA would stall the queue of small kernels.
-    """
-    p = solver.p
-    b = u.shape[0]
-    active = torch.ones((b, 1, 1, 1), dtype=torch.bool, device=u.device)
-    for _ in range(p.outer_iterations):
-        if p.median_filtering > 1:
-            u.copy_(torch.where(active, _median_copy(solver, u), u))
-        for _ in range(p.inner_iterations):
-            old = (u.clone(), px.clone(), py.clone())
-            err = solver.iterate(u, px, py, consts)
-            for t, o in zip((u, px, py), old):
-                torch.where(active, t, o, out=t)
-            active = active & (err > scaled_eps).view(b, 1, 1, 1)
-        if not bool(active.any()):
-            return
-
-
-def _median_copy(solver, u):
-    out = u.clone()
-    _median(solver, out)
-    return out
