@@ -168,7 +168,7 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
             fold_scores = [predict_video(model, store_path, videos[i], device=device) for i in test]
             fold_pred, fold_gt = _spot(videos, test, fold_scores, expression, k, p)
             metrics = getattr(evaluate(fold_pred, fold_gt), expression).__dict__
-            meta = {"recipe": recipe, "k": k, "fold": subject, "expression": expression, "p": p,
+            meta = {"recipe": recipe, "k": k, "fold": subject, "expression": expression, "type": expression, "p": p,
                     "metrics": metrics, "train_videos": [videos[i].video for i in train],
                     "test_videos": [videos[i].video for i in test]}
             # Scores first, checkpoint last: the checkpoint marks the fold complete.

@@ -1,0 +1,111 @@
+"""Spotting with trained SOFTNet models on a feature store or a plain video.
+
+``MODEL`` is either one ``.pt`` checkpoint (its metadata gives the expression type and k), or a
+``train_loso`` run directory. For a run directory the fold checkpoints of each type
+(``folds/<type>/*.pt``) are an ensemble: their scores are averaged window by window, then
+spotted once. Averaging uses every model trained on the benchmark without retraining a
+``final.pt`` on all subjects, which LOSO never validated; a ``final.pt`` in the run directory,
+when present, is used instead (type and k from its metadata).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from spotnet.checkpoint import load_checkpoint
+from spotnet.dataset import list_videos, open_store, store_ks
+from spotnet.errors import SpotnetError
+from spotnet.evaluation import EvalInterval
+from spotnet.spotting import spot_intervals
+
+TYPES = ("macro", "micro")
+
+
+def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
+    """``{type: (k, [SOFTNet, ...])}`` from a checkpoint or a run directory.
+
+    Raises:
+        SpotnetError: missing/corrupt checkpoint, metadata without type or k, or no checkpoint.
+    """
+    path = Path(model_path)
+    if path.is_dir():
+        files = [path / "final.pt"] if (path / "final.pt").is_file() else sorted(path.glob("folds/*/*.pt"))
+        if not files:
+            raise SpotnetError(f"model directory {path} should hold folds/<type>/*.pt or final.pt, got none")
+    else:
+        files = [path]
+    models: dict[str, tuple[int, list]] = {}
+    for f in files:
+        model, meta = load_checkpoint(f)
+        kind = meta.get("expression", meta.get("type"))
+        k = meta.get("k")
+        if kind not in TYPES or not isinstance(k, int):
+            raise SpotnetError(
+                f"checkpoint {f} should record its expression type and k in its metadata, got type={kind!r}, k={k!r}"
+            )
+        if kind in models and models[kind][0] != k:
+            raise SpotnetError(f"{kind} checkpoints in {path} should share one k, got {models[kind][0]} and {k}")
+        models.setdefault(kind, (k, []))[1].append(model)
+    return models
+
+
+def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.55,
+               return_scores: bool = False):
+    """Spot every video of a store with each type's (ensemble of) models.
+
+    Annotations are not needed. Returns a list of 0-based :class:`EvalInterval` (with scores),
+    and with ``return_scores`` also ``{(type, video): (L,) averaged scores}``.
+
+    Raises:
+        SpotnetError: the store lacks a model's k, or its features are incomplete.
+    """
+    from spotnet.training import predict_video
+
+    open_store(store_path)
+    ks = store_ks(store_path)
+    out, scores = [], {}
+    for kind, (k, group) in models.items():
+        if k not in ks:
+            raise SpotnetError(
+                f"the {kind} model's k ({k}) should be one of the store's k values {ks}; "
+                f"extract the videos again with --k {k}"
+            )
+        for v in list_videos(store_path, k):
+            s = np.mean([predict_video(m, store_path, v) for m in group], axis=0)
+            scores[(kind, v.video)] = s
+            out += [EvalInterval(v.video, it.start, min(it.end, v.n_frames - 1), kind, it.score)
+                    for it in spot_intervals(s, k, p=p)]
+    return (out, scores) if return_scores else out
+
+
+def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=None):
+    """Spot intervals in a feature store, or in a video / image folder / dataset folder.
+
+    A path that is not a store is extracted first with ``flowkit.extract`` at the models' k
+    values, into ``store_out`` (default: a temporary store, removed afterwards).
+
+    Returns:
+        0-based :class:`EvalInterval` list, typed and scored.
+    """
+    models = load_spotting_models(model_path)
+    source = Path(source)
+    if not source.exists():
+        raise SpotnetError(f"input should be a feature store, a video or a folder, got {source} (no such path)")
+    if (source / "zarr.json").is_file():
+        return spot_store(models, source, p=p)
+    from flowkit.extract import extract
+    from flowkit.sources import discover_videos
+
+    ks = sorted({k for k, _ in models.values()})
+    inputs = discover_videos(source)
+    if store_out is not None:
+        extract(inputs, store_out, ks=ks, **({"flow_params": flow_params} if flow_params else {}))
+        return spot_store(models, store_out, p=p)
+    with tempfile.TemporaryDirectory(prefix="spotnet-") as tmp:
+        store = Path(tmp) / "features.zarr"
+        extract(inputs, store, ks=ks, **({"flow_params": flow_params} if flow_params else {}))
+        return spot_store(models, store, p=p)
+
