@@ -79,12 +79,14 @@ class _Solver:
     them separately.
     """
 
-    def __init__(self, p: TVL1Params, early_stop: str):
+    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False):
         self.p = p
         self.l_t = p.lambda_ * p.theta
         self.taut = p.tau / p.theta
         self.use_gamma = p.gamma != 0
         self.early_stop = early_stop
+        if compile:
+            self.iterate = torch.compile(self.iterate, dynamic=True)
 
     def warp(self, i0, i1, i1x, i1y, u):
         """Warp I1 and its gradient with the current flow; return the per-warp constants.
@@ -165,6 +167,7 @@ def tvl1_torch(
     gamma: float = 0.0,
     median_filtering: int = 5,
     early_stop: str = "auto",
+    compile: bool = False,
 ) -> torch.Tensor:
     """Dual TV-L1 flow from ``prev`` to ``nxt`` for a batch of pairs, as OpenCV computes it.
 
@@ -182,6 +185,8 @@ def tvl1_torch(
             iteration (30 inner iterations) and drops them then, so the CUDA queue is not
             drained every iteration. "auto": "compact" on the CPU, "masked" elsewhere.
             Both give the same flow.
+        compile: run the inner iteration through ``torch.compile`` (fuses its ~25
+            elementwise kernels; the first call pays the compilation). Off by default.
 
     Returns:
         flow (B, 2, H, W) float32 on the input's device; channel 0 is u (x), 1 is v (y).
@@ -219,7 +224,7 @@ def tvl1_torch(
         i0s.append(both[:, 0])
         i1s.append(both[:, 1])
 
-    solver = _Solver(p, early_stop)
+    solver = _Solver(p, early_stop, compile)
     hc, wc = sizes[-1]
     u = i0.new_zeros((b, 3 if solver.use_gamma else 2, hc, wc))
     for s in range(len(sizes) - 1, -1, -1):
