@@ -116,6 +116,12 @@ def test_gpu_without_cuda_warns_once_and_falls_back(monkeypatch):
     assert sum("no CUDA device" in str(w.message) for w in caught) == 1
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_device_without_cuda_is_a_clear_error():
+    with pytest.raises(FlowkitError, match="no CUDA device"):
+        resolve_backend("torch", device="cuda")
+
+
 @pytest.mark.skipif(opencv_cuda_available(), reason="checks the error without cv2.cuda")
 def test_opencv_cuda_absent_is_a_clear_error():
     with pytest.raises(FlowkitError, match="opencv-cuda"):

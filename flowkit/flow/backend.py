@@ -54,6 +54,11 @@ def resolve_backend(name: str = "auto", device=None, gpu: bool = False):
     global _warned_no_cuda
     if device is not None:
         device = torch.device(device)
+        if device.type == "cuda" and not _torch_cuda():
+            raise FlowkitError(
+                f"device should be one that torch can use here, got {device} but no CUDA "
+                "device is available"
+            )
     if gpu:
         if name in ("auto", "torch") and _torch_cuda():
             dev = device if device is not None and device.type == "cuda" else torch.device("cuda")
