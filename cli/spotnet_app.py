@@ -49,6 +49,47 @@ def evaluate_cmd(
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.format_table())
 
 
+@app.command("train")
+def train_cmd(
+    store: Path = typer.Argument(..., help="Feature store from 'flowkit extract --annotations ...'."),
+    out: Path = typer.Option(Path("run"), "--out", help="Run folder: folds/, scores/, metrics.json, report.html."),
+    expression: str = typer.Option("all", "--expression", help="macro, micro or all (both, pooled as overall)."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(12, "--batch-size"),
+    lr: float = typer.Option(5e-4, "--lr"),
+    p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
+    seed: int = typer.Option(0, "--seed"),
+    subjects: list[str] = typer.Option(None, "--subject", help="Only these held-out subjects (repeatable)."),
+    device: str = typer.Option(None, "--device", help="torch device (default cpu)."),
+    control: str = typer.Option(None, "--control", help="'random': random scores instead of a model (sanity baseline)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bars."),
+) -> None:
+    """Leave-one-subject-out training and evaluation (resumes complete folds in OUT)."""
+    from spotnet.training import train_loso
+
+    result = train_loso(store, expression=expression, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                        p=p, seed=seed, subjects=subjects or None, device=device, progress=not no_progress,
+                        control=control)
+    typer.echo(result.format_table())
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("spot")
+def spot_cmd(
+    model: Path = typer.Argument(..., help="Checkpoint (.pt) or a 'spotnet train' run folder (fold scores averaged)."),
+    source: Path = typer.Argument(..., help="Feature store, or a video / image folder / dataset folder to extract first."),
+    out: Path = typer.Option(Path("intervals.csv"), "--out", help="Spotted intervals CSV (1-based frames)."),
+    p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
+) -> None:
+    """Spot macro/micro intervals with trained models."""
+    from spotnet.evaluation import write_intervals_csv
+    from spotnet.spot import spot
+
+    intervals = spot(model, source, p=p)
+    write_intervals_csv(out, intervals)
+    typer.echo(f"wrote {len(intervals)} intervals to {out}")
+
+
 def _sentence(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
         reason = exc.strerror or type(exc).__name__
