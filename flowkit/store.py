@@ -1,0 +1,342 @@
+"""The Zarr v3 feature store (docs/STORE.md, schema version 1): the contract with spotnet.
+
+A store is written by one process at a time: a writer (``mode="a"``) holds an exclusive,
+non-blocking ``fcntl.flock`` on ``<store>/.lock`` until :meth:`FeatureStore.close`. Crash safety
+comes from the order of writes: a chunk's data, then its ``written`` flag, then (when every flag
+is set) ``complete``. zarr's local store replaces each object file atomically, so a killed writer
+leaves either the old or the new version of a chunk, never half of one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from flowkit.errors import FlowkitError
+
+__all__ = ["FeatureStore", "SCHEMA_VERSION", "DEFAULT_CHUNK_WINDOWS", "flowkit_version"]
+
+SCHEMA_VERSION = 1
+DEFAULT_CHUNK_WINDOWS = 64
+FEATURE_SHAPE = (3, 42, 42)
+FLOW_SHAPE = (2, 128, 128)
+
+
+def flowkit_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("softnet-spotting")
+    except Exception:  # not installed (running from a checkout)
+        return "0+unknown"
+
+
+def _json_safe(value):
+    """Attrs are JSON: numpy scalars and tuples become Python numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class FeatureStore:
+    """Open (``mode="r"``) or create/append to (``mode="a"``) a flowkit feature store.
+
+    Args:
+        path: the ``.zarr`` directory.
+        mode: "r" read-only; "a" create when missing, otherwise open for writing, holding the
+            store's lock until :meth:`close` (or the end of a ``with`` block).
+
+    Raises:
+        FlowkitError: the path is a file, is not a flowkit store, or another process writes it.
+
+    Layout (docs/STORE.md): ``videos/<id>`` attrs and ``landmarks`` (68, 2) float32;
+    ``videos/<id>/k<k>/features`` (n_windows, 3, 42, 42) float32 with dimension names
+    (window, channel, y, x), ``written`` (n_chunks,) bool and optionally ``flow``
+    (n_windows, 2, 128, 128) float32.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "r"):
+        import zarr
+
+        if mode not in ("r", "a"):
+            raise FlowkitError(f"store mode should be 'r' or 'a', got {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self._lock_fd: int | None = None
+        if self.path.exists() and not self.path.is_dir():
+            raise FlowkitError(f"output store should be a directory (.zarr), got {str(self.path)!r} which is a file")
+        is_store = (self.path / "zarr.json").is_file()
+        if mode == "r":
+            if not is_store:
+                raise FlowkitError(f"feature store should exist, got {str(self.path)!r} which is not a Zarr store")
+        elif not is_store and self.path.exists() and any(p.name != ".lock" for p in self.path.iterdir()):
+            raise FlowkitError(
+                f"output store should be a new path or a flowkit store, got {str(self.path)!r}: a non-empty folder "
+                "that is not a Zarr store"
+            )
+        if mode == "a":
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FlowkitError(f"output store {str(self.path)!r} should be creatable, got {exc.strerror or exc}") from None
+            self._acquire_lock()
+        try:
+            if mode == "a" and not is_store:
+                self.root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+                self.root.attrs.update({"schema_version": SCHEMA_VERSION, "flowkit_version": flowkit_version()})
+                self.root.require_group("videos")
+            else:
+                self.root = zarr.open_group(str(self.path), mode="r" if mode == "r" else "a", zarr_format=3)
+        except FlowkitError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise FlowkitError(f"feature store {str(self.path)!r} should be a readable Zarr v3 store, got {exc}") from None
+        schema = self.root.attrs.get("schema_version")
+        if schema != SCHEMA_VERSION or "videos" not in self.root:
+            self.close()
+            raise FlowkitError(
+                f"feature store {str(self.path)!r} should be a flowkit store of schema version {SCHEMA_VERSION}, "
+                f"got schema_version {schema!r}"
+            )
+
+    # ------------------------------------------------------------------ lock
+    def _acquire_lock(self) -> None:
+        lock = self.path / ".lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise FlowkitError(f"store {self.path} is being written by another process (pid {pid})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the writer's lock (the lock file stays; its lock is what counts)."""
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _writable(self) -> None:
+        if self.mode != "a" or self._lock_fd is None:
+            raise FlowkitError(f"store {self.path} should be opened with mode='a' to write, got mode {self.mode!r}")
+
+    # ------------------------------------------------------------------ root
+    @property
+    def attrs(self) -> dict:
+        return dict(self.root.attrs)
+
+    def set_root_attrs(self, **attrs) -> None:
+        self._writable()
+        self.root.attrs.update(_json_safe(attrs))
+
+    # ------------------------------------------------------------------ videos
+    def _video(self, video_id: str):
+        videos = self.root["videos"]
+        if video_id not in videos:
+            raise FlowkitError(f"video should be in store {self.path}, got unknown {video_id!r}")
+        return videos[video_id]
+
+    def _kgroup(self, video_id: str, k: int):
+        g = self._video(video_id)
+        if f"k{int(k)}" not in g:
+            raise FlowkitError(f"video {video_id!r} in store {self.path} should have features for k={k}, got none")
+        return g[f"k{int(k)}"]
+
+    def videos(self) -> list[str]:
+        """Video ids in the store, sorted."""
+        return sorted(name for name, _ in self.root["videos"].groups())
+
+    def has_video(self, video_id: str) -> bool:
+        return video_id in self.root["videos"]
+
+    def add_video(self, video_id: str, attrs: dict, landmarks) -> None:
+        """Create (or update) ``videos/<video_id>`` with its attrs and (68, 2) landmarks.
+
+        attrs: subject, source, n_frames, fps, crop_box [x0, y0, x1, y1], reference_frame,
+        landmark_backend, annotations (see docs/STORE.md).
+        """
+        self._writable()
+        if not video_id or "/" in video_id or video_id.startswith("."):
+            raise FlowkitError(f"video id should be a group name without '/', got {video_id!r}")
+        points = np.asarray(landmarks, dtype=np.float32)
+        if points.shape != (68, 2):
+            raise FlowkitError(f"landmarks should have shape (68, 2), got {points.shape}")
+        g = self.root["videos"].require_group(video_id)
+        g.attrs.update(_json_safe(attrs))
+        if "landmarks" in g and g["landmarks"].shape == (68, 2):
+            g["landmarks"][...] = points
+        else:
+            arr = g.create_array("landmarks", shape=(68, 2), dtype="float32", chunks=(68, 2),
+                                 dimension_names=("point", "xy"), overwrite=True)
+            arr[...] = points
+
+    def set_video_attrs(self, video_id: str, **attrs) -> None:
+        self._writable()
+        self._video(video_id).attrs.update(_json_safe(attrs))
+
+    def video_attrs(self, video_id: str) -> dict:
+        return dict(self._video(video_id).attrs)
+
+    def landmarks(self, video_id: str) -> np.ndarray:
+        """(68, 2) float32 landmarks in 128x128 crop pixels."""
+        return np.asarray(self._video(video_id)["landmarks"][...])
+
+    def annotations(self, video_id: str) -> list[dict]:
+        """0-based inclusive [{"onset", "apex", "offset", "type"}] of the video (may be empty)."""
+        return list(self._video(video_id).attrs.get("annotations") or [])
+
+    def ks(self, video_id: str) -> list[int]:
+        """The k values that have a features group for this video, sorted."""
+        g = self._video(video_id)
+        return sorted(int(name[1:]) for name, _ in g.groups() if name[:1] == "k" and name[1:].isdigit())
+
+    # ------------------------------------------------------------------ features
+    def create_features(self, video_id: str, k: int, n_windows: int, flow_backend: str, flow_params: dict, *,
+                        chunk: int = DEFAULT_CHUNK_WINDOWS, save_flow: bool = False) -> None:
+        """Create ``videos/<id>/k<k>`` (features, written, optionally flow), or keep an existing
+        one that matches, so that a rerun resumes it.
+
+        Raises:
+            FlowkitError: an existing group was made with other TV-L1 parameters, backend,
+                window count or chunking (resuming would mix two computations).
+        """
+        self._writable()
+        if n_windows < 1:
+            raise FlowkitError(f"n_windows should be >= 1, got {n_windows}")
+        g = self._video(video_id)
+        name = f"k{int(k)}"
+        params = _json_safe(dict(flow_params))
+        if name in g:
+            kg = g[name]
+            old = dict(kg.attrs)
+            mismatch = [
+                what for what, a, b in (
+                    ("flow_params", old.get("flow_params"), params),
+                    ("flow_backend", old.get("flow_backend"), flow_backend),
+                    ("n_windows", old.get("n_windows"), n_windows),
+                    ("chunk", old.get("chunk"), chunk),
+                ) if a != b
+            ]
+            if save_flow and "flow" not in kg:
+                mismatch.append("save_flow")
+            if not mismatch:
+                return
+            raise FlowkitError(
+                f"store {self.path} already holds video {video_id!r} k={k} made with a different "
+                f"{', '.join(mismatch)}; write to a new store to use other settings"
+            )
+        kg = g.create_group(name)
+        n_chunks = math.ceil(n_windows / chunk)
+        kg.create_array("features", shape=(n_windows, *FEATURE_SHAPE), chunks=(chunk, *FEATURE_SHAPE),
+                        dtype="float32", fill_value=0.0, dimension_names=("window", "channel", "y", "x"))
+        kg.create_array("written", shape=(n_chunks,), chunks=(n_chunks,), dtype="bool", fill_value=False,
+                        dimension_names=("chunk",))
+        if save_flow:
+            kg.create_array("flow", shape=(n_windows, *FLOW_SHAPE), chunks=(chunk, *FLOW_SHAPE),
+                            dtype="float32", fill_value=0.0, dimension_names=("window", "component", "y", "x"))
+        kg.attrs.update({"k": int(k), "flow_backend": flow_backend, "flow_params": params, "complete": False,
+                         "n_windows": int(n_windows), "chunk": int(chunk)})
+
+    def chunk_windows(self, video_id: str, k: int) -> int:
+        return int(self._kgroup(video_id, k).attrs["chunk"])
+
+    def written(self, video_id: str, k: int) -> np.ndarray:
+        """(n_chunks,) bool: which chunks of features are fully written."""
+        return np.asarray(self._kgroup(video_id, k)["written"][...], dtype=bool)
+
+    def write_chunk(self, video_id: str, k: int, chunk_index: int, features, flow=None) -> None:
+        """Write windows [chunk_index * chunk, ...) of features (and flow), then flag the chunk.
+
+        features: (n, 3, 42, 42) float32, n the chunk's window count (the last may be short).
+        """
+        self._writable()
+        kg = self._kgroup(video_id, k)
+        chunk = int(kg.attrs["chunk"])
+        n_windows = int(kg.attrs["n_windows"])
+        start = chunk_index * chunk
+        stop = min(start + chunk, n_windows)
+        if not 0 <= start < n_windows:
+            raise FlowkitError(f"chunk index should be in [0, {math.ceil(n_windows / chunk)}), got {chunk_index}")
+        feats = np.asarray(features, dtype=np.float32)
+        if feats.shape != (stop - start, *FEATURE_SHAPE):
+            raise FlowkitError(f"chunk {chunk_index} features should have shape {(stop - start, *FEATURE_SHAPE)}, "
+                               f"got {feats.shape}")
+        kg["features"][start:stop] = feats
+        if "flow" in kg:
+            if flow is None:
+                raise FlowkitError(f"chunk {chunk_index} should come with its flow (store made with save_flow)")
+            kg["flow"][start:stop] = np.asarray(flow, dtype=np.float32)
+        # The flag goes last: a crash before this line leaves the chunk to be recomputed.
+        kg["written"][chunk_index] = True
+
+    def mark_complete(self, video_id: str, k: int) -> bool:
+        """Set ``complete`` when every chunk is flagged; returns whether it is complete."""
+        self._writable()
+        kg = self._kgroup(video_id, k)
+        done = bool(np.all(kg["written"][...]))
+        if done:
+            kg.attrs["complete"] = True
+        return done
+
+    def is_complete(self, video_id: str, k: int) -> bool:
+        g = self._video(video_id)
+        name = f"k{int(k)}"
+        return name in g and bool(g[name].attrs.get("complete", False))
+
+    def features(self, video_id: str, k: int):
+        """The (n_windows, 3, 42, 42) float32 zarr array (index it to read)."""
+        return self._kgroup(video_id, k)["features"]
+
+    def flow(self, video_id: str, k: int):
+        """The optional (n_windows, 2, 128, 128) float32 zarr array, or None."""
+        kg = self._kgroup(video_id, k)
+        return kg["flow"] if "flow" in kg else None
+
+    def k_attrs(self, video_id: str, k: int) -> dict:
+        return dict(self._kgroup(video_id, k).attrs)
+
+    def summary(self) -> dict:
+        """A JSON-ready description for ``flowkit info``."""
+        out = {"path": str(self.path), **{key: self.root.attrs.get(key) for key in
+                                          ("schema_version", "flowkit_version", "k_by_type")}, "videos": []}
+        for vid in self.videos():
+            a = self.video_attrs(vid)
+            entry = {"video": vid, "subject": a.get("subject"), "n_frames": a.get("n_frames"), "fps": a.get("fps"),
+                     "n_annotations": len(a.get("annotations") or []), "ks": []}
+            for k in self.ks(vid):
+                ka = self.k_attrs(vid, k)
+                w = self.written(vid, k)
+                entry["ks"].append({"k": k, "n_windows": ka.get("n_windows"), "complete": bool(ka.get("complete")),
+                                    "chunks_written": int(w.sum()), "n_chunks": int(w.size),
+                                    "flow_backend": ka.get("flow_backend"), "flow_params": ka.get("flow_params")})
+            out["videos"].append(entry)
+        return out
