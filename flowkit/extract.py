@@ -1,0 +1,504 @@
+"""The extraction pipeline: sources -> reference face -> 128x128 crops -> TV-L1 -> features -> store.
+
+Per video (SPEC 1-4):
+
+1. A first pass decodes the video to find the reference frame (the first with a face) and to
+   count the frames (container headers can be wrong). A rerun reuses what the store recorded.
+2. The landmarks are found again on the crop of frame 0 (falling back to the reference face's
+   points mapped into the crop).
+3. A second pass crops every frame with the reference box and keeps a rolling buffer of
+   ``max(k) + chunk`` crops, so a long video is never held in memory. Window i pairs crops i and
+   i + k. Batches of windows go to worker processes (TV-L1 + features); the main process decodes,
+   crops and is the only writer of the store.
+
+Resume: complete (video, k) pairs are skipped and only chunks whose ``written`` flag is false
+are computed again. The computation is deterministic, so a resumed store equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import multiprocessing
+import os
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from flowkit.errors import FlowkitError
+from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
+
+__all__ = ["extract", "ExtractionReport", "VideoResult", "FAST_TVL1", "TEST_TVL1"]
+
+#: A reduced TV-L1 preset for demos (``flowkit extract --fast``): 3 scales, 2 warps, 10 inner and
+#: 2 outer iterations instead of OpenCV's 5/5/30/10. Not SPEC-exact; roughly 5-7x faster.
+FAST_TVL1 = {"nscales": 3, "warps": 2, "inner_iterations": 10, "outer_iterations": 2}
+#: Smallest useful preset, for tests only.
+TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations": 1}
+
+_FAILURE_ERRORS = (FlowkitError, OSError, ValueError)
+
+
+@dataclass
+class VideoResult:
+    """What happened to one video: status "done", "partial" (some k skipped) or "failed"."""
+
+    video_id: str
+    status: str
+    message: str = ""
+    ks: list[int] = field(default_factory=list)
+    pairs: int = 0
+
+
+@dataclass
+class ExtractionReport:
+    """Outcome of :func:`extract`: per-video results, pairs computed and wall time."""
+
+    store: Path
+    videos: list[VideoResult] = field(default_factory=list)
+    pairs: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[VideoResult]:
+        return [v for v in self.videos if v.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.pairs / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        done = sum(v.status != "failed" for v in self.videos)
+        lines = [f"{done} of {len(self.videos)} video(s) extracted into {self.store}; {self.pairs} pairs in "
+                 f"{self.seconds:.1f} s ({self.pairs_per_s:.2f} pairs/s)"]
+        lines += [f"  {v.video_id}: {v.message}" for v in self.videos if v.message]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- workers
+def _init_worker(single_thread: bool) -> None:
+    if single_thread:
+        import cv2
+        import torch
+
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
+
+
+def _compute(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, backend: str, device, params: dict,
+             save_flow: bool):
+    """TV-L1 on (B, 128, 128) uint8 pairs, then features; returns (features (B, 3, 42, 42), flow or None)."""
+    from flowkit.features import features_from_flow
+    from flowkit.flow import tvl1
+
+    flow = tvl1(prev, nxt, backend=backend, device=device, **params)
+    feats = features_from_flow(flow, landmarks)
+    feats = feats.detach().cpu().numpy().astype(np.float32, copy=False)
+    if save_flow:
+        import torch
+
+        flow = flow.detach().cpu().numpy() if isinstance(flow, torch.Tensor) else np.asarray(flow)
+        return feats, flow.astype(np.float32, copy=False)
+    return feats, None
+
+
+class _InlineExecutor:
+    """The executor interface, running each task at submit time (workers <= 1, GPU backends)."""
+
+    def submit(self, fn, *args):
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # delivered to the caller through the future, like a pool
+            fut.set_exception(exc)
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def _make_executor(workers: int):
+    if workers <= 1:
+        return _InlineExecutor()
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(True,))
+
+
+# ---------------------------------------------------------------------- inputs
+def _as_inputs(inputs) -> list:
+    from flowkit.sources import VideoInput, discover_videos
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out = []
+    for item in inputs:
+        if isinstance(item, VideoInput):
+            out.append(item)
+        else:
+            out.extend(discover_videos(item))
+    seen = set()
+    for v in out:
+        if v.video_id in seen:
+            raise FlowkitError(f"video ids should be unique in one store, got {v.video_id!r} twice")
+        seen.add(v.video_id)
+    return out
+
+
+class _Frames:
+    """Iterate a source while remembering the last frame (for the reference frame's shape)."""
+
+    def __init__(self, source):
+        self.source = source
+        self.path = source.path
+        self.last = None
+        self.count = 0
+
+    def __iter__(self):
+        for frame in self.source:
+            self.last = frame
+            self.count += 1
+            yield frame
+
+
+def _prepare(video, source, landmarker, landmark_backend: str) -> tuple[dict, np.ndarray]:
+    """First pass: reference face, crop box, frame count and crop landmarks."""
+    from flowkit.crop import clamp_box, crop_face, crop_landmarks, find_reference
+
+    frames = _Frames(source)
+    it = iter(frames)
+    reference, face = find_reference(_Iterable(it, source.path), landmarker)
+    ref_frame = frames.last
+    for _ in it:  # count the rest without detection
+        pass
+    n_frames = frames.count
+    h, w = ref_frame.shape[:2]
+    box = clamp_box(face.box, w, h)
+    first = next(iter(source))
+    points, _ = crop_landmarks(landmarker, crop_face(first, box), reference=face, frame_shape=ref_frame.shape)
+    attrs = {
+        "source": str(Path(video.path).resolve()),
+        "n_frames": int(n_frames),
+        "fps": source.fps,
+        "crop_box": [int(v) for v in box],
+        "reference_frame": int(reference),
+        "landmark_backend": landmark_backend,
+    }
+    return attrs, points
+
+
+class _Iterable:
+    """Wrap an iterator so find_reference can name the source in its error message."""
+
+    def __init__(self, it, path):
+        self._it = it
+        self.path = path
+
+    def __iter__(self):
+        return self._it
+
+
+# ---------------------------------------------------------------------- the pipeline
+def _annotation_setup(annotations, video_ids: list[str], ks, report: ExtractionReport):
+    from flowkit.annotations import Interval, k_by_type, load_annotations, match_videos
+
+    intervals: list[Interval] = []
+    if annotations is not None:
+        if isinstance(annotations, (str, os.PathLike)):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                intervals = load_annotations(annotations)
+            for w in caught:
+                report.warnings.append(str(w.message))
+                warnings.warn(str(w.message), UserWarning, stacklevel=3)
+        else:
+            intervals = list(annotations)
+    by_video, unknown = match_videos(video_ids, intervals)
+    if unknown:
+        msg = (f"annotations name {len(unknown)} video(s) that are not among the inputs, ignored: "
+               f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+        report.warnings.append(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    derived = k_by_type(intervals) if intervals else {}
+    if ks is None:
+        if not derived:
+            raise FlowkitError("k should be given (--k) or derived from annotations (--annotations), got neither")
+        ks = sorted(set(derived.values()))
+    ks = sorted({int(k) for k in ks})
+    if not ks or min(ks) < 1:
+        raise FlowkitError(f"k values should be positive integers, got {ks}")
+    return by_video, ks, {t: k for t, k in derived.items() if k in ks}
+
+
+def extract(
+    inputs,
+    store_path: str | os.PathLike,
+    *,
+    ks: Sequence[int] | None = None,
+    annotations=None,
+    landmark_backend: str = "mediapipe",
+    model_path: str | os.PathLike | None = None,
+    flow_backend: str = "opencv",
+    device=None,
+    gpu: bool = False,
+    flow_params: dict | None = None,
+    workers: int | None = None,
+    save_flow: bool = False,
+    chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
+    batch_windows: int | None = None,
+    progress: bool = True,
+) -> ExtractionReport:
+    """Extract SOFTNet features of every input video into a Zarr store (docs/STORE.md).
+
+    Args:
+        inputs: a list of :class:`flowkit.sources.VideoInput`, or paths (video files, image
+            folders, dataset folders) passed to :func:`flowkit.sources.discover_videos`.
+        store_path: the ``.zarr`` directory; created, or resumed when it exists.
+        ks: window lengths; None derives one per expression type from ``annotations`` (SPEC 2).
+        annotations: an annotation file (:func:`flowkit.annotations.load_annotations`) or a list of
+            :class:`~flowkit.annotations.Interval`; stored per video (0-based, inclusive) and as
+            root attrs ``k_by_type``.
+        landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
+        flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
+        flow_params: ``TVL1Params`` fields; OpenCV's defaults (SPEC 2) when None.
+        workers: processes computing TV-L1 + features; default the CPU count for CPU backends and
+            1 (in-process) for CUDA. Each worker runs one OpenCV/torch thread.
+        save_flow: also store the (n_windows, 2, 128, 128) flow.
+        chunk_windows: windows per stored chunk (the resume unit).
+        batch_windows: windows per task sent to a worker (default 8 with a pool, else a chunk).
+        progress: tqdm bars per video and overall (pairs/s).
+
+    Returns:
+        :class:`ExtractionReport`. A video that fails (no face, unreadable) is recorded there and
+        the others go on; a video shorter than k + 1 frames skips that k with a message.
+
+    Raises:
+        FlowkitError: bad arguments, an unusable store, or a store locked by another writer.
+    """
+    from flowkit.annotations import TYPES  # noqa: F401 - import check of the module
+    from flowkit.flow import resolve_backend
+    from flowkit.flow.params import check_params
+    from flowkit.landmarks import make_landmarker
+    from flowkit.sources import open_source
+
+    t_start = time.perf_counter()
+    params = check_params(dict(flow_params or {})).to_dict()
+    backend, dev = resolve_backend(flow_backend, device, gpu)
+    if chunk_windows < 1:
+        raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
+    videos = _as_inputs(inputs)
+    if not videos:
+        raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")
+    report = ExtractionReport(store=Path(store_path))
+    by_video, ks, kbt = _annotation_setup(annotations, [v.video_id for v in videos], ks, report)
+    on_gpu = dev is not None and getattr(dev, "type", "cpu") != "cpu" or backend == "opencv-cuda"
+    if workers is None:
+        workers = 1 if on_gpu else (os.cpu_count() or 1)
+    if workers < 1:
+        raise FlowkitError(f"workers should be >= 1, got {workers}")
+    if batch_windows is None:
+        batch_windows = 8 if workers > 1 else chunk_windows
+    batch_windows = max(1, min(batch_windows, chunk_windows))
+
+    store = FeatureStore(store_path, mode="a")
+    landmarker = None
+    executor = None
+    try:
+        if kbt:
+            store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
+        kwargs = {"model_path": model_path} if landmark_backend == "mediapipe" else {}
+        landmarker = make_landmarker(landmark_backend, **kwargs)
+        executor = _make_executor(workers)
+        bars = _Bars(progress, len(videos))
+        backend_name = backend if dev is None else f"{backend}:{dev}"
+        for video in videos:
+            ivs = by_video.get(video.video_id, [])
+            try:
+                result = _extract_video(video, ivs, store, landmarker, landmark_backend, executor, workers,
+                                        ks, backend, dev, backend_name, params, save_flow, chunk_windows,
+                                        batch_windows, bars, open_source)
+            except _FAILURE_ERRORS as exc:
+                result = VideoResult(video.video_id, "failed", _one_line(exc))
+            except cf.process.BrokenProcessPool as exc:
+                raise FlowkitError(f"a worker process died while extracting {video.video_id}: {exc}") from None
+            report.videos.append(result)
+            report.pairs += result.pairs
+            bars.video_done()
+        bars.close()
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        if landmarker is not None and hasattr(landmarker, "close"):
+            landmarker.close()
+        store.close()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _one_line(exc: Exception) -> str:
+    import cv2
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if isinstance(exc, (FlowkitError, cv2.error)) else f"{type(exc).__name__}: {text}"
+
+
+class _Bars:
+    """Overall and per-video tqdm bars counting pairs (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, n_videos: int):
+        self.enabled = enabled
+        self.overall = None
+        self.video = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self.overall = tqdm(total=n_videos, unit="video", desc="videos", position=0)
+
+    def start_video(self, name: str, pairs: int):
+        if self.enabled:
+            self.video = self._tqdm(total=pairs, unit="pair", desc=name[:30], position=1, leave=False)
+
+    def pairs(self, n: int):
+        if self.video is not None:
+            self.video.update(n)
+
+    def video_done(self):
+        if self.video is not None:
+            self.video.close()
+            self.video = None
+        if self.overall is not None:
+            self.overall.update(1)
+
+    def close(self):
+        if self.overall is not None:
+            self.overall.close()
+
+
+def _extract_video(video, intervals, store: FeatureStore, landmarker, landmark_backend, executor, workers, ks,
+                   backend, dev, backend_name, params, save_flow, chunk, batch, bars, open_source) -> VideoResult:
+    vid = video.video_id
+    source = open_source(video.path)
+    subject = intervals[0].subject if intervals else video.subject
+    ann = [iv.to_attr() for iv in sorted(intervals, key=lambda iv: (iv.onset, iv.offset))]
+    attrs_known = store.has_video(vid) and store.video_attrs(vid).get("crop_box") is not None
+    if attrs_known:
+        attrs = store.video_attrs(vid)
+        if attrs.get("source") != str(Path(video.path).resolve()):
+            raise FlowkitError(f"video id {vid!r} is already in the store from {attrs.get('source')}, "
+                               f"got another source {video.path}")
+        store.set_video_attrs(vid, subject=subject, annotations=ann)
+        landmarks = store.landmarks(vid)
+    else:
+        attrs, landmarks = _prepare(video, source, landmarker, landmark_backend)
+        attrs.update(subject=subject, annotations=ann)
+        store.add_video(vid, attrs, landmarks)
+    n_frames = int(attrs["n_frames"])
+    box = attrs["crop_box"]
+
+    messages = []
+    todo: dict[int, set[int]] = {}  # k -> chunk indices still to compute
+    for k in ks:
+        if n_frames < k + 1:
+            messages.append(f"k={k} skipped: the video has {n_frames} frames, fewer than k + 1 = {k + 1}")
+            continue
+        n_windows = n_frames - k
+        store.create_features(vid, k, n_windows, backend_name, params, chunk=chunk, save_flow=save_flow)
+        if store.is_complete(vid, k):
+            continue
+        missing = set(np.flatnonzero(~store.written(vid, k)).tolist())
+        if missing:
+            todo[k] = missing
+        else:
+            store.mark_complete(vid, k)
+    done_ks = [k for k in ks if n_frames >= k + 1]
+    pairs_todo = sum(min(chunk, (n_frames - k) - j * chunk) for k, js in todo.items() for j in js)
+    pairs = 0
+    if todo:
+        bars.start_video(vid, pairs_todo)
+        pairs = _stream(vid, source, box, landmarks, todo, store, executor, workers, backend, dev, params,
+                        save_flow, chunk, batch, n_frames, bars)
+        for k in todo:
+            if not store.mark_complete(vid, k):
+                raise FlowkitError(f"video {vid} k={k}: some chunks were not written; run extract again")
+    status = "done" if not messages else ("partial" if done_ks else "skipped")
+    return VideoResult(vid, status, "; ".join(messages), done_ks, pairs)
+
+
+def _stream(vid, source, box, landmarks, todo, store, executor, workers, backend, dev, params, save_flow,
+            chunk, batch, n_frames, bars) -> int:
+    """Second pass: crop frames into a rolling buffer and dispatch window batches as they fill."""
+    from flowkit.crop import crop_face
+
+    # Per k, tasks in window order: (start, stop, chunk j); ready once frame stop - 1 + k is cropped.
+    tasks: dict[int, deque] = {}
+    parts_left: dict[tuple[int, int], int] = {}
+    for k, js in todo.items():
+        n_windows = n_frames - k
+        queue = tasks.setdefault(k, deque())
+        for j in sorted(js):
+            c0, c1 = j * chunk, min((j + 1) * chunk, n_windows)
+            for s in range(c0, c1, batch):
+                queue.append((s, min(s + batch, c1), j))
+                parts_left[(k, j)] = parts_left.get((k, j), 0) + 1
+    results: dict[tuple[int, int], list] = {}
+    pending: deque = deque()
+    max_pending = max(2, 3 * workers)
+    buffer: dict[int, np.ndarray] = {}
+    lm = np.asarray(landmarks, dtype=np.float32)
+    pairs = 0
+
+    def collect(fut_entry) -> None:
+        nonlocal pairs
+        fut, k, j, s, e = fut_entry
+        feats, flow = fut.result()
+        results.setdefault((k, j), []).append((s, feats, flow))
+        bars.pairs(e - s)
+        pairs += e - s
+        parts_left[(k, j)] -= 1
+        if parts_left[(k, j)] == 0:
+            parts = sorted(results.pop((k, j)), key=lambda p: p[0])
+            f = np.concatenate([p[1] for p in parts])
+            fl = np.concatenate([p[2] for p in parts]) if save_flow else None
+            store.write_chunk(vid, k, j, f, fl)
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            collect(pending.popleft())
+        while pending and pending[0][0].done():
+            collect(pending.popleft())
+
+    index = -1
+    for index, frame in enumerate(source):
+        if index >= n_frames:
+            break
+        buffer[index] = crop_face(frame, box)
+        for k, queue in tasks.items():
+            while queue and queue[0][1] - 1 + k <= index:
+                s, e, j = queue.popleft()
+                prev = np.stack([buffer[i] for i in range(s, e)])
+                nxt = np.stack([buffer[i + k] for i in range(s, e)])
+                fut = executor.submit(_compute, prev, nxt, lm, backend, dev, params, save_flow)
+                pending.append((fut, k, j, s, e))
+                drain(max_pending)
+        tasks = {k: q for k, q in tasks.items() if q}
+        if not tasks:
+            break
+        oldest = min(q[0][0] for q in tasks.values())
+        for i in [i for i in buffer if i < oldest]:
+            del buffer[i]
+    if tasks:
+        raise FlowkitError(f"{source.path} should yield {n_frames} frames as in the first pass, got {index + 1}")
+    drain(0)
+    return pairs
