@@ -74,7 +74,8 @@ class FeatureStore:
         self.mode = mode
         self._lock_fd: int | None = None
         if self.path.exists() and not self.path.is_dir():
-            raise FlowkitError(f"output store should be a directory (.zarr), got {str(self.path)!r} which is a file")
+            what = "output store" if mode == "a" else "feature store"
+            raise FlowkitError(f"{what} should be a directory (.zarr), got {str(self.path)!r} which is a file")
         is_store = (self.path / "zarr.json").is_file()
         if mode == "r":
             if not is_store:

@@ -1,0 +1,116 @@
+"""``flowkit`` command line: a thin typer layer over :mod:`flowkit`.
+
+Bad input (:class:`flowkit.errors.FlowkitError`, file-system errors) becomes one sentence on
+stderr and exit code 2, in :func:`main`. Videos that fail during ``extract`` (no face, unreadable)
+do not stop the others; the run then ends with a summary and exit code 1.
+
+New commands are added with ``@app.command("name")`` in this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from flowkit.errors import FlowkitError
+
+app = typer.Typer(
+    name="flowkit",
+    help="SOFTNet feature extraction: face crops, TV-L1 optical flow and features into a Zarr store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("extract")
+def extract_cmd(
+    input: Path = typer.Argument(..., help="Video file, image folder, or dataset folder (CAS(ME)^2 rawpic, SAMM-LV)."),
+    out: Path = typer.Argument(..., help="Zarr store to create or resume (out.zarr)."),
+    k: Optional[List[int]] = typer.Option(None, "--k", help="Window length k (repeatable). Default: derived "
+                                          "per expression type from --annotations (SPEC 2)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="CAS(ME)^2 / SAMM-LV workbook (.xlsx) "
+                                               "or CSV (video, subject, onset, apex, offset, type; 1-based)."),
+    landmarks: str = typer.Option("mediapipe", "--landmarks", help="Landmark backend: mediapipe or dlib."),
+    model: Optional[Path] = typer.Option(None, "--model", help="MediaPipe face_landmarker.task (default: "
+                                         "$FLOWKIT_MEDIAPIPE_MODEL, the user cache, or a download)."),
+    flow_backend: str = typer.Option("opencv", "--flow-backend", help="auto, opencv, torch or opencv-cuda."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
+    gpu: bool = typer.Option(False, "--gpu", help="Run TV-L1 on CUDA when available (falls back to CPU with a warning)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: CPU count; 1 on GPU)."),
+    save_flow: bool = typer.Option(False, "--save-flow", help="Also store the (windows, 2, 128, 128) flow."),
+    fast: bool = typer.Option(False, "--fast", help="Reduced TV-L1 for demos: nscales 3, warps 2, inner 10, "
+                              "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
+    from flowkit.extract import FAST_TVL1, extract
+
+    report = extract(
+        [input], out, ks=k or None, annotations=annotations, landmark_backend=landmarks, model_path=model,
+        flow_backend=flow_backend, device=device, gpu=gpu, flow_params=dict(FAST_TVL1) if fast else None,
+        workers=workers, save_flow=save_flow, progress=not quiet,
+    )
+    typer.echo(report.summary())
+    if report.failures:
+        typer.echo(f"flowkit: {len(report.failures)} video(s) failed: "
+                   + "; ".join(f"{v.video_id} ({v.message})" for v in report.failures), err=True)
+        raise typer.Exit(1)
+
+
+@app.command("info")
+def info_cmd(
+    store: Path = typer.Argument(..., help="Zarr store written by 'flowkit extract'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the videos of a store: subject, frames, k values, windows, completeness, backend."""
+    from flowkit.store import FeatureStore
+
+    fs = FeatureStore(store, mode="r")
+    summary = fs.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"{summary['path']}: schema {summary['schema_version']}, flowkit {summary['flowkit_version']}, "
+               f"{len(summary['videos'])} video(s), k_by_type {summary.get('k_by_type') or '-'}")
+    typer.echo(f"{'video':30} {'subject':10} {'frames':>7} {'ann':>4} {'k':>4} {'windows':>8} {'state':>10}  backend")
+    for v in summary["videos"]:
+        rows = v["ks"] or [None]
+        for entry in rows:
+            if entry is None:
+                tail = f"{'-':>4} {'-':>8} {'no k':>10}"
+            else:
+                state = "complete" if entry["complete"] else f"{entry['chunks_written']}/{entry['n_chunks']}"
+                tail = f"{entry['k']:>4} {entry['n_windows']:>8} {state:>10}  {entry['flow_backend']}"
+            typer.echo(f"{v['video'][:30]:30} {str(v['subject'])[:10]:10} {v['n_frames']!s:>7} "
+                       f"{v['n_annotations']:>4} {tail}")
+
+
+def _sentence(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"flowkit: warning: {' '.join(str(message).split())}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the app, turning bad input into one line on stderr and exit 2."""
+    warnings.formatwarning = _one_line_warning
+    try:
+        app(args=argv, prog_name="flowkit")
+    except (FlowkitError, OSError) as exc:
+        typer.echo(f"flowkit: error: {_sentence(exc)}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
