@@ -1,16 +1,16 @@
 """flowkit: SOFTNet feature extraction (face crops, TV-L1 flow, features) into a Zarr store.
 
 The main entry points are importable from the package (loaded lazily, so ``import flowkit`` stays
-cheap): :func:`extract`, :class:`FeatureStore`, :func:`load_annotations`, :func:`derive_k`,
-:class:`FlowkitError`.
+cheap): :class:`FeatureStore`, :func:`load_annotations`, :func:`derive_k`,
+:class:`FlowkitError`. The pipeline is ``flowkit.extract.extract`` (the module and the function
+share the name, so it is not re-exported here).
 """
 
 from flowkit.errors import FlowkitError
 
-__all__ = ["FlowkitError", "extract", "FeatureStore", "load_annotations", "derive_k", "Interval"]
+__all__ = ["FlowkitError", "FeatureStore", "load_annotations", "derive_k", "Interval"]
 
 _LAZY = {
-    "extract": "flowkit.extract",
     "FeatureStore": "flowkit.store",
     "load_annotations": "flowkit.annotations",
     "derive_k": "flowkit.annotations",
