@@ -66,7 +66,7 @@ class SynthParams:
     size: int = 224
     macro_per_video: int = 3
     micro_per_video: int = 3
-    macro_seconds: tuple[float, float] = (1.0, 1.8)
+    macro_seconds: tuple[float, float] = (1.2, 1.6)
     micro_seconds: tuple[float, float] = (0.3, 0.45)
     macro_amplitude: float = 7.0
     micro_amplitude: float = 4.0
@@ -190,7 +190,7 @@ def _schedule(rng: np.random.Generator, n_frames: int, p: SynthParams) -> list[t
         used = int(cut)
         onset = cursor
         offset = onset + length - 1
-        apex = onset + int(round(0.4 * (length - 1)))
+        apex = onset + int(round(0.5 * (length - 1)))
         events.append((kind, int(rng.integers(2)), onset, apex, offset))
         cursor = offset + 1 + gap
     return events
