@@ -68,11 +68,11 @@ class FeatureStore:
     def __init__(self, path: str | os.PathLike, mode: str = "r"):
         import zarr
 
+        self._lock_fd: int | None = None
         if mode not in ("r", "a"):
             raise FlowkitError(f"store mode should be 'r' or 'a', got {mode!r}")
         self.path = Path(path)
         self.mode = mode
-        self._lock_fd: int | None = None
         if self.path.exists() and not self.path.is_dir():
             what = "output store" if mode == "a" else "feature store"
             raise FlowkitError(f"{what} should be a directory (.zarr), got {str(self.path)!r} which is a file")
@@ -130,7 +130,7 @@ class FeatureStore:
 
     def close(self) -> None:
         """Release the writer's lock (the lock file stays; its lock is what counts)."""
-        if self._lock_fd is not None:
+        if getattr(self, "_lock_fd", None) is not None:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             finally:
