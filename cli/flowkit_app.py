@@ -46,6 +46,7 @@ def extract_cmd(
     save_flow: bool = typer.Option(False, "--save-flow", help="Also store the (windows, 2, 128, 128) flow."),
     fast: bool = typer.Option(False, "--fast", help="Reduced TV-L1 for demos: nscales 3, warps 2, inner 10, "
                               "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),
+    chunk_windows: int = typer.Option(64, "--chunk-windows", help="Windows per stored chunk (the unit of resume)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
@@ -54,7 +55,7 @@ def extract_cmd(
     report = extract(
         [input], out, ks=k or None, annotations=annotations, landmark_backend=landmarks, model_path=model,
         flow_backend=flow_backend, device=device, gpu=gpu, flow_params=dict(FAST_TVL1) if fast else None,
-        workers=workers, save_flow=save_flow, progress=not quiet,
+        workers=workers, save_flow=save_flow, chunk_windows=chunk_windows, progress=not quiet,
     )
     typer.echo(report.summary())
     if report.failures:

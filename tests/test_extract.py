@@ -1,0 +1,143 @@
+"""flowkit.extract end to end on short real clips, with a reduced TV-L1 preset (TEST_TVL1) for speed."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from flowkit.errors import FlowkitError
+from flowkit.extract import TEST_TVL1, extract
+from flowkit.store import FeatureStore
+
+
+def write_frames(video, folder, n):
+    """The first ``n`` frames of ``video`` as PNGs img1.png .. img<n>.png in ``folder``."""
+    folder.mkdir(parents=True)
+    cap = cv2.VideoCapture(str(video))
+    for i in range(n):
+        ok, frame = cap.read()
+        assert ok, f"{video} has fewer than {n} frames"
+        cv2.imwrite(str(folder / f"img{i + 1}.png"), frame)
+    cap.release()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, data_dir, mediapipe_model):
+    root = tmp_path_factory.mktemp("clips")
+    write_frames(data_dir / "single_face.mp4", root / "good", 20)
+    write_frames(data_dir / "no_face.mp4", root / "noface", 12)
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(clips, tmp_path_factory):
+    store = tmp_path_factory.mktemp("out") / "out.zarr"
+    ann = clips.parent / "ann.csv"
+    ann.write_text("video,subject,onset,apex,offset,type\n"
+                   "good,personA,3,5,8,micro\nghost,personB,1,2,3,macro\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = extract([clips], store, ks=[2, 30], annotations=ann, flow_params=TEST_TVL1, workers=2,
+                         chunk_windows=8, batch_windows=4, progress=False)
+    return store, report, [str(w.message) for w in caught]
+
+
+def test_good_clip_complete(extracted):
+    store, report, _ = extracted
+    s = FeatureStore(store)
+    assert s.videos() == ["good"]  # the failed video leaves nothing behind but its report entry
+    attrs = s.video_attrs("good")
+    assert attrs["n_frames"] == 20 and attrs["reference_frame"] == 0
+    assert attrs["landmark_backend"] == "mediapipe"
+    x0, y0, x1, y1 = attrs["crop_box"]
+    assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360
+    lms = s.landmarks("good")
+    # the chin may lie a little outside the dlib-calibrated box; the face centre lies inside
+    assert lms.shape == (68, 2) and ((lms > -16) & (lms < 144)).all()
+    assert ((lms.mean(axis=0) > 40) & (lms.mean(axis=0) < 88)).all()
+    assert s.ks("good") == [2]
+    feats = s.features("good", 2)[:]
+    assert feats.shape == (18, 3, 42, 42) and feats.dtype == np.float32
+    assert np.isfinite(feats).all() and np.abs(feats).sum() > 0
+    assert s.is_complete("good", 2) and s.written("good", 2).tolist() == [True, True, True]
+    ka = s.k_attrs("good", 2)
+    assert ka["flow_backend"] == "opencv" and ka["flow_params"]["nscales"] == TEST_TVL1["nscales"]
+
+
+def test_features_equal_direct_computation(extracted, clips):
+    """Windows 0 and 17 recomputed by hand: crop, tvl1, features_from_flow. Same single-threaded
+    OpenCV computation, so equal up to float32 rounding in the features (atol 1e-5)."""
+    from flowkit.crop import crop_face
+    from flowkit.features import features_from_flow
+    from flowkit.flow import tvl1
+
+    store, _, _ = extracted
+    s = FeatureStore(store)
+    box = s.video_attrs("good")["crop_box"]
+    frames = [cv2.imread(str(clips / "good" / f"img{i + 1}.png")) for i in range(20)]
+    crops = np.stack([crop_face(f, box) for f in frames])
+    cv2.setNumThreads(1)
+    for i in (0, 17):
+        flow = tvl1(crops[i:i + 1], crops[i + 2:i + 3], **TEST_TVL1)
+        want = features_from_flow(flow, s.landmarks("good")).numpy()
+        np.testing.assert_allclose(s.features("good", 2)[i:i + 1], want, atol=1e-5)
+
+
+def test_failure_and_short_video_reported(extracted):
+    _, report, _ = extracted
+    by_id = {v.video_id: v for v in report.videos}
+    assert by_id["noface"].status == "failed" and "no face found" in by_id["noface"].message
+    assert by_id["good"].status == "partial"
+    assert "k=30 skipped" in by_id["good"].message and "20 frames" in by_id["good"].message
+    assert not report.ok and report.pairs == 18
+
+
+def test_annotations_stored_and_unknown_warned(extracted):
+    store, report, caught = extracted
+    s = FeatureStore(store)
+    assert s.annotations("good") == [{"onset": 2, "apex": 4, "offset": 7, "type": "micro"}]
+    assert s.video_attrs("good")["subject"] == "personA"
+    assert any("ghost" in m for m in caught) and any("ghost" in m for m in report.warnings)
+    # derived k_by_type entries are kept only for extracted k values (micro k = int((5+1)/2) = 3)
+    assert s.attrs.get("k_by_type") is None
+
+
+def test_k_derived_from_annotations(clips, tmp_path):
+    ann = tmp_path / "ann.csv"
+    ann.write_text("video,subject,onset,apex,offset,type\ngood,p,1,2,5,micro\n")  # N = 4 -> k 2
+    report = extract([clips / "good"], tmp_path / "o.zarr", annotations=ann, flow_params=TEST_TVL1, workers=1,
+                     progress=False)
+    assert report.ok
+    s = FeatureStore(tmp_path / "o.zarr")
+    assert s.attrs["k_by_type"] == {"micro": 2} and s.ks("good") == [2]
+
+
+def test_resume_skips_complete(extracted, clips):
+    store, _, _ = extracted
+    report = extract([clips / "good"], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=8,
+                     progress=False)
+    assert report.ok and report.pairs == 0
+
+
+def test_resume_with_other_params_refused(extracted, clips):
+    store, _, _ = extracted
+    report = extract([clips / "good"], store, ks=[2], flow_params={"nscales": 1}, workers=1, chunk_windows=8,
+                     progress=False)
+    assert report.failures and "different flow_params" in report.failures[0].message
+
+
+def test_bad_arguments(clips, tmp_path):
+    with pytest.raises(FlowkitError, match="neither"):
+        extract([clips / "good"], tmp_path / "a.zarr", progress=False)
+    with pytest.raises(FlowkitError, match="positive"):
+        extract([clips / "good"], tmp_path / "a.zarr", ks=[0], progress=False)
+    with pytest.raises(FlowkitError, match="TV-L1 parameters"):
+        extract([clips / "good"], tmp_path / "a.zarr", ks=[2], flow_params={"bogus": 1}, progress=False)
+    f = tmp_path / "file.zarr"
+    f.write_text("x")
+    with pytest.raises(FlowkitError, match="which is a file"):
+        extract([clips / "good"], f, ks=[2], progress=False)
