@@ -141,3 +141,14 @@ def test_bad_arguments(clips, tmp_path):
     f.write_text("x")
     with pytest.raises(FlowkitError, match="which is a file"):
         extract([clips / "good"], f, ks=[2], progress=False)
+
+
+def test_video_file_input(data_dir, mediapipe_model, tmp_path):
+    report = extract(data_dir / "single_face.mp4", tmp_path / "v.zarr", ks=[66], flow_params=TEST_TVL1, workers=2,
+                     progress=False)
+    assert report.ok and report.pairs == 6
+    s = FeatureStore(tmp_path / "v.zarr")
+    (vid,) = s.videos()
+    attrs = s.video_attrs(vid)
+    assert attrs["n_frames"] == 72 and attrs["fps"] == pytest.approx(30, abs=0.1)
+    assert s.features(vid, 66).shape == (6, 3, 42, 42) and s.is_complete(vid, 66)
