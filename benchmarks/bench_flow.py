@@ -59,6 +59,7 @@ def _info(benchmark, device: str, pairs: int, **extra) -> None:
         numpy=np.__version__,
         python=platform.python_version(),
         commit=_commit(),
+        load_avg_1min=os.getloadavg()[0],  # the build machine is shared; >1 means contention
         **extra,
     )
 
