@@ -145,3 +145,21 @@ def test_bad_arguments(store, tmp_path):
     zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
     with pytest.raises(SpotnetError, match="flowkit Zarr store"):
         train_loso(tmp_path / "empty.zarr", out_dir=tmp_path / "o")
+
+
+def test_cli_train_and_spot(store, run, tmp_path, capsys):
+    from cli.spotnet_app import main
+
+    out, _ = run
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # typer exits 0 on success
+        main(["spot", str(out), str(store), "--out", str(tmp_path / "iv.csv")])
+    assert exc.value.code == 0
+    assert (tmp_path / "iv.csv").read_text().startswith("video,onset,offset,type,score")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as exc:
+        main(["spot", str(bad), str(store)])
+    assert exc.value.code == 2 and "checkpoint" in capsys.readouterr().err
