@@ -150,7 +150,7 @@ def _select(tensors, idx):
     return [t.index_select(0, idx) for t in tensors]
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may use the flow in autograd code later
 def tvl1_torch(
     prev: torch.Tensor,
     nxt: torch.Tensor,
