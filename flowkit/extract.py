@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
@@ -42,7 +43,8 @@ FAST_TVL1 = {"nscales": 3, "warps": 2, "inner_iterations": 10, "outer_iterations
 #: Smallest useful preset, for tests only.
 TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations": 1}
 
-_FAILURE_ERRORS = (FlowkitError, OSError, ValueError)
+# A video failing with one of these is reported and the others go on; anything else is a bug.
+_FAILURE_ERRORS = (FlowkitError, OSError, ValueError, cv2.error)
 
 
 @dataclass
@@ -337,7 +339,7 @@ def extract(
                                         batch_windows, bars, open_source)
             except _FAILURE_ERRORS as exc:
                 result = VideoResult(video.video_id, "failed", _one_line(exc))
-            except cf.process.BrokenProcessPool as exc:
+            except cf.BrokenExecutor as exc:
                 raise FlowkitError(f"a worker process died while extracting {video.video_id}: {exc}") from None
             report.videos.append(result)
             report.pairs += result.pairs
@@ -354,39 +356,44 @@ def extract(
 
 
 def _one_line(exc: Exception) -> str:
-    import cv2
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if isinstance(exc, (FlowkitError, cv2.error)) else f"{type(exc).__name__}: {text}"
 
 
 class _Bars:
-    """Overall and per-video tqdm bars counting pairs (or nothing when disabled)."""
+    """tqdm bars counting pairs: one per video, one overall (its total grows as videos are opened)."""
 
     def __init__(self, enabled: bool, n_videos: int):
         self.enabled = enabled
+        self.n_videos = n_videos
+        self.index = 0
         self.overall = None
         self.video = None
         if enabled:
             from tqdm import tqdm
 
             self._tqdm = tqdm
-            self.overall = tqdm(total=n_videos, unit="video", desc="videos", position=0)
+            self.overall = tqdm(total=0, unit="pair", desc=f"video 1/{n_videos}", position=0, dynamic_ncols=True)
 
     def start_video(self, name: str, pairs: int):
         if self.enabled:
-            self.video = self._tqdm(total=pairs, unit="pair", desc=name[:30], position=1, leave=False)
+            self.overall.total += pairs
+            self.overall.refresh()
+            self.video = self._tqdm(total=pairs, unit="pair", desc=name[:30], position=1, leave=False,
+                                    dynamic_ncols=True)
 
     def pairs(self, n: int):
         if self.video is not None:
             self.video.update(n)
+            self.overall.update(n)
 
     def video_done(self):
         if self.video is not None:
             self.video.close()
             self.video = None
-        if self.overall is not None:
-            self.overall.update(1)
+        self.index += 1
+        if self.overall is not None and self.index < self.n_videos:
+            self.overall.set_description(f"video {self.index + 1}/{self.n_videos}")
 
     def close(self):
         if self.overall is not None:
