@@ -42,8 +42,9 @@ def _pairs(n: int):
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True)
+        return done.stdout.strip()
     except Exception:  # noqa: BLE001
         return "unknown"
 
@@ -72,7 +73,8 @@ def _record_rate(benchmark, pairs: int) -> None:
 def test_opencv_cpu_own_threads(benchmark):
     a, b = _pairs(CPU_PAIRS)
     cv2.setNumThreads(-1)  # OpenCV's default pool over all cores inside each solve
-    _info(benchmark, "cpu", CPU_PAIRS, backend="opencv", parallel=f"cv2 threads {cv2.getNumThreads()}")
+    parallel = f"cv2 threads {cv2.getNumThreads()}"
+    _info(benchmark, "cpu", CPU_PAIRS, backend="opencv", parallel=parallel)
     benchmark.pedantic(tvl1_opencv, args=(a, b), rounds=3, iterations=1, warmup_rounds=0)
     _record_rate(benchmark, CPU_PAIRS)
 
@@ -100,7 +102,8 @@ def test_opencv_cpu_process_pool(benchmark):
 def test_torch_cpu(benchmark, batch):
     a, b = _pairs(batch)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    _info(benchmark, "cpu", batch, backend="torch", batch=batch, torch_threads=torch.get_num_threads())
+    threads = torch.get_num_threads()
+    _info(benchmark, "cpu", batch, backend="torch", batch=batch, torch_threads=threads)
     benchmark.pedantic(tvl1_torch, args=(ta, tb), rounds=3, iterations=1, warmup_rounds=1)
     _record_rate(benchmark, batch)
 

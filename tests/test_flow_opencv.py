@@ -19,7 +19,8 @@ FAST = dict(nscales=2, warps=1, outer_iterations=2, inner_iterations=5)
 
 def _frames(b=2, h=32, w=40, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (b, h, w), dtype=np.uint8), rng.integers(0, 256, (b, h, w), dtype=np.uint8)
+    shape = (b, h, w)
+    return rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)
 
 
 def test_params_defaults_are_opencv_defaults():
@@ -102,7 +103,8 @@ def test_resolve_backend_names():
     assert resolve_backend("auto") == ("opencv", None)
     assert resolve_backend("torch") == ("torch", torch.device("cpu"))
     assert resolve_backend("auto", device="cpu") == ("torch", torch.device("cpu"))
-    with pytest.raises(FlowkitError, match="backend should be one of auto, opencv, torch, opencv-cuda, got 'tvl2'"):
+    expected = "backend should be one of auto, opencv, torch, opencv-cuda, got 'tvl2'"
+    with pytest.raises(FlowkitError, match=expected):
         resolve_backend("tvl2")
 
 

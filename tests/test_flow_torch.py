@@ -26,7 +26,9 @@ DEVICES = [
         ],
     ),
 ]
-needs_video = pytest.mark.skipif(not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent")
+needs_video = pytest.mark.skipif(
+    not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent"
+)
 FAST = dict(nscales=2, warps=1, outer_iterations=2, inner_iterations=5)
 
 
@@ -88,7 +90,9 @@ def test_remap_cubic_matches_cv2(device):
 @pytest.mark.parametrize("ties", [False, True])
 def test_median_matches_cv2(device, ties):
     # Integer-valued floats give many equal values in a window; the border is replicated.
-    img = np.random.default_rng(2).integers(0, 4, (2, 2, 23, 31)).astype(np.float32) if ties else _rand((2, 2, 23, 31))
+    shape = (2, 2, 23, 31)
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 4, shape).astype(np.float32) if ties else _rand(shape)
     ref = np.stack([[cv2.medianBlur(c, 5) for c in pair] for pair in img])
     t = torch.from_numpy(img).to(device)
     # A median is one of the inputs: exact equality.
@@ -131,7 +135,8 @@ def test_shape_dtype_device(device):
         (np.zeros((1, 8, 8), np.uint8), None, {}, "torch.Tensor"),
         (torch.zeros(1, 8, 8), torch.zeros(1, 8, 9), {}, "same shape"),
         (torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), {}, r"\(B, H, W\)"),
-        (torch.zeros(1, 8, 8, dtype=torch.int32), torch.zeros(1, 8, 8, dtype=torch.int32), {}, "uint8 or float"),
+        (torch.zeros(1, 8, 8, dtype=torch.int32), torch.zeros(1, 8, 8, dtype=torch.int32), {},
+         "uint8 or float"),
         (torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), {"median_filtering": 7}, "median_filtering"),
         (torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), {"early_stop": "never"}, "early_stop"),
     ],
@@ -170,8 +175,8 @@ def _synthetic_pair():
     u = 0.8 + 0.5 * np.sin(2 * np.pi * y / 64.0)
     v = -0.5 + 0.6 * np.cos(2 * np.pi * x / 50.0)
     # TV-L1's flow maps prev to nxt: prev(x) = nxt(x + flow(x)), so prev samples nxt there.
-    prev = cv2.remap(base, (x + u).astype(np.float32), (y + v).astype(np.float32), cv2.INTER_CUBIC,
-                     borderMode=cv2.BORDER_REFLECT)
+    map_x, map_y = (x + u).astype(np.float32), (y + v).astype(np.float32)
+    prev = cv2.remap(base, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     truth = np.stack([u, v])[None].astype(np.float32)
     return prev[None], base[None], truth
 
@@ -182,7 +187,8 @@ def _synthetic_pair():
 def test_synthetic_flow_as_good_as_opencv(device):
     prev, nxt, truth = _synthetic_pair()
     ref = tvl1_opencv(prev, nxt)
-    out = tvl1_torch(torch.from_numpy(prev).to(device), torch.from_numpy(nxt).to(device)).cpu().numpy()
+    dev = torch.device(device)
+    out = tvl1_torch(torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)).cpu().numpy()
     ours, theirs = epe(out, truth)[0], epe(ref, truth)[0]
     # Requirement: within 10% of OpenCV's own error against the truth.
     assert ours <= 1.10 * theirs, (ours, theirs)

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 
-def pyramid_sizes(height: int, width: int, nscales: int, scale_step: float) -> list[tuple[int, int]]:
+def pyramid_sizes(
+    height: int, width: int, nscales: int, scale_step: float
+) -> list[tuple[int, int]]:
     """Sizes (H, W) of OpenCV's TV-L1 pyramid, finest first.
 
     A level smaller than 16 pixels on a side is dropped, and so are all coarser ones.
@@ -26,7 +28,7 @@ def pyramid_sizes(height: int, width: int, nscales: int, scale_step: float) -> l
     sizes = [(height, width)]
     for _ in range(1, nscales):
         h, w = sizes[-1]
-        # cv::resize: saturate_cast<int>(size * fx) rounds half away from zero... via cvRound.
+        # cv::resize sizes its output saturate_cast<int>(size * fx), i.e. cvRound.
         nh, nw = _cv_round(h * scale_step), _cv_round(w * scale_step)
         if nh < 16 or nw < 16:
             break
