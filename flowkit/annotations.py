@@ -12,8 +12,8 @@ Three formats are read, all holding 1-based frame numbers that become 0-based, i
 
   - a video sheet: column A the 4-digit video code ('0101', possibly stored as the number 101),
     column B the video name ('disgust1');
-  - a subject sheet: column B the subject code (15 or 's15'), column C the subject number used on
-    the first sheet (1).
+  - a subject sheet: column A (else B) the subject code (15 or 's15'), column C the subject number
+    used on the first sheet (1); e.g. 1 -> 15, 2 -> 16, 3 -> 19, ..., 22 -> 40.
 
   Sheets are recognised by their content, not by position or name. The interval's video becomes
   ``<NN>_<code>`` (for example ``15_0101``) and its subject ``sNN``, matching what
@@ -207,20 +207,22 @@ def _subject_code(value) -> str | None:
 
 
 def _cas_maps(sheets: list[list[tuple]]) -> tuple[dict[str, str], dict[int, str]]:
-    """(video name -> 4-digit code, subject number -> 2-digit code) from the mapping sheets."""
+    """(video name -> 4-digit code, subject number -> 2-digit code) from the mapping sheets.
+
+    A row with a 4-digit code in column A and a name in column B is a video row; otherwise a row
+    whose column C is a whole number is a subject row (code in column A, else B).
+    """
     videos: dict[str, str] = {}
     subjects: dict[int, str] = {}
     for rows in sheets:
-        v, s = {}, {}
         for row in rows:
-            if len(row) >= 2 and _video_code(row[0]) and isinstance(row[1], str) and re.search(r"[a-z]", row[1], re.I):
-                v[_norm(row[1])] = _video_code(row[0])
-            if len(row) >= 3 and _subject_code(row[1]) and _as_int(row[2]) is not None:
-                s[_as_int(row[2])] = _subject_code(row[1])
-        if len(v) >= len(s) and v:
-            videos.update(v)
-        elif s:
-            subjects.update(s)
+            named = len(row) >= 2 and isinstance(row[1], str) and re.search(r"[a-z]", row[1], re.I)
+            if named and _video_code(row[0]) and not _subject_code(row[1]):
+                videos[_norm(row[1])] = _video_code(row[0])
+            elif len(row) >= 3 and _as_int(row[2]) is not None:
+                code = _subject_code(row[0]) or _subject_code(row[1])
+                if code:
+                    subjects[_as_int(row[2])] = code
     return videos, subjects
 
 

@@ -27,8 +27,9 @@ CAS_ROWS = [
     (1, "anger1_2", 10, 12, 0, "4", "anger", "micro-expression", "anger"),
     (2, "disgust1_1", 100, 110, 130, "9", "disgust", "macro-expression", ""),
 ]
-# Subject sheet: column B subject code, column C the number used on sheet 1 (SOFTNet's reader).
-CAS_SUBJECTS = [("naming", "s15", 1), ("naming", "s16", 2)]
+# Subject sheet: column A (or B, as SOFTNet's reader takes it) the subject code, column C the number
+# used on sheet 1.
+CAS_SUBJECTS = [("15", "s15", 1), (16, "s16", 2)]
 # Video sheet: column A the 4-digit code, column B the name.
 CAS_VIDEOS = [("0101", "disgust1"), (401, "anger1")]
 
@@ -45,7 +46,7 @@ def test_cas_workbook_no_header(tmp_path):
 
 def test_cas_workbook_header_row_and_sheet_order(tmp_path):
     header = ("subject", "video", "onset", "apex", "offset", "AU", "emotion", "type", "self-report")
-    subjects = [(None, "code", "number")] + [(None, 15, 1), (None, 16, 2)]  # numeric codes, own header
+    subjects = [(None, "code", "number")] + [("x", 15, 1), ("x", 16, 2)]  # codes in column B, own header
     path = _workbook(tmp_path / "cas.xlsx", [[header, *CAS_ROWS], CAS_VIDEOS, subjects])
     ivs = load_annotations(path)
     assert [(iv.video, iv.subject) for iv in ivs] == [("15_0101", "s15"), ("15_0401", "s15"), ("16_0101", "s16")]
