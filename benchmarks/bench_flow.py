@@ -6,6 +6,12 @@ Run:
 
 Each case stores its pairs/s, device, versions and the git commit in ``extra_info``. Quote
 medians, and ratios only between cases of one run on one machine.
+
+On a shared, busy machine wall time says little; compare work per pair instead, one thread
+each, with the process-time clock:
+    FLOW_BENCH_THREADS=1 pytest benchmarks/bench_flow.py --benchmark-only \
+        --benchmark-timer=time.process_time -k "own_threads or torch_cpu" \
+        --benchmark-json=benchmarks/results/flow_cpu_1thread_cputime.json
 """
 
 from __future__ import annotations
@@ -32,12 +38,18 @@ pytestmark = pytest.mark.skipif(not FACE_VIDEO.is_file(), reason=f"{FACE_VIDEO} 
 
 K = 6
 CPU_PAIRS = 16
+# Threads for OpenCV's own pool and for torch on the CPU; unset: the libraries' defaults.
+THREADS = int(os.environ.get("FLOW_BENCH_THREADS", "0")) or None
 
 
 def _pairs(n: int):
-    # Windows i, i + k of the face video at different starts: real, varied motion.
-    starts = tuple(int(s) for s in np.arange(n) * 3 % 300)
-    return face_pairs(K, starts)
+    """``n`` pairs for every case: the same CPU_PAIRS windows (i, i + k) of the face video,
+    tiled when ``n`` is larger, so that every case does the same work per pair (the number of
+    iterations before OpenCV's stopping rule fires depends on the pair)."""
+    starts = tuple(int(s) for s in np.arange(CPU_PAIRS) * 3)
+    a, b = face_pairs(K, starts)
+    reps = -(-n // CPU_PAIRS)
+    return np.tile(a, (reps, 1, 1))[:n], np.tile(b, (reps, 1, 1))[:n]
 
 
 def _commit() -> str:
@@ -60,7 +72,7 @@ def _info(benchmark, device: str, pairs: int, **extra) -> None:
         numpy=np.__version__,
         python=platform.python_version(),
         commit=_commit(),
-        load_avg_1min=os.getloadavg()[0],  # the build machine is shared; >1 means contention
+        load_avg_1min=os.getloadavg()[0],
         **extra,
     )
 
@@ -72,7 +84,7 @@ def _record_rate(benchmark, pairs: int) -> None:
 
 def test_opencv_cpu_own_threads(benchmark):
     a, b = _pairs(CPU_PAIRS)
-    cv2.setNumThreads(-1)  # OpenCV's default pool over all cores inside each solve
+    cv2.setNumThreads(THREADS or -1)  # -1: OpenCV's default pool over all cores
     parallel = f"cv2 threads {cv2.getNumThreads()}"
     _info(benchmark, "cpu", CPU_PAIRS, backend="opencv", parallel=parallel)
     benchmark.pedantic(tvl1_opencv, args=(a, b), rounds=3, iterations=1, warmup_rounds=0)
@@ -100,12 +112,21 @@ def test_opencv_cpu_process_pool(benchmark):
 
 @pytest.mark.parametrize("batch", [8, 32])
 def test_torch_cpu(benchmark, batch):
-    a, b = _pairs(batch)
+    # Batch 8 solves the 16 pairs in two calls; batch 32 solves them twice over in one.
+    n = max(batch, CPU_PAIRS)
+    a, b = _pairs(n)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    if THREADS:
+        torch.set_num_threads(THREADS)
     threads = torch.get_num_threads()
-    _info(benchmark, "cpu", batch, backend="torch", batch=batch, torch_threads=threads)
-    benchmark.pedantic(tvl1_torch, args=(ta, tb), rounds=3, iterations=1, warmup_rounds=1)
-    _record_rate(benchmark, batch)
+
+    def run():
+        for i in range(0, n, batch):
+            tvl1_torch(ta[i : i + batch], tb[i : i + batch])
+
+    _info(benchmark, "cpu", n, backend="torch", batch=batch, torch_threads=threads)
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
+    _record_rate(benchmark, n)
 
 
 @pytest.mark.cuda
