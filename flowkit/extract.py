@@ -332,7 +332,7 @@ def extract(
         bars = _Bars(progress, len(videos))
         backend_name = backend if dev is None else f"{backend}:{dev}"
         for video in videos:
-            ivs = by_video.get(video.video_id, [])
+            ivs = by_video.get(video.video_id, []) if annotations is not None else None
             try:
                 result = _extract_video(video, ivs, store, landmarker, landmark_backend, executor, workers,
                                         ks, backend, dev, backend_name, params, save_flow, chunk_windows,
@@ -402,17 +402,20 @@ class _Bars:
 
 def _extract_video(video, intervals, store: FeatureStore, landmarker, landmark_backend, executor, workers, ks,
                    backend, dev, backend_name, params, save_flow, chunk, batch, bars, open_source) -> VideoResult:
+    """One video; ``intervals`` is None when no annotations were given (a resumed video keeps the
+    annotations and subject stored by an earlier run)."""
     vid = video.video_id
     source = open_source(video.path)
     subject = intervals[0].subject if intervals else video.subject
-    ann = [iv.to_attr() for iv in sorted(intervals, key=lambda iv: (iv.onset, iv.offset))]
+    ann = [iv.to_attr() for iv in sorted(intervals or [], key=lambda iv: (iv.onset, iv.offset))]
     attrs_known = store.has_video(vid) and store.video_attrs(vid).get("crop_box") is not None
     if attrs_known:
         attrs = store.video_attrs(vid)
         if attrs.get("source") != str(Path(video.path).resolve()):
             raise FlowkitError(f"video id {vid!r} is already in the store from {attrs.get('source')}, "
                                f"got another source {video.path}")
-        store.set_video_attrs(vid, subject=subject, annotations=ann)
+        if intervals is not None:
+            store.set_video_attrs(vid, subject=subject, annotations=ann)
         landmarks = store.landmarks(vid)
     else:
         attrs, landmarks = _prepare(video, source, landmarker, landmark_backend)

@@ -121,6 +121,8 @@ def test_resume_skips_complete(extracted, clips):
     report = extract([clips / "good"], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=8,
                      progress=False)
     assert report.ok and report.pairs == 0
+    s = FeatureStore(store)  # a rerun without --annotations keeps the stored ones
+    assert s.annotations("good") and s.video_attrs("good")["subject"] == "personA"
 
 
 def test_resume_with_other_params_refused(extracted, clips):
