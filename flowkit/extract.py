@@ -19,7 +19,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import math
 import multiprocessing
 import os
 import time
@@ -27,7 +26,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -91,7 +90,6 @@ class ExtractionReport:
 # ---------------------------------------------------------------------- workers
 def _init_worker(single_thread: bool) -> None:
     if single_thread:
-        import cv2
         import torch
 
         cv2.setNumThreads(1)
@@ -295,7 +293,6 @@ def extract(
     Raises:
         FlowkitError: bad arguments, an unusable store, or a store locked by another writer.
     """
-    from flowkit.annotations import TYPES  # noqa: F401 - import check of the module
     from flowkit.flow import resolve_backend
     from flowkit.flow.params import check_params
     from flowkit.landmarks import make_landmarker
