@@ -154,3 +154,54 @@ def test_video_file_input(data_dir, mediapipe_model, tmp_path):
     attrs = s.video_attrs(vid)
     assert attrs["n_frames"] == 72 and attrs["fps"] == pytest.approx(30, abs=0.1)
     assert s.features(vid, 66).shape == (6, 3, 42, 42) and s.is_complete(vid, 66)
+
+
+def test_stream_keeps_a_bounded_buffer():
+    """2000 frames through the second pass: every window is dispatched once, chunks are written, and
+    peak memory stays far below holding all crops (2000 x 16 KiB = 31 MiB). What remains is the
+    crops of max(k) + batch frames, the frame being decoded and the features of unfinished chunks
+    (1.3 MiB per 64-window chunk)."""
+    import concurrent.futures as cf
+    import tracemalloc
+
+    from flowkit.extract import _stream
+
+    class Source:
+        path = "fake"
+
+        def __iter__(self):
+            rng = np.random.default_rng(0)
+            for _ in range(2000):
+                yield rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+
+    class Executor:
+        def __init__(self):
+            self.windows = []
+
+        def submit(self, fn, prev, nxt, *args):
+            self.windows.append(prev.shape[0])
+            fut = cf.Future()
+            fut.set_result((np.zeros((prev.shape[0], 3, 42, 42), np.float32), None))
+            return fut
+
+    class Store:
+        def __init__(self):
+            self.chunks = {}
+
+        def write_chunk(self, vid, k, j, feats, flow=None):
+            self.chunks[(k, j)] = feats.shape[0]
+
+    class Bars:
+        def pairs(self, n):
+            pass
+
+    ex, store = Executor(), Store()
+    todo = {6: set(range(32)), 30: {0, 20}}  # k=6: 1994 windows in 32 chunks of 64; k=30: two chunks only
+    tracemalloc.start()
+    pairs = _stream("v", Source(), (0, 0, 96, 64), np.zeros((68, 2), np.float32), todo, store, ex, 2, "opencv",
+                    None, {}, False, 64, 4, 2000, Bars())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert pairs == 1994 + 64 + 64 == sum(ex.windows)
+    assert store.chunks[(6, 31)] == 1994 - 31 * 64 and store.chunks[(30, 20)] == 64 and len(store.chunks) == 34
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
