@@ -146,7 +146,7 @@ def _make_executor(workers: int):
 def _as_inputs(inputs) -> list:
     from flowkit.sources import VideoInput, discover_videos
 
-    if isinstance(inputs, (str, os.PathLike)):
+    if isinstance(inputs, (str, os.PathLike, VideoInput)):
         inputs = [inputs]
     out = []
     for item in inputs:
