@@ -4,9 +4,10 @@ Each video is a real face image (a frame of ../shared/data, flipped, scaled and 
 subject so that subjects differ) animated by smooth local displacement fields:
 
 - macro-like events: large, slow deformations (mouth corners pulled outward and up, brows
-  raised), ``macro_seconds`` long, with an onset -> apex -> offset ramp;
+  raised), ``macro_seconds`` long, with a slow onset -> apex ramp (80% of the event) and a quick
+  apex -> offset release;
 - micro-like events: small, fast deformations of other regions (inner brows pulled together and
-  down, lower lip pushed up), ``micro_seconds`` long (<= 0.5 s by default);
+  down, lower lip pushed up), ``micro_seconds`` long (<= 0.5 s by default), apex at the middle;
 - distractors: slow head drift (global sub-pixel translation), blinks (eye regions darkened for
   a few frames), lighting drift (global gain) and sensor noise.
 
@@ -190,11 +191,12 @@ def _schedule(rng: np.random.Generator, n_frames: int, p: SynthParams) -> list[t
         used = int(cut)
         onset = cursor
         offset = onset + length - 1
-        # Macro: slow onset, quicker release (apex at 65%). SPEC 7's spotted interval [t, t + 2k]
-        # sits about k/2 frames before the motion that window scores see (window i spans frames
-        # i .. i + k); a later apex moves that motion later, so an ideal motion detector reaches
-        # IoU ~0.7 with the ground truth instead of ~0.6 for a centred apex.
-        apex = onset + int(round((0.65 if kind == "macro" else 0.5) * (length - 1)))
+        # Macro: slow onset, quick release (apex at 80%). SPEC 7's spotted interval [t, t + 2k]
+        # centres on the windows that see motion, and window i (frames i .. i + k) sees the
+        # event from i = onset - k on but hardly any motion once frame i is in a slow release, so
+        # a centred apex puts the spotted interval about k frames early (IoU < 0.5 with the
+        # ground truth); a late apex keeps the displacement high until just before the offset.
+        apex = onset + int(round((0.8 if kind == "macro" else 0.5) * (length - 1)))
         events.append((kind, int(rng.integers(2)), onset, apex, offset))
         cursor = offset + 1 + gap
     return events
