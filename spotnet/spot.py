@@ -40,6 +40,7 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
     models: dict[str, tuple[int, list]] = {}
     for f in files:
         model, meta = load_checkpoint(f)
+        model.flow_params = meta.get("flow_params")
         kind = meta.get("expression", meta.get("type"))
         k = meta.get("k")
         if kind not in TYPES or not isinstance(k, int):
@@ -85,7 +86,9 @@ def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=Non
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
     A path that is not a store is extracted first with ``flowkit.extract`` at the models' k
-    values, into ``store_out`` (default: a temporary store, removed afterwards).
+    values, into ``store_out`` (default: a temporary store, removed afterwards), with
+    ``flow_params`` or else the TV-L1 parameters recorded in the checkpoints (the features the
+    models were trained on), or else OpenCV's defaults.
 
     Returns:
         0-based :class:`EvalInterval` list, typed and scored.
@@ -100,12 +103,24 @@ def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=Non
     from flowkit.sources import discover_videos
 
     ks = sorted({k for k, _ in models.values()})
-    inputs = discover_videos(source)
-    if store_out is not None:
-        extract(inputs, store_out, ks=ks, **({"flow_params": flow_params} if flow_params else {}))
-        return spot_store(models, store_out, p=p)
-    with tempfile.TemporaryDirectory(prefix="spotnet-") as tmp:
-        store = Path(tmp) / "features.zarr"
-        extract(inputs, store, ks=ks, **({"flow_params": flow_params} if flow_params else {}))
+    if flow_params is None:
+        recorded = [m.flow_params for _, group in models.values() for m in group if m.flow_params]
+        flow_params = recorded[0] if recorded else None
+    from flowkit.errors import FlowkitError
+
+    def run(store: Path):
+        try:
+            report = extract(discover_videos(source), store, ks=ks,
+                             **({"flow_params": flow_params} if flow_params else {}))
+        except FlowkitError as exc:
+            raise SpotnetError(f"feature extraction of {source} should succeed, got: {exc}") from None
+        if not report.ok:
+            bad = report.failures[0]
+            raise SpotnetError(f"feature extraction of {bad.video_id} should succeed, got: {bad.message}")
         return spot_store(models, store, p=p)
+
+    if store_out is not None:
+        return run(Path(store_out))
+    with tempfile.TemporaryDirectory(prefix="spotnet-") as tmp:
+        return run(Path(tmp) / "features.zarr")
 

@@ -144,6 +144,7 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
         folds = [f for f in folds if f[0] in wanted]
     (out / "folds" / expression).mkdir(parents=True, exist_ok=True)
     (out / "scores" / expression).mkdir(parents=True, exist_ok=True)
+    flow = _flow_settings(store_path, videos[0].video, k)
     recipe = {"loss": "mse", "optimizer": "sgd", "momentum": 0.0, "lr": lr, "batch_size": batch_size,
               "epochs": epochs, "seed": seed, "label_kind": label_kind, "downsample": "drop int(max_class_count/2) label-0",
               "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none"}
@@ -169,7 +170,7 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
             fold_pred, fold_gt = _spot(videos, test, fold_scores, expression, k, p)
             metrics = getattr(evaluate(fold_pred, fold_gt), expression).__dict__
             meta = {"recipe": recipe, "k": k, "fold": subject, "expression": expression, "type": expression, "p": p,
-                    "metrics": metrics, "train_videos": [videos[i].video for i in train],
+                    "metrics": metrics, **flow, "train_videos": [videos[i].video for i in train],
                     "test_videos": [videos[i].video for i in test]}
             # Scores first, checkpoint last: the checkpoint marks the fold complete.
             for path, s in zip(score_paths, fold_scores):
@@ -181,6 +182,13 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
         for i, s in zip(test, fold_scores):
             scores[videos[i].video] = s
     return k, videos, pred, gt, scores
+
+
+def _flow_settings(store_path, video: str, k: int) -> dict:
+    """The store's TV-L1 backend and parameters, so that spotting a new video can match them."""
+    _, groups = open_store(store_path)
+    attrs = groups[video][f"k{k}"].attrs
+    return {"flow_backend": attrs.get("flow_backend"), "flow_params": attrs.get("flow_params")}
 
 
 def _spot(videos, test, fold_scores, expression, k, p):
