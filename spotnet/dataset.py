@@ -1,6 +1,7 @@
 """Zarr-backed feature windows, LOSO folds and training-set construction (SPEC section 6).
 
-The store layout is docs/STORE.md. Windows are referenced by ``(video, window)`` index pairs,
+The store layout is docs/STORE.md, read here with zarr directly (read-only, so it never takes
+the writer's lock and works while flowkit.store.FeatureStore evolves). Windows are referenced by ``(video, window)`` index pairs,
 never copied: :class:`WindowDataset` reads one chunk of ``features`` at a time and keeps the
 last few chunks in a small cache, and :class:`ChunkShuffleSampler` orders a shuffled epoch
 chunk by chunk so that each chunk is read about once per epoch. Memory therefore stays at a few
