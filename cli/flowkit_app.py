@@ -39,7 +39,8 @@ def extract_cmd(
     landmarks: str = typer.Option("mediapipe", "--landmarks", help="Landmark backend: mediapipe or dlib."),
     model: Optional[Path] = typer.Option(None, "--model", help="MediaPipe face_landmarker.task (default: "
                                          "$FLOWKIT_MEDIAPIPE_MODEL, the user cache, or a download)."),
-    flow_backend: str = typer.Option("opencv", "--flow-backend", help="auto, opencv, torch or opencv-cuda."),
+    flow_backend: str = typer.Option("auto", "--flow-backend", help="auto (OpenCV on the CPU; the torch solver "
+                                     "with --device or --gpu), opencv, torch or opencv-cuda."),
     device: Optional[str] = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
     gpu: bool = typer.Option(False, "--gpu", help="Run TV-L1 on CUDA when available (falls back to CPU with a warning)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: CPU count; 1 on GPU)."),
@@ -47,6 +48,8 @@ def extract_cmd(
     fast: bool = typer.Option(False, "--fast", help="Reduced TV-L1 for demos: nscales 3, warps 2, inner 10, "
                               "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),
     chunk_windows: int = typer.Option(64, "--chunk-windows", help="Windows per stored chunk (the unit of resume)."),
+    batch_windows: Optional[int] = typer.Option(None, "--batch-windows", help="Pairs per TV-L1 call (default: 2 per "
+                                                "task with worker processes; sized to free GPU memory on CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
@@ -55,7 +58,8 @@ def extract_cmd(
     report = extract(
         [input], out, ks=k or None, annotations=annotations, landmark_backend=landmarks, model_path=model,
         flow_backend=flow_backend, device=device, gpu=gpu, flow_params=dict(FAST_TVL1) if fast else None,
-        workers=workers, save_flow=save_flow, chunk_windows=chunk_windows, progress=not quiet,
+        workers=workers, save_flow=save_flow, chunk_windows=chunk_windows, batch_windows=batch_windows,
+        progress=not quiet,
     )
     typer.echo(report.summary())
     if report.failures:

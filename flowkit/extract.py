@@ -98,10 +98,19 @@ def _init_worker(single_thread: bool) -> None:
 
 def _compute(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, backend: str, device, params: dict,
              save_flow: bool):
-    """TV-L1 on (B, 128, 128) uint8 pairs, then features; returns (features (B, 3, 42, 42), flow or None)."""
+    """TV-L1 on (B, 128, 128) uint8 pairs, then features; returns (features (B, 3, 42, 42), flow or None).
+
+    With the torch backend the crops move to ``device`` once and the flow, strain, head-motion
+    correction, eye mask and ROI all stay there; only the features come back to the host.
+    """
     from flowkit.features import features_from_flow
     from flowkit.flow import tvl1
 
+    if backend == "torch":
+        import torch
+
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
     flow = tvl1(prev, nxt, backend=backend, device=device, **params)
     feats = features_from_flow(flow, landmarks)
     feats = feats.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -128,7 +137,11 @@ class _InlineExecutor:
         pass
 
 
-def _make_executor(workers: int):
+def _make_executor(workers: int, on_gpu: bool):
+    if on_gpu:
+        # One thread drives the GPU while the main thread decodes and crops the next frames
+        # (OpenCV decoding and CUDA waits release the GIL), so decoding overlaps compute.
+        return cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkit-gpu")
     if workers <= 1:
         return _InlineExecutor()
     methods = multiprocessing.get_all_start_methods()
@@ -255,7 +268,7 @@ def extract(
     annotations=None,
     landmark_backend: str = "mediapipe",
     model_path: str | os.PathLike | None = None,
-    flow_backend: str = "opencv",
+    flow_backend: str = "auto",
     device=None,
     gpu: bool = False,
     flow_params: dict | None = None,
@@ -278,12 +291,13 @@ def extract(
         landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
         flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
         flow_params: ``TVL1Params`` fields; OpenCV's defaults (SPEC 2) when None.
-        workers: processes computing TV-L1 + features; default the CPU count for CPU backends and
-            1 (in-process) for CUDA. Each worker runs one OpenCV/torch thread.
+        workers: processes computing TV-L1 + features; default the CPU count for CPU backends.
+            Each worker runs one OpenCV/torch thread. On CUDA one thread drives the device.
         save_flow: also store the (n_windows, 2, 128, 128) flow.
         chunk_windows: windows per stored chunk (the resume unit).
-        batch_windows: windows per task sent to a worker (default 2 with a pool, so that the
-            last tasks of a video keep every worker busy; else a whole chunk).
+        batch_windows: pairs per TV-L1 call (a task may span chunks). Default: 2 with a pool,
+            so that the last tasks of a video keep every worker busy; on CUDA, what half the
+            free memory holds (:func:`flowkit.flow.memory.pairs_per_batch`); else a chunk.
         progress: tqdm bars per video and overall (pairs/s).
 
     Returns:
@@ -314,8 +328,9 @@ def extract(
     if workers < 1:
         raise FlowkitError(f"workers should be >= 1, got {workers}")
     if batch_windows is None:
-        batch_windows = 2 if workers > 1 else chunk_windows
-    batch_windows = max(1, min(batch_windows, chunk_windows))
+        batch_windows = _default_batch(backend, dev, workers, chunk_windows)
+    if batch_windows < 1:
+        raise FlowkitError(f"batch_windows should be >= 1, got {batch_windows}")
 
     store = FeatureStore(store_path, mode="a")
     landmarker = None
@@ -325,7 +340,7 @@ def extract(
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
         kwargs = {"model_path": model_path} if landmark_backend == "mediapipe" else {}
         landmarker = make_landmarker(landmark_backend, **kwargs)
-        executor = _make_executor(workers)
+        executor = _make_executor(workers, on_gpu)
         bars = _Bars(progress, len(videos))
         backend_name = backend if dev is None else f"{backend}:{dev}"
         for video in videos:
@@ -350,6 +365,14 @@ def extract(
         store.close()
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _default_batch(backend: str, dev, workers: int, chunk_windows: int) -> int:
+    if backend == "torch" and dev is not None and dev.type == "cuda":
+        from flowkit.flow.memory import pairs_per_batch
+
+        return pairs_per_batch(dev)
+    return 2 if workers > 1 else chunk_windows
 
 
 def _one_line(exc: Exception) -> str:
@@ -455,17 +478,21 @@ def _stream(vid, source, box, landmarks, todo, store, executor, workers, backend
     """Second pass: crop frames into a rolling buffer and dispatch window batches as they fill."""
     from flowkit.crop import crop_face
 
-    # Per k, tasks in window order: (start, stop, chunk j); ready once frame stop - 1 + k is cropped.
+    # Per k, tasks in window order: (start, stop); ready once frame stop - 1 + k is cropped. A task
+    # covers up to ``batch`` windows of a run of consecutive chunks to compute, so a GPU batch can
+    # be larger than a chunk; each chunk is written once all tasks overlapping it are back.
     tasks: dict[int, deque] = {}
     parts_left: dict[tuple[int, int], int] = {}
     for k, js in todo.items():
         n_windows = n_frames - k
         queue = tasks.setdefault(k, deque())
-        for j in sorted(js):
-            c0, c1 = j * chunk, min((j + 1) * chunk, n_windows)
+        for first, last in _runs(sorted(js)):
+            c0, c1 = first * chunk, min((last + 1) * chunk, n_windows)
             for s in range(c0, c1, batch):
-                queue.append((s, min(s + batch, c1), j))
-                parts_left[(k, j)] = parts_left.get((k, j), 0) + 1
+                e = min(s + batch, c1)
+                queue.append((s, e))
+                for j in range(s // chunk, (e - 1) // chunk + 1):
+                    parts_left[(k, j)] = parts_left.get((k, j), 0) + 1
     results: dict[tuple[int, int], list] = {}
     pending: deque = deque()
     max_pending = max(2, 3 * workers)
@@ -475,17 +502,19 @@ def _stream(vid, source, box, landmarks, todo, store, executor, workers, backend
 
     def collect(fut_entry) -> None:
         nonlocal pairs
-        fut, k, j, s, e = fut_entry
+        fut, k, s, e = fut_entry
         feats, flow = fut.result()
-        results.setdefault((k, j), []).append((s, feats, flow))
         bars.pairs(e - s)
         pairs += e - s
-        parts_left[(k, j)] -= 1
-        if parts_left[(k, j)] == 0:
-            parts = sorted(results.pop((k, j)), key=lambda p: p[0])
-            f = np.concatenate([p[1] for p in parts])
-            fl = np.concatenate([p[2] for p in parts]) if save_flow else None
-            store.write_chunk(vid, k, j, f, fl)
+        for j in range(s // chunk, (e - 1) // chunk + 1):
+            lo, hi = max(s, j * chunk) - s, min(e, (j + 1) * chunk) - s
+            results.setdefault((k, j), []).append((lo + s, feats[lo:hi], flow[lo:hi] if save_flow else None))
+            parts_left[(k, j)] -= 1
+            if parts_left[(k, j)] == 0:
+                parts = sorted(results.pop((k, j)), key=lambda p: p[0])
+                f = np.concatenate([p[1] for p in parts])
+                fl = np.concatenate([p[2] for p in parts]) if save_flow else None
+                store.write_chunk(vid, k, j, f, fl)
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
@@ -500,11 +529,11 @@ def _stream(vid, source, box, landmarks, todo, store, executor, workers, backend
         buffer[index] = crop_face(frame, box)
         for k, queue in tasks.items():
             while queue and queue[0][1] - 1 + k <= index:
-                s, e, j = queue.popleft()
+                s, e = queue.popleft()
                 prev = np.stack([buffer[i] for i in range(s, e)])
                 nxt = np.stack([buffer[i + k] for i in range(s, e)])
                 fut = executor.submit(_compute, prev, nxt, lm, backend, dev, params, save_flow)
-                pending.append((fut, k, j, s, e))
+                pending.append((fut, k, s, e))
                 drain(max_pending)
         tasks = {k: q for k, q in tasks.items() if q}
         if not tasks:
@@ -516,3 +545,14 @@ def _stream(vid, source, box, landmarks, todo, store, executor, workers, backend
         raise FlowkitError(f"{source.path} should yield {n_frames} frames as in the first pass, got {index + 1}")
     drain(0)
     return pairs
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted ints as (first, last) runs of consecutive values: [0, 1, 2, 5, 7, 8] -> (0, 2), (5, 5), (7, 8)."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs

@@ -135,3 +135,29 @@ def test_opencv_cuda_absent_is_a_clear_error():
 def test_gpu_picks_torch_on_cuda():
     name, dev = resolve_backend("auto", gpu=True)
     assert name == "torch" and dev.type == "cuda"
+
+
+def test_gpu_with_the_cpu_only_backend_is_a_clear_error():
+    with pytest.raises(FlowkitError, match="gpu=True should come with backend 'auto'"):
+        resolve_backend("opencv", gpu=True)
+
+
+def test_gpu_selection_when_cuda_is_reported(monkeypatch):
+    """The choice logic of ``--gpu`` without a GPU: pretend torch sees CUDA (no tensor is made)."""
+    monkeypatch.setattr(backend_mod, "_torch_cuda", lambda: True)
+    assert resolve_backend("auto", gpu=True) == ("torch", torch.device("cuda"))
+    assert resolve_backend("torch", device="cuda:1", gpu=True) == ("torch", torch.device("cuda:1"))
+
+
+def test_pairs_per_batch_from_free_memory():
+    from flowkit.flow.memory import BYTES_PER_PIXEL, pairs_per_batch
+
+    per_pair = BYTES_PER_PIXEL * 128 * 128  # 5.0 MiB
+    assert pairs_per_batch(free_bytes=100 * per_pair) == 50  # half the free memory by default
+    assert pairs_per_batch(free_bytes=100 * per_pair, fraction=1.0) == 100
+    assert pairs_per_batch(free_bytes=80 * 2**30) == 4096  # an idle H100: the cap
+    assert pairs_per_batch(free_bytes=0) == 1
+    with pytest.raises(FlowkitError, match="CUDA device"):
+        pairs_per_batch("cpu")
+    with pytest.raises(FlowkitError, match="fraction"):
+        pairs_per_batch(free_bytes=1, fraction=0)

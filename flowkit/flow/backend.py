@@ -60,6 +60,11 @@ def resolve_backend(name: str = "auto", device=None, gpu: bool = False):
                 "device is available"
             )
     if gpu:
+        if name == "opencv":
+            raise FlowkitError(
+                "gpu=True should come with backend 'auto', 'torch' or 'opencv-cuda', got 'opencv', "
+                "which runs on the CPU only"
+            )
         if name in ("auto", "torch") and _torch_cuda():
             dev = device if device is not None and device.type == "cuda" else torch.device("cuda")
             return "torch", dev
