@@ -59,8 +59,9 @@ def train_cmd(
     lr: float = typer.Option(5e-4, "--lr"),
     p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
     seed: int = typer.Option(0, "--seed"),
-    subjects: list[str] = typer.Option(None, "--subject", help="Only these held-out subjects (repeatable)."),
-    device: str = typer.Option(None, "--device", help="torch device (default cpu)."),
+    subjects: list[str] = typer.Option(None, "--subject", "--subjects", help="Only these held-out subjects "
+                                          "(repeatable)."),
+    device: str = typer.Option(None, "--device", help="torch device (default: cuda when available, else cpu)."),
     control: str = typer.Option(None, "--control", help="'random': random scores instead of a model (sanity baseline)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bars."),
 ) -> None:

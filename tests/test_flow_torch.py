@@ -254,3 +254,17 @@ def test_gamma_matches_opencv():
     out = tvl1_torch(torch.from_numpy(a), torch.from_numpy(b), **params).numpy()
     # Same stable pair as above; the illumination channel adds no other source of error.
     assert epe(out, ref).max() <= 0.05
+
+
+@needs_video
+@pytest.mark.slow
+def test_cuda_code_path_on_the_cpu(monkeypatch):
+    """What a CUDA device runs, run on the CPU: the pure-torch median (the CPU normally calls
+    cv2.medianBlur) and the "masked" stopping mode (the CPU normally compacts). SPEC defaults,
+    the stable k=6 pairs; the same 0.05 px bound as test_matches_opencv_on_faces."""
+    import flowkit.flow.torch_tvl1 as solver_mod
+
+    monkeypatch.setattr(solver_mod, "median_blur", median_blur_torch)
+    a, b = face_pairs(6, STABLE_PAIRS[6])
+    out = tvl1_torch(torch.from_numpy(a), torch.from_numpy(b), early_stop="masked").numpy()
+    assert epe(out, tvl1_opencv(a, b)).max() <= 0.05
