@@ -36,23 +36,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flowkit.annotations import Interval
 from flowkit.errors import FlowkitError
 
 #: Real face videos used as base images, relative to the project root.
 BASE_VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@dataclass(frozen=True)
-class SynthInterval:
-    """One drawn event: 0-based inclusive frames ``onset <= apex <= offset``, type macro|micro."""
-
-    video: str
-    subject: str
-    onset: int
-    apex: int
-    offset: int
-    type: str
 
 
 @dataclass(frozen=True)
@@ -253,7 +242,7 @@ def make_synthetic_dataset(
     data_dir: str | os.PathLike | None = None,
     landmarker=None,
     **knobs,
-) -> list[SynthInterval]:
+) -> list[Interval]:
     """Write a synthetic benchmark of ``subjects * videos_per_subject`` long face videos.
 
     Args:
@@ -290,7 +279,7 @@ def make_synthetic_dataset(
     rng = np.random.default_rng(seed)
     order = [i // 2 + (i % 2) * ((len(images) + 1) // 2) for i in range(len(images))]
     n_frames = int(round(seconds * fps))
-    intervals: list[SynthInterval] = []
+    intervals: list[Interval] = []
     try:
         for s in range(subjects):
             subject = f"sub{s + 1:02d}"
@@ -304,7 +293,7 @@ def make_synthetic_dataset(
                 video = f"{subject}_v{v + 1}"
                 events = _schedule(rng, n_frames, p)
                 _render_video(out / video, base, pts, events, rng, n_frames, p)
-                intervals += [SynthInterval(video, subject, on, ap, off, kind) for kind, _, on, ap, off in events]
+                intervals += [Interval(video, subject, on, ap, off, kind) for kind, _, on, ap, off in events]
     finally:
         if own:
             landmarker.close()

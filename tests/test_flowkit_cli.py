@@ -10,23 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from video_clips import write_frames
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def write_frames(video, folder, n):
-    """The first ``n`` frames of ``video`` as PNGs img1.png .. img<n>.png in ``folder``."""
-    folder.mkdir(parents=True)
-    cap = cv2.VideoCapture(str(video))
-    for i in range(n):
-        ok, frame = cap.read()
-        assert ok, f"{video} has fewer than {n} frames"
-        cv2.imwrite(str(folder / f"img{i + 1}.png"), frame)
-    cap.release()
-    return folder
 
 
 def flowkit(*args, **kwargs):
