@@ -97,14 +97,15 @@ def raw_rate(crops: np.ndarray, workers: int) -> float:
         return PAIRS / (time.perf_counter() - t0)
 
 
-def extract_rate(folder: Path, workers: int) -> tuple[float, float]:
+def extract_rate(folder: Path, workers: int | None, **options) -> tuple[float, float]:
     """(pairs/s, seconds) of a full extract() into a fresh store."""
     from flowkit.extract import extract
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
         t0 = time.perf_counter()
-        report = extract([folder], tmp / "out.zarr", ks=[K], model_path=MODEL, workers=workers, progress=False)
+        report = extract([folder], tmp / "out.zarr", ks=[K], model_path=MODEL, workers=workers, progress=False,
+                         **options)
         seconds = time.perf_counter() - t0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -156,6 +157,33 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_extract_torch_cpu_vs_opencv(benchmark, tmp_path):
+    """End to end on the CPU, SPEC-default TV-L1, same clip: the torch solver (default layout: one
+    solver thread, torch's threads over the cores, batches of a chunk) against OpenCV (one process
+    per core). Rounds alternate; medians and their ratio."""
+    import torch
+
+    folder = write_clip(tmp_path / "clip")
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+
+    def measure_both():
+        cv, th = [], []
+        for _ in range(rounds):
+            cv.append(extract_rate(folder, None)[0])
+            th.append(extract_rate(folder, None, flow_backend="torch")[0])
+        return cv, th
+
+    cv, th = benchmark.pedantic(measure_both, rounds=1, iterations=1, warmup_rounds=0)
+    m = {"opencv_extract_pairs_per_s": float(np.median(cv)), "torch_extract_pairs_per_s": float(np.median(th)),
+         "opencv_rounds": cv, "torch_rounds": th, "pairs": PAIRS, "k": K, "load_avg_1min": os.getloadavg()[0]}
+    m["torch_over_opencv"] = m["torch_extract_pairs_per_s"] / m["opencv_extract_pairs_per_s"]
+    benchmark.extra_info.update(m, tvl1="SPEC defaults", device="cpu", cpu_count=os.cpu_count(),
+                                torch=torch.__version__, opencv=cv2.__version__, commit=_commit())
+    print(f"\nextract end to end: OpenCV {m['opencv_extract_pairs_per_s']:.2f} pairs/s, torch "
+          f"{m['torch_extract_pairs_per_s']:.2f} pairs/s, ratio {m['torch_over_opencv']:.2f} ({rounds} rounds, "
+          f"load {m['load_avg_1min']:.2f})")
 
 
 @pytest.mark.cuda

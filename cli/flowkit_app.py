@@ -43,7 +43,8 @@ def extract_cmd(
                                      "with --device or --gpu), opencv, torch or opencv-cuda."),
     device: Optional[str] = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
     gpu: bool = typer.Option(False, "--gpu", help="Run TV-L1 on CUDA when available (falls back to CPU with a warning)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: CPU count; 1 on GPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for OpenCV (default: CPU count); the torch "
+                                          "solver and CUDA default to one solver thread."),
     save_flow: bool = typer.Option(False, "--save-flow", help="Also store the (windows, 2, 128, 128) flow."),
     fast: bool = typer.Option(False, "--fast", help="Reduced TV-L1 for demos: nscales 3, warps 2, inner 10, "
                               "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),

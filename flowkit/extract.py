@@ -137,11 +137,12 @@ class _InlineExecutor:
         pass
 
 
-def _make_executor(workers: int, on_gpu: bool):
-    if on_gpu:
-        # One thread drives the GPU while the main thread decodes and crops the next frames
-        # (OpenCV decoding and CUDA waits release the GIL), so decoding overlaps compute.
-        return cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkit-gpu")
+def _make_executor(workers: int, threaded: bool):
+    if threaded:
+        # One thread runs the batched solver (on the GPU, or with torch's own threads on the CPU)
+        # while the main thread decodes and crops the next frames: OpenCV decoding, CUDA waits
+        # and torch's CPU kernels release the GIL, so decoding overlaps compute.
+        return cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkit-solver")
     if workers <= 1:
         return _InlineExecutor()
     methods = multiprocessing.get_all_start_methods()
@@ -291,8 +292,9 @@ def extract(
         landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
         flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
         flow_params: ``TVL1Params`` fields; OpenCV's defaults (SPEC 2) when None.
-        workers: processes computing TV-L1 + features; default the CPU count for CPU backends.
-            Each worker runs one OpenCV/torch thread. On CUDA one thread drives the device.
+        workers: processes computing TV-L1 + features, each with one OpenCV/torch thread.
+            Default: the CPU count for OpenCV; for the torch solver and on CUDA, one solver
+            thread in this process (torch threads over the cores itself).
         save_flow: also store the (n_windows, 2, 128, 128) flow.
         chunk_windows: windows per stored chunk (the resume unit).
         batch_windows: pairs per TV-L1 call (a task may span chunks). Default: 2 with a pool,
@@ -323,12 +325,15 @@ def extract(
     report = ExtractionReport(store=Path(store_path))
     by_video, ks, kbt = _annotation_setup(annotations, [v.video_id for v in videos], ks, report)
     on_gpu = dev is not None and getattr(dev, "type", "cpu") != "cpu" or backend == "opencv-cuda"
+    # The torch solver batches pairs and threads internally, so by default it runs in one thread
+    # of this process, like on the GPU; OpenCV solves one pair per call, so it gets processes.
+    threaded = on_gpu or (backend == "torch" and workers is None)
     if workers is None:
-        workers = 1 if on_gpu else (os.cpu_count() or 1)
+        workers = 1 if threaded else (os.cpu_count() or 1)
     if workers < 1:
         raise FlowkitError(f"workers should be >= 1, got {workers}")
     if batch_windows is None:
-        batch_windows = _default_batch(backend, dev, workers, chunk_windows)
+        batch_windows = _default_batch(backend, dev, workers, chunk_windows, threaded)
     if batch_windows < 1:
         raise FlowkitError(f"batch_windows should be >= 1, got {batch_windows}")
 
@@ -340,7 +345,7 @@ def extract(
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
         kwargs = {"model_path": model_path} if landmark_backend == "mediapipe" else {}
         landmarker = make_landmarker(landmark_backend, **kwargs)
-        executor = _make_executor(workers, on_gpu)
+        executor = _make_executor(workers, threaded)
         bars = _Bars(progress, len(videos))
         backend_name = backend if dev is None else f"{backend}:{dev}"
         for video in videos:
@@ -367,12 +372,12 @@ def extract(
     return report
 
 
-def _default_batch(backend: str, dev, workers: int, chunk_windows: int) -> int:
+def _default_batch(backend: str, dev, workers: int, chunk_windows: int, threaded: bool) -> int:
     if backend == "torch" and dev is not None and dev.type == "cuda":
         from flowkit.flow.memory import pairs_per_batch
 
         return pairs_per_batch(dev)
-    return 2 if workers > 1 else chunk_windows
+    return 2 if workers > 1 and not threaded else chunk_windows
 
 
 def _one_line(exc: Exception) -> str:

@@ -274,7 +274,10 @@ def test_torch_path_features_match_opencv_path(data_dir, mediapipe_model, tmp_pa
     for backend in ("opencv", "torch"):
         out = tmp_path / f"{backend}.zarr"
         dev = device if backend == "torch" else None
-        report = extract([folder], out, ks=[6], flow_backend=backend, device=dev, workers=1, progress=False)
+        # torch: the default layout, one solver thread beside the decoding thread, as on CUDA
+        workers = None if backend == "torch" else 1
+        report = extract([folder], out, ks=[6], flow_backend=backend, device=dev, workers=workers,
+                         chunk_windows=4, progress=False)
         assert report.ok, report.summary()
         s = FeatureStore(out)
         assert s.is_complete("wolf", 6)
