@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowkit.errors import FlowkitError
 from flowkit.flow.backend import available_backends, resolve_backend
 from flowkit.flow.params import TVL1Params, check_params
 
@@ -36,12 +35,10 @@ def tvl1(prev, nxt, *, backend: str = "opencv", device=None, **params):
     >>> tvl1(a, a, nscales=1, warps=1, outer_iterations=1, inner_iterations=1).shape
     (1, 2, 16, 16)
     """
+    import torch
+
     check_params(params)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    is_tensor = torch is not None and isinstance(prev, torch.Tensor)
+    is_tensor = isinstance(prev, torch.Tensor)
     if device is None and is_tensor and backend == "auto":
         device = prev.device
     name, dev = resolve_backend(backend, device)

@@ -12,22 +12,14 @@ _warned_no_cuda = False
 
 
 def _torch_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return False
+    import torch
+
     return torch.cuda.is_available()
 
 
 def available_backends() -> list[str]:
     """Concrete backends usable here: "opencv" always, "torch", "opencv-cuda" when present."""
-    names = ["opencv"]
-    try:
-        import torch  # noqa: F401
-
-        names.append("torch")
-    except ImportError:  # pragma: no cover
-        pass
+    names = ["opencv", "torch"]  # torch is a hard dependency
     from flowkit.flow.opencv_cuda import opencv_cuda_available
 
     if opencv_cuda_available():

@@ -28,7 +28,7 @@ def median_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
 
 
 def median_blur_torch(x: torch.Tensor, ksize: int) -> torch.Tensor:
-    """The pure-torch path of ``median_blur`` (any device)."""
+    """The pure-torch path of ``median_blur`` (any device): images (B, C, H, W) -> (B, C, H, W)."""
     b, c, h, w = x.shape
     r = ksize // 2
     padded = F.pad(x, (r, r, r, r), mode="replicate")

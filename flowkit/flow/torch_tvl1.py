@@ -28,9 +28,10 @@ _FLT_EPSILON = 1.1920929e-07
 
 
 def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half central differences; at the border OpenCV uses half one-sided differences.
+    """Half central differences (dx, dy) of images (B, H, W), each (B, H, W).
 
-    With a replicated border, 0.5 * (I[x+1] - I[x-1]) gives exactly those one-sided values.
+    At the border OpenCV uses half one-sided differences; with a replicated border,
+    0.5 * (I[x+1] - I[x-1]) gives exactly those one-sided values.
     """
     p = F.pad(img, (1, 1, 1, 1), mode="replicate")
     dx = 0.5 * (p[..., 1:-1, 2:] - p[..., 1:-1, :-2])
@@ -39,7 +40,8 @@ def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def forward_gradient(u: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> None:
-    """Forward differences into ``gx``, ``gy``; zero in the last column / row."""
+    """Forward differences of ``u`` (..., H, W) into ``gx``, ``gy`` (same shape); zero in the
+    last column / row."""
     torch.sub(u[..., :, 1:], u[..., :, :-1], out=gx[..., :, :-1])
     gx[..., :, -1] = 0
     torch.sub(u[..., 1:, :], u[..., :-1, :], out=gy[..., :-1, :])
@@ -47,7 +49,8 @@ def forward_gradient(u: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> Non
 
 
 def divergence(p1: torch.Tensor, p2: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Backward-difference divergence; row 0 and column 0 take the value itself."""
+    """Backward-difference divergence of (``p1``, ``p2``), each (..., H, W), into ``out`` (same
+    shape); row 0 and column 0 take the value itself."""
     out.copy_(p1)
     out[..., :, 1:] -= p1[..., :, :-1]
     out += p2

@@ -42,7 +42,6 @@ class DlibLandmarker:
             import dlib
         except ImportError:
             raise FlowkitError(f"dlib should be installed for the dlib backend; {_INSTALL_HINT}") from None
-        self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(shape_predictor_path()))
         self.upsample = upsample
