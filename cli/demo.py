@@ -1,6 +1,6 @@
 """One-command demo (``make demo``): synthetic benchmark -> features -> LOSO training -> report.
 
-    python -m cli.demo OUT_DIR [--quick]
+    python -m cli.demo OUT_DIR [--seed N]
 
 Steps, all offline on the CPU:
 

@@ -29,7 +29,7 @@ def augment_window(x: np.ndarray, code: int, *, rng: np.random.Generator | None 
     Returns:
         (3, 42, 42) float32 window (a new array unless ``code`` is NONE).
 
-    >>> augment_window(np.arange(3.0 * 42 * 42, dtype=np.float32).reshape(3, 42, 42), FLIP)[0, 0, 0]
+    >>> float(augment_window(np.arange(3.0 * 42 * 42, dtype=np.float32).reshape(3, 42, 42), FLIP)[0, 0, 0])
     41.0
     """
     if code == NONE:

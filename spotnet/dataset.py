@@ -29,8 +29,6 @@ from spotnet.errors import SpotnetError
 from spotnet.labels import pseudo_labels
 from spotnet.normalize import minmax_normalize
 
-TYPES = ("macro", "micro")
-
 
 @dataclass(frozen=True)
 class VideoWindows:
@@ -69,37 +67,31 @@ def open_store(path: str | Path):
     return root, videos
 
 
-def _norm_type(kind) -> str:
-    kind = str(kind).strip().lower()
-    return kind.split("-")[0] if kind.endswith("-expression") else kind
-
-
 def _intervals(attrs) -> tuple[tuple[int, int, str], ...]:
-    out = []
-    for a in attrs.get("annotations") or []:
-        onset, offset = int(a["onset"]), int(a["offset"])
-        if offset <= 0 or offset < onset:  # SPEC 6: an offset of 0 means "use the apex"
-            offset = int(a.get("apex", onset))
-        out.append((onset, offset, _norm_type(a["type"])))
-    return tuple(out)
+    # The store already holds 0-based offsets with the SPEC 6 offset-0 -> apex rule applied and
+    # types "macro" | "micro" (flowkit.annotations, docs/STORE.md); nothing to redo here.
+    return tuple((int(a["onset"]), int(a["offset"]), str(a["type"])) for a in attrs.get("annotations") or [])
 
 
-def store_ks(path: str | Path) -> list[int]:
-    """Every k with features in the store (complete or not), sorted."""
-    _, videos = open_store(path)
+def _ks(videos) -> list[int]:
     ks = set()
     for _, g in videos.groups():
         ks.update(int(name[1:]) for name in g.group_keys() if name.startswith("k") and name[1:].isdigit())
     return sorted(ks)
 
 
+def store_ks(path: str | Path) -> list[int]:
+    """Every k with features in the store (complete or not), sorted."""
+    return _ks(open_store(path)[1])
+
+
 def k_for_type(path: str | Path, expression: str) -> int:
     """k of one expression type: root attrs ``k_by_type``, else the store's only k."""
-    root, _ = open_store(path)
+    root, videos = open_store(path)
     by_type = dict(root.attrs.get("k_by_type") or {})
     if expression in by_type:
         return int(by_type[expression])
-    ks = store_ks(path)
+    ks = _ks(videos)
     if len(ks) == 1:
         return ks[0]
     if not ks:
@@ -240,6 +232,7 @@ class WindowDataset(Dataset):
         self.codes = np.zeros(n, np.int8) if codes is None else np.asarray(codes, np.int8)
         self.seed = seed
         self.cache_chunks = cache_chunks
+        self._videos_group = None  # opened on first read, then kept
         self._arrays: dict[int, object] = {}
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
@@ -248,9 +241,10 @@ class WindowDataset(Dataset):
 
     def _array(self, vi: int):
         if vi not in self._arrays:
-            _, videos = open_store(self.store_path)
+            if self._videos_group is None:
+                self._videos_group = open_store(self.store_path)[1]
             v = self.videos[vi]
-            self._arrays[vi] = videos[v.video][f"k{v.k}"]["features"]
+            self._arrays[vi] = self._videos_group[v.video][f"k{v.k}"]["features"]
         return self._arrays[vi]
 
     def chunk_of(self, i: int) -> tuple[int, int]:
@@ -275,7 +269,8 @@ class WindowDataset(Dataset):
         return self._chunk(self.chunk_of(i))[int(w) % self.videos[vi].chunk]
 
     def __getitem__(self, i: int):
-        x = minmax_normalize(torch.from_numpy(self.window(i).copy())[None])[0].numpy()
+        # minmax_normalize returns a new tensor, so the cached chunk is never modified.
+        x = minmax_normalize(torch.from_numpy(self.window(i))[None])[0].numpy()
         code = int(self.codes[i])
         if code != NONE:
             x = augment_window(x, code, rng=np.random.default_rng((self.seed, int(i))))

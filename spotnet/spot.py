@@ -13,15 +13,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from spotnet.checkpoint import load_checkpoint
-from spotnet.dataset import list_videos, open_store, store_ks
+from spotnet.dataset import list_videos, store_ks
 from spotnet.errors import SpotnetError
-from spotnet.evaluation import EvalInterval
+from spotnet.evaluation import TYPES, EvalInterval
 from spotnet.spotting import spot_intervals
-
-TYPES = ("macro", "micro")
 
 
 def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
@@ -65,7 +61,6 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
     """
     from spotnet.training import predict_video
 
-    open_store(store_path)
     ks = store_ks(store_path)
     out, scores = [], {}
     for kind, (k, group) in models.items():
@@ -75,7 +70,7 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
                 f"extract the videos again with --k {k}"
             )
         for v in list_videos(store_path, k):
-            s = np.mean([predict_video(m, store_path, v) for m in group], axis=0)
+            s = predict_video(group, store_path, v)  # features read once for the whole ensemble
             scores[(kind, v.video)] = s
             out += [EvalInterval(v.video, it.start, min(it.end, v.n_frames - 1), kind, it.score)
                     for it in spot_intervals(s, k, p=p)]

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,14 +83,22 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         raise
 
 
-def predict_video(model: SOFTNet, store_path, video, *, device="cpu", batch_size: int = 256) -> np.ndarray:
-    """(n_windows,) float32 raw scores of every window of one video, in window order."""
-    model.eval()
-    out = []
+def predict_video(model: SOFTNet | Sequence[SOFTNet], store_path, video, *, device="cpu",
+                  batch_size: int = 256) -> np.ndarray:
+    """(n_windows,) float32 raw scores of every window of one video, in window order.
+
+    ``model`` may be a list of models (an ensemble): each batch of (B, 3, 42, 42) features is
+    read once and fed to every model, and the models' scores are averaged window by window.
+    """
+    models = [m.eval() for m in (model if isinstance(model, Sequence) else [model])]
+    outs: list[list[np.ndarray]] = [[] for _ in models]
     with torch.no_grad():
         for x in video_windows(store_path, video, batch_size=batch_size):
-            out.append(model(x.to(device)).cpu().numpy())
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+            x = x.to(device)
+            for m, out in zip(models, outs):
+                out.append(m(x).cpu().numpy())
+    scores = [np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32) for out in outs]
+    return scores[0] if len(scores) == 1 else np.mean(scores, axis=0)
 
 
 def train_fold(store_path, videos, train, expression, *, epochs=10, batch_size=12, lr=5e-4, seed=0,
@@ -157,6 +166,7 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
         bar = tqdm(folds, desc=f"{expression} folds", unit="fold")
     pred, gt, scores = [], [], {}
     for subject, train, test in bar:
+        model = None
         ckpt = out / "folds" / expression / f"{subject}.pt"
         score_paths = [out / "scores" / expression / f"{videos[i].video}.npy" for i in test]
         if control == "random":
@@ -169,7 +179,8 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
                                seed=seed, device=device, label_kind=label_kind, progress=progress,
                                desc=f"{expression} {subject}")
             fold_scores = [predict_video(model, store_path, videos[i], device=device) for i in test]
-            fold_pred, fold_gt = _spot(videos, test, fold_scores, expression, k, p)
+        fold_pred, fold_gt = _spot(videos, test, fold_scores, expression, k, p)
+        if model is not None:
             metrics = getattr(evaluate(fold_pred, fold_gt), expression).__dict__
             meta = {"recipe": recipe, "k": k, "fold": subject, "expression": expression, "type": expression, "p": p,
                     "metrics": metrics, **flow, "train_videos": [videos[i].video for i in train],
@@ -178,7 +189,6 @@ def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr,
             for path, s in zip(score_paths, fold_scores):
                 _save_npy(path, s)
             save_model(model.cpu(), ckpt, metadata=meta)
-        fold_pred, fold_gt = _spot(videos, test, fold_scores, expression, k, p)
         pred += fold_pred
         gt += fold_gt
         for i, s in zip(test, fold_scores):
