@@ -48,7 +48,8 @@ _FAILURE_ERRORS = (FlowkitError, OSError, ValueError, cv2.error)
 
 @dataclass
 class VideoResult:
-    """What happened to one video: status "done", "partial" (some k skipped) or "failed"."""
+    """What happened to one video: status "done", "partial" (some k skipped), "skipped" (every k
+    skipped: the video is too short) or "failed"."""
 
     video_id: str
     status: str
@@ -88,12 +89,11 @@ class ExtractionReport:
 
 
 # ---------------------------------------------------------------------- workers
-def _init_worker(single_thread: bool) -> None:
-    if single_thread:
-        import torch
+def _init_worker() -> None:
+    import torch
 
-        cv2.setNumThreads(1)
-        torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def _compute(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, backend: str, device, params: dict,
@@ -153,7 +153,7 @@ def _make_executor(workers: int, threaded: bool):
         ctx.set_forkserver_preload(["flowkit.extract", "flowkit.features", "flowkit.flow", "cv2", "torch"])
     else:
         ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(True,))
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -177,36 +177,45 @@ def _as_inputs(inputs) -> list:
 
 
 class _Frames:
-    """Iterate a source while remembering the last frame (for the reference frame's shape)."""
+    """One pass over a source that remembers frame 0, the last frame read and the count.
+
+    It is its own iterator, so find_reference can stop at the reference frame and the caller
+    counts the rest; ``path`` names the source in find_reference's error message.
+    """
 
     def __init__(self, source):
-        self.source = source
         self.path = source.path
+        self._it = iter(source)
+        self.first = None
         self.last = None
         self.count = 0
 
     def __iter__(self):
-        for frame in self.source:
-            self.last = frame
-            self.count += 1
-            yield frame
+        return self
+
+    def __next__(self) -> np.ndarray:
+        frame = next(self._it)
+        if self.first is None:
+            self.first = frame
+        self.last = frame
+        self.count += 1
+        return frame
 
 
 def _prepare(video, source, landmarker, landmark_backend: str) -> tuple[dict, np.ndarray]:
-    """First pass: reference face, crop box, frame count and crop landmarks."""
+    """First pass: reference face, crop box, frame count and crop landmarks ((68, 2) float32)."""
     from flowkit.crop import clamp_box, crop_face, crop_landmarks, find_reference
 
     frames = _Frames(source)
-    it = iter(frames)
-    reference, face = find_reference(_Iterable(it, source.path), landmarker)
+    reference, face = find_reference(frames, landmarker)
     ref_frame = frames.last
-    for _ in it:  # count the rest without detection
+    for _ in frames:  # count the rest without detection
         pass
     n_frames = frames.count
     h, w = ref_frame.shape[:2]
     box = clamp_box(face.box, w, h)
-    first = next(iter(source))
-    points, _ = crop_landmarks(landmarker, crop_face(first, box), reference=face, frame_shape=ref_frame.shape)
+    points, _ = crop_landmarks(landmarker, crop_face(frames.first, box), reference=face,
+                               frame_shape=ref_frame.shape)
     attrs = {
         "source": str(Path(video.path).resolve()),
         "n_frames": int(n_frames),
@@ -216,17 +225,6 @@ def _prepare(video, source, landmarker, landmark_backend: str) -> tuple[dict, np
         "landmark_backend": landmark_backend,
     }
     return attrs, points
-
-
-class _Iterable:
-    """Wrap an iterator so find_reference can name the source in its error message."""
-
-    def __init__(self, it, path):
-        self._it = it
-        self.path = path
-
-    def __iter__(self):
-        return self._it
 
 
 # ---------------------------------------------------------------------- the pipeline
@@ -254,7 +252,7 @@ def _annotation_setup(annotations, video_ids: list[str], ks, report: ExtractionR
     if ks is None:
         if not derived:
             raise FlowkitError("k should be given (--k) or derived from annotations (--annotations), got neither")
-        ks = sorted(set(derived.values()))
+        ks = derived.values()
     ks = sorted({int(k) for k in ks})
     if not ks or min(ks) < 1:
         raise FlowkitError(f"k values should be positive integers, got {ks}")
@@ -312,7 +310,6 @@ def extract(
     from flowkit.flow import resolve_backend
     from flowkit.flow.params import check_params
     from flowkit.landmarks import make_landmarker
-    from flowkit.sources import open_source
 
     t_start = time.perf_counter()
     params = check_params(dict(flow_params or {})).to_dict()
@@ -353,7 +350,7 @@ def extract(
             try:
                 result = _extract_video(video, ivs, store, landmarker, landmark_backend, executor, workers,
                                         ks, backend, dev, backend_name, params, save_flow, chunk_windows,
-                                        batch_windows, bars, open_source)
+                                        batch_windows, bars)
             except _FAILURE_ERRORS as exc:
                 result = VideoResult(video.video_id, "failed", _one_line(exc))
             except cf.BrokenExecutor as exc:
@@ -426,16 +423,17 @@ class _Bars:
 
 
 def _extract_video(video, intervals, store: FeatureStore, landmarker, landmark_backend, executor, workers, ks,
-                   backend, dev, backend_name, params, save_flow, chunk, batch, bars, open_source) -> VideoResult:
+                   backend, dev, backend_name, params, save_flow, chunk, batch, bars) -> VideoResult:
     """One video; ``intervals`` is None when no annotations were given (a resumed video keeps the
     annotations and subject stored by an earlier run)."""
+    from flowkit.sources import open_source
+
     vid = video.video_id
     source = open_source(video.path)
     subject = intervals[0].subject if intervals else video.subject
     ann = [iv.to_attr() for iv in sorted(intervals or [], key=lambda iv: (iv.onset, iv.offset))]
-    attrs_known = store.has_video(vid) and store.video_attrs(vid).get("crop_box") is not None
-    if attrs_known:
-        attrs = store.video_attrs(vid)
+    attrs = store.video_attrs(vid) if store.has_video(vid) else {}
+    if attrs.get("crop_box") is not None:  # prepared by an earlier run
         if attrs.get("source") != str(Path(video.path).resolve()):
             raise FlowkitError(f"video id {vid!r} is already in the store from {attrs.get('source')}, "
                                f"got another source {video.path}")

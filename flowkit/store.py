@@ -91,6 +91,8 @@ class FeatureStore:
             except OSError as exc:
                 raise FlowkitError(f"output store {str(self.path)!r} should be creatable, got {exc.strerror or exc}") from None
             self._acquire_lock()
+            # Another writer may have created the store between the check above and the lock.
+            is_store = (self.path / "zarr.json").is_file()
         try:
             if mode == "a" and not is_store:
                 self.root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
@@ -192,13 +194,14 @@ class FeatureStore:
         if points.shape != (68, 2):
             raise FlowkitError(f"landmarks should have shape (68, 2), got {points.shape}")
         g = self.root["videos"].require_group(video_id)
-        g.attrs.update(_json_safe(attrs))
         if "landmarks" in g and g["landmarks"].shape == (68, 2):
             g["landmarks"][...] = points
         else:
             arr = g.create_array("landmarks", shape=(68, 2), dtype="float32", chunks=(68, 2),
                                  dimension_names=("point", "xy"), overwrite=True)
             arr[...] = points
+        # Attrs last: extract takes a stored crop_box to mean the video is prepared, landmarks included.
+        g.attrs.update(_json_safe(attrs))
 
     def set_video_attrs(self, video_id: str, **attrs) -> None:
         self._writable()
@@ -236,9 +239,10 @@ class FeatureStore:
         g = self._video(video_id)
         name = f"k{int(k)}"
         params = _json_safe(dict(flow_params))
-        if name in g:
-            kg = g[name]
-            old = dict(kg.attrs)
+        old = dict(g[name].attrs) if name in g else {}
+        # The attrs are written last, so a group without them was cut off while being created
+        # (nothing can have been written to it) and is made again below.
+        if "n_windows" in old:
             mismatch = [
                 what for what, a, b in (
                     ("flow_params", old.get("flow_params"), params),
@@ -247,7 +251,7 @@ class FeatureStore:
                     ("chunk", old.get("chunk"), chunk),
                 ) if a != b
             ]
-            if save_flow and "flow" not in kg:
+            if save_flow and "flow" not in g[name]:
                 mismatch.append("save_flow")
             if not mismatch:
                 return
@@ -255,7 +259,7 @@ class FeatureStore:
                 f"store {self.path} already holds video {video_id!r} k={k} made with a different "
                 f"{', '.join(mismatch)}; write to a new store to use other settings"
             )
-        kg = g.create_group(name)
+        kg = g.create_group(name, overwrite=True)
         n_chunks = math.ceil(n_windows / chunk)
         kg.create_array("features", shape=(n_windows, *FEATURE_SHAPE), chunks=(chunk, *FEATURE_SHAPE),
                         dtype="float32", fill_value=0.0, dimension_names=("window", "channel", "y", "x"))
@@ -278,6 +282,7 @@ class FeatureStore:
         """Write windows [chunk_index * chunk, ...) of features (and flow), then flag the chunk.
 
         features: (n, 3, 42, 42) float32, n the chunk's window count (the last may be short).
+        flow: (n, 2, 128, 128) float32, required when the group was made with ``save_flow``.
         """
         self._writable()
         kg = self._kgroup(video_id, k)
@@ -291,11 +296,17 @@ class FeatureStore:
         if feats.shape != (stop - start, *FEATURE_SHAPE):
             raise FlowkitError(f"chunk {chunk_index} features should have shape {(stop - start, *FEATURE_SHAPE)}, "
                                f"got {feats.shape}")
-        kg["features"][start:stop] = feats
-        if "flow" in kg:
+        has_flow = "flow" in kg
+        if has_flow:
             if flow is None:
                 raise FlowkitError(f"chunk {chunk_index} should come with its flow (store made with save_flow)")
-            kg["flow"][start:stop] = np.asarray(flow, dtype=np.float32)
+            flow = np.asarray(flow, dtype=np.float32)
+            if flow.shape != (stop - start, *FLOW_SHAPE):
+                raise FlowkitError(f"chunk {chunk_index} flow should have shape {(stop - start, *FLOW_SHAPE)}, "
+                                   f"got {flow.shape}")
+        kg["features"][start:stop] = feats
+        if has_flow:
+            kg["flow"][start:stop] = flow
         # The flag goes last: a crash before this line leaves the chunk to be recomputed.
         kg["written"][chunk_index] = True
 
