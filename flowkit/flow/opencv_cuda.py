@@ -28,6 +28,10 @@ def opencv_cuda_available() -> bool:
 def tvl1_opencv_cuda(prev, nxt, **params) -> np.ndarray:
     """Dual TV-L1 with ``cv2.cuda``, one pair per call.
 
+    Not the CPU solver's twin: cv2.cuda's DualTVL1 has no median filtering and a single
+    iteration count (here outer x inner), so its flow differs from ``cv2.optflow``'s. The
+    torch backend is the one that reproduces the CPU reference on CUDA.
+
     Args:
         prev: frames (B, H, W) uint8, or one frame (H, W).
         nxt: frames (B, H, W) uint8, same shape as ``prev``.
