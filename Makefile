@@ -12,7 +12,7 @@ $(BIN)/activate: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: a bare or open-ended torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,dlib]'
+	$(BIN)/python -m pip install -q -e '.[dev,dlib,demo]'
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate

@@ -105,12 +105,14 @@ def synth_cmd(
     seconds: float = typer.Option(20.0, "--seconds", help="Length of each video."),
     fps: float = typer.Option(30.0, "--fps"),
     seed: int = typer.Option(0, "--seed"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the base face videos "
+                                            "(default ../shared/data; scikit-image's astronaut when absent)."),
 ) -> None:
     """Write a synthetic benchmark: long face videos with known macro/micro intervals."""
     from flowkit.synth import make_synthetic_dataset
 
     intervals = make_synthetic_dataset(out_dir, subjects=subjects, videos_per_subject=videos_per_subject,
-                                       seconds=seconds, fps=fps, seed=seed)
+                                       seconds=seconds, fps=fps, seed=seed, data_dir=data_dir)
     typer.echo(f"wrote {subjects * videos_per_subject} video(s) with {len(intervals)} intervals; "
                f"annotations: {out_dir / 'annotations.csv'}")
 

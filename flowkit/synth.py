@@ -1,7 +1,7 @@
 """Synthetic long face videos with known macro- and micro-expression intervals.
 
-Each video is a real face image (a frame of ../shared/data, flipped, scaled and shifted per
-subject so that subjects differ) animated by smooth local displacement fields:
+Each video is a real face image (a frame of ../shared/data, or scikit-image's astronaut when
+that folder is absent; flipped, scaled and shifted per subject so that subjects differ) animated by smooth local displacement fields:
 
 - macro-like events: large, slow deformations (mouth corners pulled outward and up, brows
   raised), ``macro_seconds`` long, with a slow onset -> apex ramp (80% of the event) and a quick
@@ -88,11 +88,24 @@ def _base_images(data_dir: Path) -> list[np.ndarray]:
             i += 1
         cap.release()
     if not images:
+        images = _astronaut()
+    if not images:
         raise FlowkitError(
             f"synthetic faces should come from {', '.join(BASE_VIDEOS)} in a data folder, "
-            f"got none in {str(data_dir)!r} (pass data_dir=...)"
+            f"got none in {str(data_dir)!r}; pass data_dir (flowkit synth --data-dir) or install "
+            "scikit-image for its astronaut photograph"
         )
     return images
+
+
+def _astronaut() -> list[np.ndarray]:
+    """scikit-image's public-domain astronaut portrait (BGR), when scikit-image is installed: the
+    fallback face outside this project's checkout, where ../shared/data is absent."""
+    try:
+        from skimage import data
+    except ImportError:
+        return []
+    return [cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)]
 
 
 def _face_crop(image: np.ndarray, landmarker, *, size: int, scale: float, shift: tuple[float, float],

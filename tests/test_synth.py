@@ -74,3 +74,22 @@ def test_bad_arguments(tmp_path):
         make_synthetic_dataset(tmp_path, wobble=3)
     with pytest.raises(FlowkitError, match="should be >= 1"):
         make_synthetic_dataset(tmp_path, subjects=0)
+
+
+def test_astronaut_when_the_data_folder_is_absent(tmp_path, monkeypatch):
+    """Outside this checkout (no ../shared/data) the faces come from scikit-image's astronaut; the
+    landmarker must find that face, or synth would fail for a newcomer."""
+    pytest.importorskip("skimage", reason="scikit-image (the demo extra) is not installed")
+    monkeypatch.setenv("FLOWKIT_MEDIAPIPE_MODEL", os.environ.get("FLOWKIT_MEDIAPIPE_MODEL", str(SHARED_MODEL)))
+    out = tmp_path / "synth"
+    intervals = make_synthetic_dataset(out, seed=1, data_dir=tmp_path / "no_such_folder", **SMALL)
+    assert {iv.subject for iv in intervals} == {"sub01", "sub02"}
+    assert [v.video_id for v in discover_videos(out)] == ["sub01_v1", "sub02_v1"]
+
+
+def test_no_faces_anywhere_is_a_clear_error(tmp_path, monkeypatch):
+    import flowkit.synth as synth_mod
+
+    monkeypatch.setattr(synth_mod, "_astronaut", lambda: [])
+    with pytest.raises(FlowkitError, match="install scikit-image"):
+        make_synthetic_dataset(tmp_path / "out", data_dir=tmp_path / "no_such_folder", **SMALL)
