@@ -343,7 +343,7 @@ def extract(
         kwargs = {"model_path": model_path} if landmark_backend == "mediapipe" else {}
         landmarker = make_landmarker(landmark_backend, **kwargs)
         executor = _make_executor(workers, threaded)
-        bars = _Bars(progress, len(videos))
+        bars = _Bars(progress, len(videos), _estimated_pairs(videos, store, ks) if progress else {})
         backend_name = backend if dev is None else f"{backend}:{dev}"
         for video in videos:
             ivs = by_video.get(video.video_id, []) if annotations is not None else None
@@ -357,7 +357,7 @@ def extract(
                 raise FlowkitError(f"a worker process died while extracting {video.video_id}: {exc}") from None
             report.videos.append(result)
             report.pairs += result.pairs
-            bars.video_done()
+            bars.video_done(video.video_id)
         bars.close()
     finally:
         if executor is not None:
@@ -377,17 +377,37 @@ def _default_batch(backend: str, dev, workers: int, chunk_windows: int, threaded
     return 2 if workers > 1 and not threaded else chunk_windows
 
 
+def _estimated_pairs(videos, store: FeatureStore, ks) -> dict[str, int]:
+    """Pairs each video should still need, for the overall progress bar only: frame counts from
+    the store when an earlier run recorded them, else from the container header (exact for image
+    folders); complete k count 0. Each video corrects its estimate when it is opened."""
+    from flowkit.sources import open_source
+
+    out = {}
+    for v in videos:
+        known = store.has_video(v.video_id)
+        try:
+            n = int(store.video_attrs(v.video_id).get("n_frames") or 0) if known else open_source(v.path).n_frames
+        except _FAILURE_ERRORS:  # reported properly when the video's turn comes
+            n = 0
+        out[v.video_id] = sum(max(0, n - k) for k in ks if not (known and store.is_complete(v.video_id, k)))
+    return out
+
+
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if isinstance(exc, (FlowkitError, cv2.error)) else f"{type(exc).__name__}: {text}"
 
 
 class _Bars:
-    """tqdm bars counting pairs: one per video, one overall (its total grows as videos are opened)."""
+    """tqdm bars counting pairs: one per video, one overall. The overall total starts from
+    estimates per video and takes each video's exact count when it is opened, so its rate and
+    ETA cover the whole run from the start."""
 
-    def __init__(self, enabled: bool, n_videos: int):
+    def __init__(self, enabled: bool, n_videos: int, estimates: dict[str, int]):
         self.enabled = enabled
         self.n_videos = n_videos
+        self.estimates = dict(estimates)
         self.index = 0
         self.overall = None
         self.video = None
@@ -395,11 +415,12 @@ class _Bars:
             from tqdm import tqdm
 
             self._tqdm = tqdm
-            self.overall = tqdm(total=0, unit="pair", desc=f"video 1/{n_videos}", position=0, dynamic_ncols=True)
+            self.overall = tqdm(total=sum(self.estimates.values()), unit="pair", desc=f"video 1/{n_videos}",
+                                position=0, dynamic_ncols=True)
 
     def start_video(self, name: str, pairs: int):
         if self.enabled:
-            self.overall.total += pairs
+            self.overall.total += pairs - self.estimates.pop(name, 0)
             self.overall.refresh()
             self.video = self._tqdm(total=pairs, unit="pair", desc=name[:30], position=1, leave=False,
                                     dynamic_ncols=True)
@@ -409,10 +430,13 @@ class _Bars:
             self.video.update(n)
             self.overall.update(n)
 
-    def video_done(self):
+    def video_done(self, name: str):
         if self.video is not None:
             self.video.close()
             self.video = None
+        if self.overall is not None and name in self.estimates:  # failed or had nothing to do
+            self.overall.total -= self.estimates.pop(name)
+            self.overall.refresh()
         self.index += 1
         if self.overall is not None and self.index < self.n_videos:
             self.overall.set_description(f"video {self.index + 1}/{self.n_videos}")

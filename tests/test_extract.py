@@ -287,3 +287,24 @@ def test_torch_path_features_match_opencv_path(data_dir, mediapipe_model, tmp_pa
     print(f"torch vs opencv features: mean abs diff {diff.mean():.3g}, max {diff.max():.3g}")
     assert diff.mean() <= 0.05, f"mean abs difference {diff.mean():.4g}"
     assert np.abs(feats["opencv"]).mean() > 10 * diff.mean(), "the features should carry signal"
+
+
+def test_overall_progress_total_from_estimates(clips, tmp_path):
+    """The overall bar starts from per-video estimates (image folders: exact frame counts) and ends
+    with the pairs really computed: a failed video's estimate is taken back."""
+    from flowkit.extract import _Bars, _estimated_pairs
+    from flowkit.sources import discover_videos
+
+    videos = discover_videos(clips)
+    with FeatureStore(tmp_path / "est.zarr", mode="a") as store:
+        estimates = _estimated_pairs(videos, store, [2, 30])
+    assert estimates == {"good": 20 - 2, "noface": 12 - 2}  # k=30 is longer than both clips
+
+    bars = _Bars(True, 2, estimates)
+    assert bars.overall.total == 28
+    bars.start_video("good", 18)
+    bars.pairs(18)
+    bars.video_done("good")
+    bars.video_done("noface")  # failed before start_video
+    assert bars.overall.total == bars.overall.n == 18
+    bars.close()
