@@ -1,0 +1,46 @@
+"""The package-level API that the README shows, run as written (with a reduced TV-L1 for speed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+import flowkit
+import spotnet
+
+
+def test_flowkit_exports_resolve():
+    for name in flowkit.__all__:
+        assert getattr(flowkit, name) is not None, name
+    assert set(flowkit.__all__) <= set(dir(flowkit))
+
+
+def test_import_flowkit_is_cheap():
+    # The exports are lazy: importing the package must not pull in torch or cv2.
+    code = "import sys, flowkit; print('torch' in sys.modules, 'cv2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_readme_api_example():
+    rng = np.random.default_rng(0)
+    prev = rng.integers(0, 256, (2, 128, 128), dtype=np.uint8)
+    nxt = np.roll(prev, 1, axis=2)  # everything moves 1 px right
+    flow = flowkit.tvl1(prev, nxt, nscales=2, warps=1)
+    assert flow.shape == (2, 2, 128, 128)
+    # TV-L1's flow maps prev to nxt: a 1 px shift to the right is u = +1 away from the border.
+    assert abs(float(np.median(flow[:, 0, 20:-20, 20:-20])) - 1.0) < 0.1
+    landmarks = np.stack(np.meshgrid(np.linspace(20, 108, 17), np.linspace(30, 100, 4)), -1)
+    landmarks = landmarks.reshape(-1, 2)[:68].astype(np.float32)
+    feats = flowkit.features_from_flow(flow, landmarks)
+    assert feats.shape == (2, 3, 42, 42)
+    model = spotnet.SOFTNet().eval()
+    with torch.no_grad():
+        scores = model(spotnet.minmax_normalize(feats))
+    assert scores.shape == (2,) and torch.isfinite(scores).all()
+    assert spotnet.spot_intervals(scores.numpy(), k=6) == []  # 2 windows: too short to smooth
+    intervals = spotnet.spot_intervals(rng.random(200), k=6)
+    assert intervals and all(0 <= it.start <= it.end < 200 for it in intervals)
