@@ -81,12 +81,18 @@ def spot_cmd(
     source: Path = typer.Argument(..., help="Feature store, or a video / image folder / dataset folder to extract first."),
     out: Path = typer.Option(Path("intervals.csv"), "--out", help="Spotted intervals CSV (1-based frames)."),
     p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
+    store: Path = typer.Option(None, "--store", help="Keep the features extracted from a video here (.zarr; "
+                               "default: a temporary store)."),
+    flow_backend: str = typer.Option("auto", "--flow-backend", help="TV-L1 backend for a video: auto, opencv, "
+                                     "torch or opencv-cuda."),
+    device: str = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
+    gpu: bool = typer.Option(False, "--gpu", help="Extract on CUDA when available."),
 ) -> None:
     """Spot macro/micro intervals with trained models."""
     from spotnet.evaluation import write_intervals_csv
     from spotnet.spot import spot
 
-    intervals = spot(model, source, p=p)
+    intervals = spot(model, source, p=p, store_out=store, flow_backend=flow_backend, device=device, gpu=gpu)
     write_intervals_csv(out, intervals)
     typer.echo(f"wrote {len(intervals)} intervals to {out}")
 

@@ -77,13 +77,15 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
     return (out, scores) if return_scores else out
 
 
-def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=None):
+def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=None, flow_backend: str = "auto",
+         device=None, gpu: bool = False):
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
     A path that is not a store is extracted first with ``flowkit.extract`` at the models' k
     values, into ``store_out`` (default: a temporary store, removed afterwards), with
     ``flow_params`` or else the TV-L1 parameters recorded in the checkpoints (the features the
-    models were trained on), or else OpenCV's defaults.
+    models were trained on), or else OpenCV's defaults. ``flow_backend``, ``device`` and ``gpu``
+    choose the TV-L1 backend as in ``flowkit extract``.
 
     Returns:
         0-based :class:`EvalInterval` list, typed and scored.
@@ -105,8 +107,8 @@ def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=Non
 
     def run(store: Path):
         try:
-            report = extract(discover_videos(source), store, ks=ks,
-                             **({"flow_params": flow_params} if flow_params else {}))
+            report = extract(discover_videos(source), store, ks=ks, flow_backend=flow_backend, device=device,
+                             gpu=gpu, **({"flow_params": flow_params} if flow_params else {}))
         except FlowkitError as exc:
             raise SpotnetError(f"feature extraction of {source} should succeed, got: {exc}") from None
         if not report.ok:

@@ -163,3 +163,25 @@ def test_cli_train_and_spot(store, run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["spot", str(bad), str(store)])
     assert exc.value.code == 2 and "checkpoint" in capsys.readouterr().err
+
+
+def test_cli_spot_on_a_video_keeps_its_store(run, data_dir, mediapipe_model, tmp_path, monkeypatch, capsys):
+    """`spotnet spot RUN clip/ --store S --flow-backend torch`: the clip is extracted at the
+    models' k values (8 macro, 3 micro) with the chosen backend (SPEC-default TV-L1: these models
+    recorded no flow settings) and the store is kept."""
+    from cli.spotnet_app import main
+    from flowkit.store import FeatureStore
+    from video_clips import write_frames
+
+    out, _ = run
+    monkeypatch.setenv("FLOWKIT_MEDIAPIPE_MODEL", str(mediapipe_model))
+    clip = write_frames(data_dir / "single_face.mp4", tmp_path / "clip", 24)
+    kept = tmp_path / "kept.zarr"
+    with pytest.raises(SystemExit) as exc:
+        main(["spot", str(out), str(clip), "--out", str(tmp_path / "iv.csv"), "--store", str(kept),
+              "--flow-backend", "torch"])
+    assert exc.value.code == 0, capsys.readouterr().err
+    store = FeatureStore(kept)
+    assert store.videos() == ["clip"] and store.ks("clip") == [3, 8]
+    assert store.k_attrs("clip", 3)["flow_backend"].startswith("torch")
+    assert (tmp_path / "iv.csv").read_text().startswith("video,onset,offset,type,score")
