@@ -77,7 +77,8 @@ def train_cmd(
 
 @app.command("spot")
 def spot_cmd(
-    model: Path = typer.Argument(..., help="Checkpoint (.pt) or a 'spotnet train' run folder (fold scores averaged)."),
+    model: Path = typer.Argument(..., help="Checkpoint (.pt), a folder of them, or a 'spotnet train' run folder "
+                                 "(fold scores averaged)."),
     source: Path = typer.Argument(..., help="Feature store, or a video / image folder / dataset folder to extract first."),
     out: Path = typer.Option(Path("intervals.csv"), "--out", help="Spotted intervals CSV (1-based frames)."),
     p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
@@ -87,12 +88,16 @@ def spot_cmd(
                                      "torch or opencv-cuda."),
     device: str = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
     gpu: bool = typer.Option(False, "--gpu", help="Extract on CUDA when available."),
+    landmarks: str = typer.Option("mediapipe", "--landmarks", help="Landmark backend for a video: mediapipe or dlib."),
+    landmark_model: Path = typer.Option(None, "--landmark-model", help="MediaPipe face_landmarker.task for a video "
+                                        "(default: $FLOWKIT_MEDIAPIPE_MODEL, the user cache, or a download)."),
 ) -> None:
     """Spot macro/micro intervals with trained models."""
     from spotnet.evaluation import write_intervals_csv
     from spotnet.spot import spot
 
-    intervals = spot(model, source, p=p, store_out=store, flow_backend=flow_backend, device=device, gpu=gpu)
+    intervals = spot(model, source, p=p, store_out=store, flow_backend=flow_backend, device=device, gpu=gpu,
+                     landmark_backend=landmarks, landmark_model=landmark_model)
     write_intervals_csv(out, intervals)
     typer.echo(f"wrote {len(intervals)} intervals to {out}")
 

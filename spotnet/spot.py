@@ -1,7 +1,7 @@
 """Spotting with trained SOFTNet models on a feature store or a plain video.
 
-``MODEL`` is either one ``.pt`` checkpoint (its metadata gives the expression type and k), or a
-``train_loso`` run directory. For a run directory the fold checkpoints of each type
+``MODEL`` is either one ``.pt`` checkpoint (its metadata gives the expression type and k), a
+folder of checkpoints (such as a run's ``folds/macro``), or a ``train_loso`` run directory. For a run directory the fold checkpoints of each type
 (``folds/<type>/*.pt``) are an ensemble: their scores are averaged window by window, then
 spotted once. Averaging uses every model trained on the benchmark without retraining a
 ``final.pt`` on all subjects, which LOSO never validated; a ``final.pt`` in the run directory,
@@ -28,9 +28,10 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
     """
     path = Path(model_path)
     if path.is_dir():
-        files = [path / "final.pt"] if (path / "final.pt").is_file() else sorted(path.glob("folds/*/*.pt"))
+        files = ([path / "final.pt"] if (path / "final.pt").is_file()
+                 else sorted(path.glob("folds/*/*.pt")) or sorted(path.glob("*.pt")))
         if not files:
-            raise SpotnetError(f"model directory {path} should hold folds/<type>/*.pt or final.pt, got none")
+            raise SpotnetError(f"model directory {path} should hold final.pt, folds/<type>/*.pt or *.pt, got none")
     else:
         files = [path]
     models: dict[str, tuple[int, list]] = {}
@@ -78,14 +79,15 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
 
 
 def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=None, flow_backend: str = "auto",
-         device=None, gpu: bool = False):
+         device=None, gpu: bool = False, landmark_backend: str = "mediapipe", landmark_model=None):
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
     A path that is not a store is extracted first with ``flowkit.extract`` at the models' k
     values, into ``store_out`` (default: a temporary store, removed afterwards), with
     ``flow_params`` or else the TV-L1 parameters recorded in the checkpoints (the features the
     models were trained on), or else OpenCV's defaults. ``flow_backend``, ``device`` and ``gpu``
-    choose the TV-L1 backend as in ``flowkit extract``.
+    choose the TV-L1 backend, ``landmark_backend`` and ``landmark_model`` (a MediaPipe
+    face_landmarker.task) the landmarks, as in ``flowkit extract``.
 
     Returns:
         0-based :class:`EvalInterval` list, typed and scored.
@@ -108,7 +110,8 @@ def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=Non
     def run(store: Path):
         try:
             report = extract(discover_videos(source), store, ks=ks, flow_backend=flow_backend, device=device,
-                             gpu=gpu, **({"flow_params": flow_params} if flow_params else {}))
+                             gpu=gpu, landmark_backend=landmark_backend, model_path=landmark_model,
+                             **({"flow_params": flow_params} if flow_params else {}))
         except FlowkitError as exc:
             raise SpotnetError(f"feature extraction of {source} should succeed, got: {exc}") from None
         if not report.ok:

@@ -87,6 +87,10 @@ def test_spot_with_run_dir_and_single_checkpoint(store, run):
     assert {p.type for p in pred} <= {"macro", "micro"} and pred
     single = spot(out / "folds/macro/a.pt", store)
     assert {p.type for p in single} == {"macro"}
+    folder = load_spotting_models(out / "folds/macro")  # a folder of checkpoints is an ensemble too
+    assert set(folder) == {"macro"} and len(folder["macro"][1]) == 3
+    with pytest.raises(SpotnetError, match="should hold"):
+        load_spotting_models(out / "plots")
 
 
 def test_spot_works_without_annotations(run, tmp_path):
@@ -166,20 +170,22 @@ def test_cli_train_and_spot(store, run, tmp_path, capsys):
 
 
 def test_cli_spot_on_a_video_keeps_its_store(run, data_dir, mediapipe_model, tmp_path, monkeypatch, capsys):
-    """`spotnet spot RUN clip/ --store S --flow-backend torch`: the clip is extracted at the
-    models' k values (8 macro, 3 micro) with the chosen backend (SPEC-default TV-L1: these models
-    recorded no flow settings) and the store is kept."""
+    """`spotnet spot RUN clip/ --store S --flow-backend torch --landmark-model M`: the clip is
+    extracted at the models' k values (8 macro, 3 micro) with the chosen backend (SPEC-default
+    TV-L1: these models recorded no flow settings) and the store is kept. The landmark model
+    comes from the option alone (the environment variable is unset)."""
     from cli.spotnet_app import main
     from flowkit.store import FeatureStore
     from video_clips import write_frames
 
     out, _ = run
-    monkeypatch.setenv("FLOWKIT_MEDIAPIPE_MODEL", str(mediapipe_model))
+    monkeypatch.delenv("FLOWKIT_MEDIAPIPE_MODEL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))  # no cached model either
     clip = write_frames(data_dir / "single_face.mp4", tmp_path / "clip", 24)
     kept = tmp_path / "kept.zarr"
     with pytest.raises(SystemExit) as exc:
         main(["spot", str(out), str(clip), "--out", str(tmp_path / "iv.csv"), "--store", str(kept),
-              "--flow-backend", "torch"])
+              "--flow-backend", "torch", "--landmark-model", str(mediapipe_model)])
     assert exc.value.code == 0, capsys.readouterr().err
     store = FeatureStore(kept)
     assert store.videos() == ["clip"] and store.ks("clip") == [3, 8]
