@@ -1,11 +1,12 @@
 """Spotting with trained SOFTNet models on a feature store or a plain video.
 
 ``MODEL`` is either one ``.pt`` checkpoint (its metadata gives the expression type and k), a
-folder of checkpoints (such as a run's ``folds/macro``), or a ``train_loso`` run directory. For a run directory the fold checkpoints of each type
-(``folds/<type>/*.pt``) are an ensemble: their scores are averaged window by window, then
-spotted once. Averaging uses every model trained on the benchmark without retraining a
-``final.pt`` on all subjects, which LOSO never validated; a ``final.pt`` in the run directory,
-when present, is used instead (type and k from its metadata).
+folder of checkpoints (such as a run's ``folds/macro``), or a ``train_loso`` run directory.
+Several checkpoints of one type (a run's ``folds/<type>/*.pt``, or a folder's ``*.pt``) are an
+ensemble: their scores are averaged window by window, then spotted once. Averaging uses every
+model trained on the benchmark without retraining a ``final.pt`` on all subjects, which LOSO
+never validated; a ``final.pt`` in the run directory, when present, is used instead (type and
+k from its metadata).
 """
 
 from __future__ import annotations
