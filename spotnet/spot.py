@@ -124,4 +124,3 @@ def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=Non
         return run(Path(store_out))
     with tempfile.TemporaryDirectory(prefix="spotnet-") as tmp:
         return run(Path(tmp) / "features.zarr")
-

@@ -7,12 +7,11 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+from video_clips import write_frames
 
 from flowkit.errors import FlowkitError
 from flowkit.extract import TEST_TVL1, extract
 from flowkit.store import FeatureStore
-
-from video_clips import write_frames
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from flow_fixtures import FACE_VIDEO, face_frames, face_pairs
 
 from flowkit.errors import FlowkitError
 from flowkit.flow.median import median_blur, median_blur_torch
@@ -13,8 +14,6 @@ from flowkit.flow.opencv_tvl1 import tvl1_opencv
 from flowkit.flow.pyramid import pyramid_sizes, resize_linear
 from flowkit.flow.remap import remap_cubic
 from flowkit.flow.torch_tvl1 import centered_gradient, divergence, forward_gradient, tvl1_torch
-
-from flow_fixtures import FACE_VIDEO, face_frames, face_pairs
 
 DEVICES = [
     "cpu",
@@ -173,6 +172,7 @@ def test_matches_opencv_on_textures(device):
     out = tvl1_torch(torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev), **params)
     # Measured ~1e-5 px on the CPU (float32 rounding); 1e-3 leaves room for CUDA's rounding.
     assert epe(out.cpu().numpy(), ref).max() <= 1e-3
+
 
 # Pairs where OpenCV's own answer is stable: perturbing its input by 1e-3 gray levels moves its
 # flow by <= 0.01 px there. On large-motion pairs (head turns, mean |flow| ~10 px) that

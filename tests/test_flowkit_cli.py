@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from video_clips import write_frames
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,8 +10,7 @@ import pytest
 
 from flowkit.crop import crop_face
 from flowkit.errors import FlowkitError
-from flowkit.landmarks import Face, make_landmarker
-from flowkit.landmarks import model_file
+from flowkit.landmarks import Face, make_landmarker, model_file
 from flowkit.landmarks.mapping import MEDIAPIPE_TO_DLIB68, mesh_to_dlib68
 from flowkit.sources import open_source
 

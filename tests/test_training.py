@@ -174,9 +174,10 @@ def test_cli_spot_on_a_video_keeps_its_store(run, data_dir, mediapipe_model, tmp
     extracted at the models' k values (8 macro, 3 micro) with the chosen backend (SPEC-default
     TV-L1: these models recorded no flow settings) and the store is kept. The landmark model
     comes from the option alone (the environment variable is unset)."""
+    from video_clips import write_frames
+
     from cli.spotnet_app import main
     from flowkit.store import FeatureStore
-    from video_clips import write_frames
 
     out, _ = run
     monkeypatch.delenv("FLOWKIT_MEDIAPIPE_MODEL", raising=False)
