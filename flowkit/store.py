@@ -1,5 +1,10 @@
 """The Zarr v3 feature store (docs/STORE.md, schema version 1): the contract with spotnet.
 
+This module owns the layout: its paths (:func:`k_group`), shapes and :data:`SCHEMA_VERSION`
+live here and nowhere else. :class:`FeatureReader` reads a store (plain zarr, no lock) and
+refuses an unknown schema version; :class:`FeatureStore` adds the writer. spotnet reads only
+through :class:`FeatureReader`.
+
 A store is written by one process at a time: a writer (``mode="a"``) holds an exclusive,
 non-blocking ``fcntl.flock`` on ``<store>/.lock`` until :meth:`FeatureStore.close`. Crash safety
 comes from the order of writes: a chunk's data, then its ``written`` flag, then (when every flag
@@ -18,12 +23,37 @@ import numpy as np
 
 from flowkit.errors import FlowkitError
 
-__all__ = ["FeatureStore", "SCHEMA_VERSION", "DEFAULT_CHUNK_WINDOWS", "flowkit_version"]
+__all__ = [
+    "DEFAULT_CHUNK_WINDOWS",
+    "FEATURE_SHAPE",
+    "FLOW_SHAPE",
+    "SCHEMA_VERSION",
+    "FeatureReader",
+    "FeatureStore",
+    "flowkit_version",
+    "k_group",
+]
 
 SCHEMA_VERSION = 1
 DEFAULT_CHUNK_WINDOWS = 64
+#: One window's features: channels u, v, strain over the 42x42 ROI image.
 FEATURE_SHAPE = (3, 42, 42)
+#: One window's flow: u, v over the 128x128 crop.
 FLOW_SHAPE = (2, 128, 128)
+VIDEOS = "videos"
+
+
+def k_group(k: int) -> str:
+    """Name of the group holding one k's arrays inside ``videos/<id>``.
+
+    >>> k_group(18)
+    'k18'
+    """
+    return f"k{int(k)}"
+
+
+def _k_of(name: str) -> int | None:
+    return int(name[1:]) if name[:1] == "k" and name[1:].isdigit() else None
 
 
 def flowkit_version() -> str:
@@ -48,16 +78,24 @@ def _json_safe(value):
     return value
 
 
-class FeatureStore:
-    """Open (``mode="r"``) or create/append to (``mode="a"``) a flowkit feature store.
+def _check_schema(root, path: Path) -> None:
+    schema = root.attrs.get("schema_version")
+    if schema != SCHEMA_VERSION or VIDEOS not in root:
+        raise FlowkitError(
+            f"feature store {str(path)!r} should be a flowkit store of schema version {SCHEMA_VERSION}, "
+            f"got schema_version {schema!r}"
+        )
+
+
+class FeatureReader:
+    """Read a flowkit feature store: plain zarr, read-only, no lock (a writer may be running).
 
     Args:
         path: the ``.zarr`` directory.
-        mode: "r" read-only; "a" create when missing, otherwise open for writing, holding the
-            store's lock until :meth:`close` (or the end of a ``with`` block).
 
     Raises:
-        FlowkitError: the path is a file, is not a flowkit store, or another process writes it.
+        FlowkitError: the path is missing, a file, not a Zarr v3 store, or a store of another
+            schema version than :data:`SCHEMA_VERSION`.
 
     Layout (docs/STORE.md): ``videos/<id>`` attrs and ``landmarks`` (68, 2) float32;
     ``videos/<id>/k<k>/features`` (n_windows, 3, 42, 42) float32 with dimension names
@@ -65,54 +103,189 @@ class FeatureStore:
     (n_windows, 2, 128, 128) float32.
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "r"):
+    mode = "r"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._check_path()
+        self._open_root("r")
+
+    def _check_path(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise FlowkitError(f"feature store should be a directory (.zarr), got {str(self.path)!r} which is a file")
+        if not (self.path / "zarr.json").is_file():
+            why = "no such folder" if not self.path.exists() else "not a Zarr store"
+            raise FlowkitError(f"feature store should exist, got {str(self.path)!r} ({why})")
+
+    def _open_root(self, mode: str) -> None:
         import zarr
 
+        try:
+            self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+        except Exception as exc:  # zarr raises many types for a broken store; all mean unreadable
+            raise FlowkitError(
+                f"feature store {str(self.path)!r} should be a readable Zarr v3 store, got {' '.join(str(exc).split())}"
+            ) from None
+        _check_schema(self.root, self.path)
+
+    def close(self) -> None:
+        """Nothing to release for a reader (the writer subclass releases its lock)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ root
+    @property
+    def attrs(self) -> dict:
+        return dict(self.root.attrs)
+
+    def k_by_type(self) -> dict[str, int]:
+        """Root attrs ``k_by_type`` ({"macro": 18, "micro": 6}), empty when none was derived."""
+        return {str(t): int(k) for t, k in (self.root.attrs.get("k_by_type") or {}).items()}
+
+    # ------------------------------------------------------------------ videos
+    def _video(self, video_id: str):
+        videos = self.root[VIDEOS]
+        if video_id not in videos:
+            raise FlowkitError(f"video should be in store {self.path}, got unknown {video_id!r}")
+        return videos[video_id]
+
+    def _kgroup(self, video_id: str, k: int):
+        g = self._video(video_id)
+        if k_group(k) not in g:
+            raise FlowkitError(
+                f"video {video_id!r} in store {self.path} should have features for k={k}, got k values "
+                f"{self.ks(video_id)}; extract with --k {k}"
+            )
+        return g[k_group(k)]
+
+    def videos(self) -> list[str]:
+        """Video ids in the store, sorted."""
+        return sorted(name for name, _ in self.root[VIDEOS].groups())
+
+    def has_video(self, video_id: str) -> bool:
+        return video_id in self.root[VIDEOS]
+
+    def video_attrs(self, video_id: str) -> dict:
+        return dict(self._video(video_id).attrs)
+
+    def landmarks(self, video_id: str) -> np.ndarray:
+        """(68, 2) float32 landmarks in 128x128 crop pixels."""
+        return np.asarray(self._video(video_id)["landmarks"][...])
+
+    def annotations(self, video_id: str) -> list[dict]:
+        """0-based inclusive [{"onset", "apex", "offset", "type"}] of the video (may be empty)."""
+        return list(self._video(video_id).attrs.get("annotations") or [])
+
+    def ks(self, video_id: str) -> list[int]:
+        """The k values that have a features group for this video, sorted."""
+        names = (_k_of(name) for name, _ in self._video(video_id).groups())
+        return sorted(k for k in names if k is not None)
+
+    def all_ks(self) -> list[int]:
+        """Every k with features in any video (complete or not), sorted."""
+        return sorted({k for vid in self.videos() for k in self.ks(vid)})
+
+    # ------------------------------------------------------------------ features
+    def k_attrs(self, video_id: str, k: int) -> dict:
+        """Attrs of ``videos/<id>/k<k>``: k, flow_backend, flow_params, complete, n_windows, chunk."""
+        return dict(self._kgroup(video_id, k).attrs)
+
+    def is_complete(self, video_id: str, k: int) -> bool:
+        g = self._video(video_id)
+        return k_group(k) in g and bool(g[k_group(k)].attrs.get("complete", False))
+
+    def chunk_windows(self, video_id: str, k: int) -> int:
+        """Windows per stored chunk of features (the read and resume unit)."""
+        return int(self.features(video_id, k).chunks[0])
+
+    def written(self, video_id: str, k: int) -> np.ndarray:
+        """(n_chunks,) bool: which chunks of features are fully written."""
+        return np.asarray(self._kgroup(video_id, k)["written"][...], dtype=bool)
+
+    def features(self, video_id: str, k: int):
+        """The (n_windows, 3, 42, 42) float32 zarr array (index it to read)."""
+        return self._kgroup(video_id, k)["features"]
+
+    def flow(self, video_id: str, k: int):
+        """The optional (n_windows, 2, 128, 128) float32 zarr array, or None."""
+        kg = self._kgroup(video_id, k)
+        return kg["flow"] if "flow" in kg else None
+
+    def summary(self) -> dict:
+        """A JSON-ready description for ``flowkit info``."""
+        out = {"path": str(self.path), **{key: self.root.attrs.get(key) for key in
+                                          ("schema_version", "flowkit_version", "k_by_type")}, "videos": []}
+        for vid in self.videos():
+            a = self.video_attrs(vid)
+            entry = {"video": vid, "subject": a.get("subject"), "n_frames": a.get("n_frames"), "fps": a.get("fps"),
+                     "n_annotations": len(a.get("annotations") or []), "ks": []}
+            for k in self.ks(vid):
+                ka = self.k_attrs(vid, k)
+                w = self.written(vid, k)
+                entry["ks"].append({"k": k, "n_windows": ka.get("n_windows"), "complete": bool(ka.get("complete")),
+                                    "chunks_written": int(w.sum()), "n_chunks": int(w.size),
+                                    "flow_backend": ka.get("flow_backend"), "flow_params": ka.get("flow_params")})
+            out["videos"].append(entry)
+        return out
+
+
+class FeatureStore(FeatureReader):
+    """Open (``mode="r"``) or create/append to (``mode="a"``) a flowkit feature store.
+
+    Args:
+        path: the ``.zarr`` directory.
+        mode: "r" read-only, as :class:`FeatureReader`; "a" create when missing, otherwise open
+            for writing, holding the store's lock until :meth:`close` (or the end of a ``with``
+            block).
+
+    Raises:
+        FlowkitError: the path is a file, is not a flowkit store, or another process writes it.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "r"):
         self._lock_fd: int | None = None
         if mode not in ("r", "a"):
             raise FlowkitError(f"store mode should be 'r' or 'a', got {mode!r}")
-        self.path = Path(path)
         self.mode = mode
-        if self.path.exists() and not self.path.is_dir():
-            what = "output store" if mode == "a" else "feature store"
-            raise FlowkitError(f"{what} should be a directory (.zarr), got {str(self.path)!r} which is a file")
-        is_store = (self.path / "zarr.json").is_file()
         if mode == "r":
-            if not is_store:
-                raise FlowkitError(f"feature store should exist, got {str(self.path)!r} which is not a Zarr store")
-        elif not is_store and self.path.exists() and any(p.name != ".lock" for p in self.path.iterdir()):
+            super().__init__(path)
+            return
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise FlowkitError(f"output store should be a directory (.zarr), got {str(self.path)!r} which is a file")
+        if (not (self.path / "zarr.json").is_file() and self.path.exists()
+                and any(p.name != ".lock" for p in self.path.iterdir())):
             raise FlowkitError(
                 f"output store should be a new path or a flowkit store, got {str(self.path)!r}: a non-empty folder "
                 "that is not a Zarr store"
             )
-        if mode == "a":
-            try:
-                self.path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise FlowkitError(f"output store {str(self.path)!r} should be creatable, got {exc.strerror or exc}") from None
-            self._acquire_lock()
-            # Another writer may have created the store between the check above and the lock.
-            is_store = (self.path / "zarr.json").is_file()
         try:
-            if mode == "a" and not is_store:
-                self.root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
-                self.root.attrs.update({"schema_version": SCHEMA_VERSION, "flowkit_version": flowkit_version()})
-                self.root.require_group("videos")
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FlowkitError(
+                f"output store {str(self.path)!r} should be creatable, got {exc.strerror or exc}"
+            ) from None
+        self._acquire_lock()
+        try:
+            # Checked under the lock: another writer may have created the store meanwhile.
+            if (self.path / "zarr.json").is_file():
+                self._open_root("a")
             else:
-                self.root = zarr.open_group(str(self.path), mode="r" if mode == "r" else "a", zarr_format=3)
-        except FlowkitError:
+                self._create_root()
+        except BaseException:
             self.close()
             raise
-        except Exception as exc:
-            self.close()
-            raise FlowkitError(f"feature store {str(self.path)!r} should be a readable Zarr v3 store, got {exc}") from None
-        schema = self.root.attrs.get("schema_version")
-        if schema != SCHEMA_VERSION or "videos" not in self.root:
-            self.close()
-            raise FlowkitError(
-                f"feature store {str(self.path)!r} should be a flowkit store of schema version {SCHEMA_VERSION}, "
-                f"got schema_version {schema!r}"
-            )
+
+    def _create_root(self) -> None:
+        import zarr
+
+        self.root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+        self.root.attrs.update({"schema_version": SCHEMA_VERSION, "flowkit_version": flowkit_version()})
+        self.root.require_group(VIDEOS)
 
     # ------------------------------------------------------------------ lock
     def _acquire_lock(self) -> None:
@@ -139,12 +312,6 @@ class FeatureStore:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __del__(self):
         self.close()
 
@@ -152,34 +319,10 @@ class FeatureStore:
         if self.mode != "a" or self._lock_fd is None:
             raise FlowkitError(f"store {self.path} should be opened with mode='a' to write, got mode {self.mode!r}")
 
-    # ------------------------------------------------------------------ root
-    @property
-    def attrs(self) -> dict:
-        return dict(self.root.attrs)
-
+    # ------------------------------------------------------------------ writes
     def set_root_attrs(self, **attrs) -> None:
         self._writable()
         self.root.attrs.update(_json_safe(attrs))
-
-    # ------------------------------------------------------------------ videos
-    def _video(self, video_id: str):
-        videos = self.root["videos"]
-        if video_id not in videos:
-            raise FlowkitError(f"video should be in store {self.path}, got unknown {video_id!r}")
-        return videos[video_id]
-
-    def _kgroup(self, video_id: str, k: int):
-        g = self._video(video_id)
-        if f"k{int(k)}" not in g:
-            raise FlowkitError(f"video {video_id!r} in store {self.path} should have features for k={k}, got none")
-        return g[f"k{int(k)}"]
-
-    def videos(self) -> list[str]:
-        """Video ids in the store, sorted."""
-        return sorted(name for name, _ in self.root["videos"].groups())
-
-    def has_video(self, video_id: str) -> bool:
-        return video_id in self.root["videos"]
 
     def add_video(self, video_id: str, attrs: dict, landmarks) -> None:
         """Create (or update) ``videos/<video_id>`` with its attrs and (68, 2) landmarks.
@@ -207,23 +350,6 @@ class FeatureStore:
         self._writable()
         self._video(video_id).attrs.update(_json_safe(attrs))
 
-    def video_attrs(self, video_id: str) -> dict:
-        return dict(self._video(video_id).attrs)
-
-    def landmarks(self, video_id: str) -> np.ndarray:
-        """(68, 2) float32 landmarks in 128x128 crop pixels."""
-        return np.asarray(self._video(video_id)["landmarks"][...])
-
-    def annotations(self, video_id: str) -> list[dict]:
-        """0-based inclusive [{"onset", "apex", "offset", "type"}] of the video (may be empty)."""
-        return list(self._video(video_id).attrs.get("annotations") or [])
-
-    def ks(self, video_id: str) -> list[int]:
-        """The k values that have a features group for this video, sorted."""
-        g = self._video(video_id)
-        return sorted(int(name[1:]) for name, _ in g.groups() if name[:1] == "k" and name[1:].isdigit())
-
-    # ------------------------------------------------------------------ features
     def create_features(self, video_id: str, k: int, n_windows: int, flow_backend: str, flow_params: dict, *,
                         chunk: int = DEFAULT_CHUNK_WINDOWS, save_flow: bool = False) -> None:
         """Create ``videos/<id>/k<k>`` (features, written, optionally flow), or keep an existing
@@ -237,7 +363,7 @@ class FeatureStore:
         if n_windows < 1:
             raise FlowkitError(f"n_windows should be >= 1, got {n_windows}")
         g = self._video(video_id)
-        name = f"k{int(k)}"
+        name = k_group(k)
         params = _json_safe(dict(flow_params))
         old = dict(g[name].attrs) if name in g else {}
         # The attrs are written last, so a group without them was cut off while being created
@@ -270,13 +396,6 @@ class FeatureStore:
                             dtype="float32", fill_value=0.0, dimension_names=("window", "component", "y", "x"))
         kg.attrs.update({"k": int(k), "flow_backend": flow_backend, "flow_params": params, "complete": False,
                          "n_windows": int(n_windows), "chunk": int(chunk)})
-
-    def chunk_windows(self, video_id: str, k: int) -> int:
-        return int(self._kgroup(video_id, k).attrs["chunk"])
-
-    def written(self, video_id: str, k: int) -> np.ndarray:
-        """(n_chunks,) bool: which chunks of features are fully written."""
-        return np.asarray(self._kgroup(video_id, k)["written"][...], dtype=bool)
 
     def write_chunk(self, video_id: str, k: int, chunk_index: int, features, flow=None) -> None:
         """Write windows [chunk_index * chunk, ...) of features (and flow), then flag the chunk.
@@ -318,37 +437,3 @@ class FeatureStore:
         if done:
             kg.attrs["complete"] = True
         return done
-
-    def is_complete(self, video_id: str, k: int) -> bool:
-        g = self._video(video_id)
-        name = f"k{int(k)}"
-        return name in g and bool(g[name].attrs.get("complete", False))
-
-    def features(self, video_id: str, k: int):
-        """The (n_windows, 3, 42, 42) float32 zarr array (index it to read)."""
-        return self._kgroup(video_id, k)["features"]
-
-    def flow(self, video_id: str, k: int):
-        """The optional (n_windows, 2, 128, 128) float32 zarr array, or None."""
-        kg = self._kgroup(video_id, k)
-        return kg["flow"] if "flow" in kg else None
-
-    def k_attrs(self, video_id: str, k: int) -> dict:
-        return dict(self._kgroup(video_id, k).attrs)
-
-    def summary(self) -> dict:
-        """A JSON-ready description for ``flowkit info``."""
-        out = {"path": str(self.path), **{key: self.root.attrs.get(key) for key in
-                                          ("schema_version", "flowkit_version", "k_by_type")}, "videos": []}
-        for vid in self.videos():
-            a = self.video_attrs(vid)
-            entry = {"video": vid, "subject": a.get("subject"), "n_frames": a.get("n_frames"), "fps": a.get("fps"),
-                     "n_annotations": len(a.get("annotations") or []), "ks": []}
-            for k in self.ks(vid):
-                ka = self.k_attrs(vid, k)
-                w = self.written(vid, k)
-                entry["ks"].append({"k": k, "n_windows": ka.get("n_windows"), "complete": bool(ka.get("complete")),
-                                    "chunks_written": int(w.sum()), "n_chunks": int(w.size),
-                                    "flow_backend": ka.get("flow_backend"), "flow_params": ka.get("flow_params")})
-            out["videos"].append(entry)
-        return out

@@ -1,7 +1,7 @@
 """Zarr-backed feature windows, LOSO folds and training-set construction (SPEC section 6).
 
-The store layout is docs/STORE.md, read here with zarr directly (read-only, so it never takes
-the writer's lock and works while flowkit.store.FeatureStore evolves). Windows are referenced by ``(video, window)`` index pairs,
+The store is read only through :class:`flowkit.store.FeatureReader`, the layout's owner (plain
+zarr, no lock, schema version checked). Windows are referenced by ``(video, window)`` index pairs,
 never copied: :class:`WindowDataset` reads one chunk of ``features`` at a time and keeps the
 last few chunks in a small cache, and :class:`ChunkShuffleSampler` orders a shuffled epoch
 chunk by chunk so that each chunk is read about once per epoch. Memory therefore stays at a few
@@ -24,10 +24,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from flowkit.errors import FlowkitError
+from flowkit.store import FeatureReader
 from spotnet.augment import COPIES, NONE, augment_window
 from spotnet.errors import SpotnetError
 from spotnet.labels import pseudo_labels
 from spotnet.normalize import minmax_normalize
+
+__all__ = [
+    "ChunkShuffleSampler",
+    "VideoWindows",
+    "WindowDataset",
+    "k_for_type",
+    "list_videos",
+    "loso_folds",
+    "open_store",
+    "store_ks",
+    "training_index",
+    "video_windows",
+]
 
 
 @dataclass(frozen=True)
@@ -50,48 +65,32 @@ class VideoWindows:
         return [(on, off) for on, off, kind in self.intervals if kind == expression]
 
 
-def open_store(path: str | Path):
-    """Open a flowkit feature store read-only (a zarr group); SpotnetError when it is not one."""
-    import zarr
-
-    path = Path(path)
-    if not path.exists():
-        raise SpotnetError(f"feature store should be an existing folder, got {path} (no such folder)")
+def open_store(path: str | Path) -> FeatureReader:
+    """Open a flowkit feature store read-only; SpotnetError when it is not one (or of another schema)."""
     try:
-        root = zarr.open_group(str(path), mode="r")
-        videos = root["videos"]
-    except Exception:
-        raise SpotnetError(
-            f"feature store {path} should be a flowkit Zarr store with a 'videos' group, got something else"
-        ) from None
-    return root, videos
+        return FeatureReader(path)
+    except FlowkitError as exc:
+        raise SpotnetError(str(exc)) from None
 
 
-def _intervals(attrs) -> tuple[tuple[int, int, str], ...]:
+def _intervals(annotations: list[dict]) -> tuple[tuple[int, int, str], ...]:
     # The store already holds 0-based offsets with the SPEC 6 offset-0 -> apex rule applied and
     # types "macro" | "micro" (flowkit.annotations, docs/STORE.md); nothing to redo here.
-    return tuple((int(a["onset"]), int(a["offset"]), str(a["type"])) for a in attrs.get("annotations") or [])
-
-
-def _ks(videos) -> list[int]:
-    ks = set()
-    for _, g in videos.groups():
-        ks.update(int(name[1:]) for name in g.group_keys() if name.startswith("k") and name[1:].isdigit())
-    return sorted(ks)
+    return tuple((int(a["onset"]), int(a["offset"]), str(a["type"])) for a in annotations)
 
 
 def store_ks(path: str | Path) -> list[int]:
     """Every k with features in the store (complete or not), sorted."""
-    return _ks(open_store(path)[1])
+    return open_store(path).all_ks()
 
 
 def k_for_type(path: str | Path, expression: str) -> int:
     """k of one expression type: root attrs ``k_by_type``, else the store's only k."""
-    root, videos = open_store(path)
-    by_type = dict(root.attrs.get("k_by_type") or {})
+    store = open_store(path)
+    by_type = store.k_by_type()
     if expression in by_type:
-        return int(by_type[expression])
-    ks = _ks(videos)
+        return by_type[expression]
+    ks = store.all_ks()
     if len(ks) == 1:
         return ks[0]
     if not ks:
@@ -103,36 +102,34 @@ def k_for_type(path: str | Path, expression: str) -> int:
 
 
 def list_videos(path: str | Path, k: int, *, require_complete: bool = True) -> list[VideoWindows]:
-    """The store's videos that have features at ``k``, in store order.
+    """The store's videos that have features at ``k``, sorted by video id.
 
     Raises:
         SpotnetError: a video lacks k, or its features are incomplete (interrupted extraction).
     """
-    _, videos = open_store(path)
+    store = open_store(path)
     out = []
-    for vid, g in sorted(videos.groups(), key=lambda kv: kv[0]):
-        attrs = g.attrs
-        name = f"k{k}"
-        if name not in g:
+    for vid in store.videos():
+        if k not in store.ks(vid):
             raise SpotnetError(
-                f"video {vid} in {path} should have features for k={k}, got k values "
-                f"{sorted(n for n in g.group_keys() if n.startswith('k'))}; extract with --k {k}"
+                f"video {vid} in {path} should have features for k={k}, got k values {store.ks(vid)}; "
+                f"extract with --k {k}"
             )
-        kg = g[name]
-        if require_complete and not kg.attrs.get("complete", False):
+        if require_complete and not store.is_complete(vid, k):
             raise SpotnetError(
                 f"features of video {vid} (k={k}) in {path} should be complete, got an interrupted "
                 "extraction; run flowkit extract again to finish it"
             )
-        feats = kg["features"]
+        attrs = store.video_attrs(vid)
+        n_windows = int(store.features(vid, k).shape[0])
         out.append(VideoWindows(
             video=vid,
             subject=str(attrs.get("subject", vid)),
             k=int(k),
-            n_windows=int(feats.shape[0]),
-            n_frames=int(attrs.get("n_frames", feats.shape[0] + k)),
-            chunk=int(feats.chunks[0]),
-            intervals=_intervals(attrs),
+            n_windows=n_windows,
+            n_frames=int(attrs.get("n_frames", n_windows + k)),
+            chunk=store.chunk_windows(vid, k),
+            intervals=_intervals(store.annotations(vid)),
         ))
     if not out:
         raise SpotnetError(f"feature store {path} should hold at least one video, got none")
@@ -232,7 +229,7 @@ class WindowDataset(Dataset):
         self.codes = np.zeros(n, np.int8) if codes is None else np.asarray(codes, np.int8)
         self.seed = seed
         self.cache_chunks = cache_chunks
-        self._videos_group = None  # opened on first read, then kept
+        self._store: FeatureReader | None = None  # opened on first read, then kept
         self._arrays: dict[int, object] = {}
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
@@ -241,10 +238,10 @@ class WindowDataset(Dataset):
 
     def _array(self, vi: int):
         if vi not in self._arrays:
-            if self._videos_group is None:
-                self._videos_group = open_store(self.store_path)[1]
+            if self._store is None:
+                self._store = open_store(self.store_path)
             v = self.videos[vi]
-            self._arrays[vi] = self._videos_group[v.video][f"k{v.k}"]["features"]
+            self._arrays[vi] = self._store.features(v.video, v.k)
         return self._arrays[vi]
 
     def chunk_of(self, i: int) -> tuple[int, int]:
@@ -309,8 +306,7 @@ class ChunkShuffleSampler(Sampler[int]):
 
 def video_windows(store_path, video: VideoWindows, *, batch_size: int = 256) -> Iterator[torch.Tensor]:
     """Every window of one video in order, as normalised (B, 3, 42, 42) batches, chunk by chunk."""
-    _, videos = open_store(store_path)
-    arr = videos[video.video][f"k{video.k}"]["features"]
+    arr = open_store(store_path).features(video.video, video.k)
     step = max(batch_size // video.chunk, 1) * video.chunk
     for start in range(0, video.n_windows, step):
         x = torch.from_numpy(np.asarray(arr[start:start + step], dtype=np.float32))

@@ -147,7 +147,7 @@ def test_bad_arguments(store, tmp_path):
     with pytest.raises(SpotnetError, match="subjects should be among"):
         train_loso(store, out_dir=tmp_path, expression="macro", subjects=["zz"], progress=False)
     zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
-    with pytest.raises(SpotnetError, match="flowkit Zarr store"):
+    with pytest.raises(SpotnetError, match="flowkit store of schema version 1"):
         train_loso(tmp_path / "empty.zarr", out_dir=tmp_path / "o")
 
 
