@@ -13,16 +13,17 @@ source, ...) round-trips exactly and loading never needs pickle. ``n_params`` an
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from flowkit.atomic import atomic_write
 from spotnet.errors import SpotnetError
 from spotnet.keras_import import import_keras, keras_metadata
 from spotnet.model import SOFTNet, count_parameters
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "load_model", "save_model"]
 
 FORMAT = "spotnet-softnet"
 FORMAT_VERSION = 1
@@ -53,14 +54,8 @@ def save_model(model: SOFTNet, path: str | Path, *, metadata: dict[str, Any] | N
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "metadata_json": meta_json,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,9 +37,25 @@ from typing import Any
 
 import numpy as np
 
+from flowkit.annotations import TYPES
+from flowkit.atomic import atomic_write
 from spotnet.errors import SpotnetError
 
-TYPES = ("macro", "micro")
+__all__ = [
+    "CSV_COLUMNS",
+    "IOU_THRESHOLDS",
+    "EvalInterval",
+    "EvaluationResult",
+    "Scores",
+    "average_precision",
+    "evaluate",
+    "evaluate_csv",
+    "iou",
+    "match_video",
+    "read_intervals_csv",
+    "write_intervals_csv",
+]
+
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 CSV_COLUMNS = ("video", "onset", "offset", "type")
 
@@ -316,14 +330,8 @@ def write_intervals_csv(path: str | Path, intervals: Iterable) -> None:
             score = getattr(it, "score", None)
             row.append("" if score is None else repr(float(score)))
         writer.writerow(row)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(buf.getvalue())
 
 
 def evaluate_csv(predictions_csv: str | Path, ground_truth_csv: str | Path) -> EvaluationResult:
