@@ -14,11 +14,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from flowkit.annotations import TYPES
 from spotnet.checkpoint import load_checkpoint
 from spotnet.dataset import list_videos, store_ks
 from spotnet.errors import SpotnetError
-from spotnet.evaluation import TYPES, EvalInterval
-from spotnet.spotting import spot_intervals
+from spotnet.spotting import spot_video
+
+__all__ = ["load_spotting_models", "spot", "spot_store"]
 
 
 def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
@@ -74,31 +76,33 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
         for v in list_videos(store_path, k):
             s = predict_video(group, store_path, v)  # features read once for the whole ensemble
             scores[(kind, v.video)] = s
-            out += [EvalInterval(v.video, it.start, min(it.end, v.n_frames - 1), kind, it.score)
-                    for it in spot_intervals(s, k, p=p)]
+            out += spot_video(s, v, kind, p=p)
     return (out, scores) if return_scores else out
 
 
-def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=None, flow_backend: str = "auto",
-         device=None, gpu: bool = False, landmark_backend: str = "mediapipe", landmark_model=None):
+def spot(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None, **extract_options):
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
-    A path that is not a store is extracted first with ``flowkit.extract`` at the models' k
-    values, into ``store_out`` (default: a temporary store, removed afterwards), with
+    ``checkpoints`` is what :func:`load_spotting_models` takes: a checkpoint, a folder of them or
+    a run folder.
+
+    A path that is not a store is extracted first with :func:`flowkit.extract.extract` at the
+    models' k values, into ``store_out`` (default: a temporary store, removed afterwards), with
     ``flow_params`` or else the TV-L1 parameters recorded in the checkpoints (the features the
-    models were trained on), or else OpenCV's defaults. ``flow_backend``, ``device`` and ``gpu``
-    choose the TV-L1 backend, ``landmark_backend`` and ``landmark_model`` (a MediaPipe
-    face_landmarker.task) the landmarks, as in ``flowkit extract``.
+    models were trained on), or else OpenCV's defaults. ``extract_options`` go to ``extract``
+    unchanged, as in ``flowkit extract``: ``flow_backend``, ``device``, ``gpu``,
+    ``landmark_backend``, ``model_path`` (a MediaPipe face_landmarker.task), ``workers``, ...
 
     Returns:
-        0-based :class:`EvalInterval` list, typed and scored.
+        0-based :class:`~spotnet.evaluation.EvalInterval` list, typed and scored.
     """
-    models = load_spotting_models(model_path)
+    models = load_spotting_models(checkpoints)
     source = Path(source)
     if not source.exists():
         raise SpotnetError(f"input should be a feature store, a video or a folder, got {source} (no such path)")
     if (source / "zarr.json").is_file():
         return spot_store(models, source, p=p)
+    from flowkit.errors import FlowkitError
     from flowkit.extract import extract
     from flowkit.sources import discover_videos
 
@@ -106,12 +110,10 @@ def spot(model_path, source, *, p: float = 0.55, store_out=None, flow_params=Non
     if flow_params is None:
         recorded = [m.flow_params for _, group in models.values() for m in group if m.flow_params]
         flow_params = recorded[0] if recorded else None
-    from flowkit.errors import FlowkitError
 
     def run(store: Path):
         try:
-            report = extract(discover_videos(source), store, ks=ks, flow_backend=flow_backend, device=device,
-                             gpu=gpu, landmark_backend=landmark_backend, model_path=landmark_model,
+            report = extract(discover_videos(source), store, ks=ks, **extract_options,
                              **({"flow_params": flow_params} if flow_params else {}))
         except FlowkitError as exc:
             raise SpotnetError(f"feature extraction of {source} should succeed, got: {exc}") from None

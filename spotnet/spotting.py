@@ -9,6 +9,8 @@ from scipy.signal import find_peaks
 
 from spotnet.errors import SpotnetError
 
+__all__ = ["SpottedInterval", "smooth_scores", "spot_intervals", "spot_video"]
+
 
 class SpottedInterval(NamedTuple):
     """One spotted interval: 0-based inclusive frames ``[start, end]`` and its smoothed peak score."""
@@ -63,7 +65,7 @@ def smooth_scores(scores, k: int) -> np.ndarray:
     return _smooth(_as_scores(scores), _check_k(k))
 
 
-def spot_intervals(scores, k: int, *, p: float = 0.55) -> list[SpottedInterval]:
+def spot_intervals(scores, k: int, *, p: float = 0.55, n_frames: int | None = None) -> list[SpottedInterval]:
     """Spot intervals in one video's window scores.
 
     Smooth (see :func:`smooth_scores`), threshold at ``T = mean(a) + p * (max(a) - mean(a))``,
@@ -75,6 +77,8 @@ def spot_intervals(scores, k: int, *, p: float = 0.55) -> list[SpottedInterval]:
         scores: (L,) window scores, finite.
         k: window length in frames, >= 1.
         p: threshold position between mean and max of ``a``, in [0, 1] (keyword-only).
+        n_frames: the video's frame count; when given, an end beyond its last frame is
+            clamped to ``n_frames - 1``.
 
     Returns:
         Spotted intervals in increasing frame order.
@@ -91,4 +95,25 @@ def spot_intervals(scores, k: int, *, p: float = 0.55) -> list[SpottedInterval]:
         return []
     threshold = a.mean() + p * (a.max() - a.mean())
     peaks, _ = find_peaks(a, height=threshold, distance=k)
-    return [SpottedInterval(int(t), int(t + 2 * k), float(a[t])) for t in peaks]
+    last = None if n_frames is None else int(n_frames) - 1
+    return [SpottedInterval(int(t), int(t + 2 * k) if last is None else min(int(t + 2 * k), last), float(a[t]))
+            for t in peaks]
+
+
+def spot_video(scores, video, expression: str, *, p: float = 0.55) -> list:
+    """Spot one video's window scores as typed intervals ready for evaluation.
+
+    Args:
+        scores: (n_windows,) raw window scores of the video.
+        video: a :class:`spotnet.dataset.VideoWindows` (its id, k and frame count are used).
+        expression: "macro" or "micro", the type given to every interval.
+        p: threshold position (SPEC 7).
+
+    Returns:
+        0-based :class:`spotnet.evaluation.EvalInterval` list with scores, ends clamped to the
+        video's last frame.
+    """
+    from spotnet.evaluation import EvalInterval
+
+    return [EvalInterval(video.video, it.start, it.end, expression, it.score)
+            for it in spot_intervals(scores, video.k, p=p, n_frames=video.n_frames)]

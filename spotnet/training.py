@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from flowkit.atomic import atomic_write
 from spotnet.checkpoint import load_checkpoint, save_model
 from spotnet.dataset import (
     ChunkShuffleSampler,
@@ -42,7 +43,9 @@ from spotnet.dataset import (
 from spotnet.errors import SpotnetError
 from spotnet.evaluation import EvalInterval, evaluate, write_intervals_csv
 from spotnet.model import SOFTNet
-from spotnet.spotting import spot_intervals
+from spotnet.spotting import spot_video
+
+__all__ = ["EXPRESSIONS", "Recipe", "predict_video", "train_fold", "train_loso"]
 
 EXPRESSIONS = ("macro", "micro", "all")
 CONTROLS = (None, "random")
@@ -72,17 +75,6 @@ def _deterministic(threads: int | None):
         torch.set_num_threads(previous_threads)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def predict_video(model: SOFTNet | Sequence[SOFTNet], store_path, video, *, device="cpu",
                   batch_size: int = 256) -> np.ndarray:
     """(n_windows,) float32 raw scores of every window of one video, in window order.
@@ -101,21 +93,42 @@ def predict_video(model: SOFTNet | Sequence[SOFTNet], store_path, video, *, devi
     return scores[0] if len(scores) == 1 else np.mean(scores, axis=0)
 
 
-def train_fold(store_path, videos, train, expression, *, epochs=10, batch_size=12, lr=5e-4, seed=0,
-               device="cpu", label_kind="unit", progress=False, desc="") -> SOFTNet:
+@dataclass(frozen=True)
+class Recipe:
+    """One fold's training recipe (SPEC 6 defaults): SGD without momentum, MSE, fixed seed.
+
+    label_kind: pseudo-label shape (:func:`spotnet.labels.pseudo_labels`), "unit" as released.
+    """
+
+    epochs: int = 10
+    batch_size: int = 12
+    lr: float = 5e-4
+    seed: int = 0
+    label_kind: str = "unit"
+
+    def metadata(self, expression: str) -> dict:
+        """The recipe as recorded in each checkpoint."""
+        return {"loss": "mse", "optimizer": "sgd", "momentum": 0.0, "lr": self.lr, "batch_size": self.batch_size,
+                "epochs": self.epochs, "seed": self.seed, "label_kind": self.label_kind,
+                "downsample": "drop int(max_class_count/2) label-0",
+                "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none"}
+
+
+def train_fold(store_path, videos, train, expression, *, recipe: Recipe = Recipe(), device="cpu",
+               progress=False, desc="") -> SOFTNet:
     """Train one fold's SOFTNet from scratch on the training videos ``train`` (indices)."""
-    _seed_all(seed)
-    rng = np.random.default_rng(seed)
-    index, labels, codes = training_index(videos, train, expression, rng=rng, label_kind=label_kind)
-    data = WindowDataset(store_path, videos, index, labels, codes, seed=seed)
-    sampler = ChunkShuffleSampler(data, seed=seed)
-    loader = DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
+    _seed_all(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    index, labels, codes = training_index(videos, train, expression, rng=rng, label_kind=recipe.label_kind)
+    data = WindowDataset(store_path, videos, index, labels, codes, seed=recipe.seed)
+    sampler = ChunkShuffleSampler(data, seed=recipe.seed)
+    loader = DataLoader(data, batch_size=recipe.batch_size, sampler=sampler, num_workers=0)
     model = SOFTNet()
     model.reset_parameters()
     model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.0)
     loss_fn = torch.nn.MSELoss()
-    bar = range(epochs)
+    bar = range(recipe.epochs)
     if progress:
         from tqdm.auto import tqdm
 
@@ -140,80 +153,96 @@ def _fold_done(ckpt: Path, score_paths: list[Path]) -> bool:
     return True
 
 
-def _run_type(store_path, out: Path, expression: str, *, epochs, batch_size, lr, p, seed, subjects, device,
-              progress, label_kind, control):
-    k = k_for_type(store_path, expression)
-    videos = list_videos(store_path, k)
-    folds = loso_folds(videos, expression)
-    if subjects:
-        wanted = set(subjects)
-        unknown = wanted - {s for s, _, _ in folds}
-        if unknown:
-            raise SpotnetError(
-                f"subjects should be among {[s for s, _, _ in folds]} (with {expression} intervals), got {sorted(unknown)}"
-            )
-        folds = [f for f in folds if f[0] in wanted]
-    (out / "folds" / expression).mkdir(parents=True, exist_ok=True)
-    (out / "scores" / expression).mkdir(parents=True, exist_ok=True)
-    flow = _flow_settings(store_path, videos[0].video, k)
-    recipe = {"loss": "mse", "optimizer": "sgd", "momentum": 0.0, "lr": lr, "batch_size": batch_size,
-              "epochs": epochs, "seed": seed, "label_kind": label_kind, "downsample": "drop int(max_class_count/2) label-0",
-              "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none"}
+@dataclass(frozen=True)
+class _Run:
+    """The settings of one ``train_loso`` call, shared by its expression types."""
+
+    store_path: Path
+    out: Path
+    recipe: Recipe
+    p: float
+    device: torch.device
+    subjects: tuple[str, ...] | None
+    progress: bool
+    control: str | None
+
+
+@dataclass
+class _TypeResult:
+    k: int
+    videos: list
+    pred: list = field(default_factory=list)
+    gt: list = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+
+
+def _select_folds(folds, subjects, expression: str):
+    if not subjects:
+        return folds
+    unknown = set(subjects) - {s for s, _, _ in folds}
+    if unknown:
+        raise SpotnetError(
+            f"subjects should be among {[s for s, _, _ in folds]} (with {expression} intervals), got {sorted(unknown)}"
+        )
+    return [f for f in folds if f[0] in set(subjects)]
+
+
+def _run_type(run: _Run, expression: str) -> _TypeResult:
+    k = k_for_type(run.store_path, expression)
+    videos = list_videos(run.store_path, k)
+    folds = _select_folds(loso_folds(videos, expression), run.subjects, expression)
+    for sub in ("folds", "scores"):
+        (run.out / sub / expression).mkdir(parents=True, exist_ok=True)
     bar = folds
-    if progress:
+    if run.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(folds, desc=f"{expression} folds", unit="fold")
-    pred, gt, scores = [], [], {}
+    result = _TypeResult(k, videos)
     for subject, train, test in bar:
-        model = None
-        ckpt = out / "folds" / expression / f"{subject}.pt"
-        score_paths = [out / "scores" / expression / f"{videos[i].video}.npy" for i in test]
-        if control == "random":
-            rng = np.random.default_rng((seed, len(subject), sum(map(ord, subject))))
-            fold_scores = [rng.random(videos[i].n_windows).astype(np.float32) for i in test]
-        elif _fold_done(ckpt, score_paths):
-            fold_scores = [np.load(p) for p in score_paths]
-        else:
-            model = train_fold(store_path, videos, train, expression, epochs=epochs, batch_size=batch_size, lr=lr,
-                               seed=seed, device=device, label_kind=label_kind, progress=progress,
-                               desc=f"{expression} {subject}")
-            fold_scores = [predict_video(model, store_path, videos[i], device=device) for i in test]
-        fold_pred, fold_gt = _spot(videos, test, fold_scores, expression, k, p)
-        if model is not None:
-            metrics = getattr(evaluate(fold_pred, fold_gt), expression).__dict__
-            meta = {"recipe": recipe, "k": k, "fold": subject, "expression": expression, "type": expression, "p": p,
-                    "metrics": metrics, **flow, "train_videos": [videos[i].video for i in train],
-                    "test_videos": [videos[i].video for i in test]}
-            # Scores first, checkpoint last: the checkpoint marks the fold complete.
-            for path, s in zip(score_paths, fold_scores):
-                _save_npy(path, s)
-            save_model(model.cpu(), ckpt, metadata=meta)
-        pred += fold_pred
-        gt += fold_gt
+        fold_scores = _fold_scores(run, videos, expression, (subject, train, test))
         for i, s in zip(test, fold_scores):
-            scores[videos[i].video] = s
-    return k, videos, pred, gt, scores
+            result.pred += spot_video(s, videos[i], expression, p=run.p)
+            result.gt += [EvalInterval(videos[i].video, on, off, expression) for on, off in videos[i].spans(expression)]
+            result.scores[videos[i].video] = s
+    return result
+
+
+def _fold_scores(run: _Run, videos, expression: str, fold) -> list[np.ndarray]:
+    """The held-out videos' scores of one fold: random (control), resumed, or trained and saved."""
+    subject, train, test = fold
+    if run.control == "random":
+        rng = np.random.default_rng((run.recipe.seed, len(subject), sum(map(ord, subject))))
+        return [rng.random(videos[i].n_windows).astype(np.float32) for i in test]
+    ckpt = run.out / "folds" / expression / f"{subject}.pt"
+    score_paths = [run.out / "scores" / expression / f"{videos[i].video}.npy" for i in test]
+    if _fold_done(ckpt, score_paths):
+        return [np.load(p) for p in score_paths]
+    model = train_fold(run.store_path, videos, train, expression, recipe=run.recipe, device=run.device,
+                       progress=run.progress, desc=f"{expression} {subject}")
+    fold_scores = [predict_video(model, run.store_path, videos[i], device=run.device) for i in test]
+    pred = [it for i, s in zip(test, fold_scores) for it in spot_video(s, videos[i], expression, p=run.p)]
+    gt = [EvalInterval(videos[i].video, on, off, expression) for i in test for on, off in videos[i].spans(expression)]
+    k = videos[test[0]].k
+    meta = {"recipe": run.recipe.metadata(expression), "k": k, "fold": subject, "expression": expression,
+            "type": expression, "p": run.p, "metrics": getattr(evaluate(pred, gt), expression).__dict__,
+            **_flow_settings(run.store_path, videos[0].video, k),
+            "train_videos": [videos[i].video for i in train], "test_videos": [videos[i].video for i in test]}
+    # Scores first, checkpoint last: the checkpoint marks the fold complete.
+    for path, s in zip(score_paths, fold_scores):
+        with atomic_write(path) as f:
+            np.save(f, s)
+    save_model(model.cpu(), ckpt, metadata=meta)
+    return fold_scores
 
 
 def _flow_settings(store_path, video: str, k: int) -> dict:
     """The store's TV-L1 backend and parameters, so that spotting a new video can match them."""
-    _, groups = open_store(store_path)
-    attrs = groups[video][f"k{k}"].attrs
+    attrs = open_store(store_path).k_attrs(video, k)
     return {"flow_backend": attrs.get("flow_backend"), "flow_params": attrs.get("flow_params")}
 
 
-def _spot(videos, test, fold_scores, expression, k, p):
-    pred, gt = [], []
-    for i, s in zip(test, fold_scores):
-        v = videos[i]
-        pred += [EvalInterval(v.video, it.start, min(it.end, v.n_frames - 1), expression, it.score)
-                 for it in spot_intervals(s, k, p=p)]
-        gt += [EvalInterval(v.video, on, off, expression) for on, off in v.spans(expression)]
-    return pred, gt
-
-
-def train_loso(
+def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotnet train` option
     store_path,
     *,
     expression: str = "all",
@@ -262,27 +291,24 @@ def train_loso(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind), p, device,
+               tuple(subjects) if subjects else None, progress, control)
     types = ("macro", "micro") if expression == "all" else (expression,)
-    pred, gt, per_type = [], [], {}
     with _deterministic(threads):
-        for kind in types:
-            k, videos, tp, tg, scores = _run_type(
-                store_path, out, kind, epochs=epochs, batch_size=batch_size, lr=lr, p=p, seed=seed,
-                subjects=subjects, device=device, progress=progress, label_kind=label_kind, control=control)
-            pred += tp
-            gt += tg
-            per_type[kind] = {"k": k, "videos": videos, "scores": scores}
+        per_type = {kind: _run_type(run, kind) for kind in types}
+    pred = [it for r in per_type.values() for it in r.pred]
+    gt = [it for r in per_type.values() for it in r.gt]
     result = evaluate(pred, gt)
     write_intervals_csv(out / "intervals.csv", pred)
     metrics = result.to_dict()
     metrics["settings"] = {"expression": expression, "epochs": epochs, "batch_size": batch_size, "lr": lr, "p": p,
                            "seed": seed, "control": control, "store": str(store_path),
-                           "k": {kind: per_type[kind]["k"] for kind in per_type}}
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "metrics.json")
+                           "k": {kind: r.k for kind, r in per_type.items()}}
+    with atomic_write(out / "metrics.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(metrics, indent=2) + "\n")
     if report:
         from spotnet.report import write_report
 
-        write_report(out, per_type, pred, gt, result, p=p)
+        write_report(out, {kind: {"k": r.k, "videos": r.videos, "scores": r.scores} for kind, r in per_type.items()},
+                     pred, gt, result, p=p)
     return result
