@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+__all__ = ["run_demo", "main"]
+
 #: The demo's change to flowkit's --fast preset (one outer iteration: about 2x faster again).
 DEMO_TVL1 = {"outer_iterations": 1}
 SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"

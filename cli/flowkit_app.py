@@ -1,7 +1,7 @@
 """``flowkit`` command line: a thin typer layer over :mod:`flowkit`.
 
 Bad input (:class:`flowkit.errors.FlowkitError`, file-system errors) becomes one sentence on
-stderr and exit code 2, in :func:`main`. Videos that fail during ``extract`` (no face, unreadable)
+stderr and exit code 2, in :func:`cli.entry.run_app`. Videos that fail during ``extract`` (no face, unreadable)
 do not stop the others; the run then ends with a summary and exit code 1.
 
 New commands are added with ``@app.command("name")`` in this module.
@@ -10,14 +10,24 @@ New commands are added with ``@app.command("name")`` in this module.
 from __future__ import annotations
 
 import json
-import sys
-import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from flowkit.errors import FlowkitError
+from cli.entry import run_app
+from cli.extract_options import (
+    BatchWindows,
+    Device,
+    FlowBackend,
+    Gpu,
+    LandmarkBackend,
+    Workers,
+    extract_kwargs,
+    landmark_model_option,
+)
+
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="flowkit",
@@ -36,32 +46,26 @@ def extract_cmd(
                                           "per expression type from --annotations (SPEC 2)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="CAS(ME)^2 / SAMM-LV workbook (.xlsx) "
                                                "or CSV (video, subject, onset, apex, offset, type; 1-based)."),
-    landmarks: str = typer.Option("mediapipe", "--landmarks", help="Landmark backend: mediapipe or dlib."),
-    model: Optional[Path] = typer.Option(None, "--model", help="MediaPipe face_landmarker.task (default: "
-                                         "$FLOWKIT_MEDIAPIPE_MODEL, the user cache, or a download)."),
-    flow_backend: str = typer.Option("auto", "--flow-backend", help="auto (OpenCV on the CPU; the torch solver "
-                                     "with --device or --gpu), opencv, torch or opencv-cuda."),
-    device: Optional[str] = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
-    gpu: bool = typer.Option(False, "--gpu", help="Run TV-L1 on CUDA when available (falls back to CPU with a warning)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes for OpenCV (default: CPU count); the torch "
-                                          "solver and CUDA default to one solver thread."),
+    landmarks: LandmarkBackend = "mediapipe",
+    model: landmark_model_option("--model") = None,
+    flow_backend: FlowBackend = "auto",
+    device: Device = None,
+    gpu: Gpu = False,
+    workers: Workers = None,
     save_flow: bool = typer.Option(False, "--save-flow", help="Also store the (windows, 2, 128, 128) flow."),
     fast: bool = typer.Option(False, "--fast", help="Reduced TV-L1 for demos: nscales 3, warps 2, inner 10, "
                               "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),
     chunk_windows: int = typer.Option(64, "--chunk-windows", help="Windows per stored chunk (the unit of resume)."),
-    batch_windows: Optional[int] = typer.Option(None, "--batch-windows", help="Pairs per TV-L1 call (default: 2 per "
-                                                "task with worker processes; sized to free GPU memory on CUDA)."),
+    batch_windows: BatchWindows = None,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
     from flowkit.extract import FAST_TVL1, extract
 
-    report = extract(
-        [input], out, ks=k or None, annotations=annotations, landmark_backend=landmarks, model_path=model,
-        flow_backend=flow_backend, device=device, gpu=gpu, flow_params=dict(FAST_TVL1) if fast else None,
-        workers=workers, save_flow=save_flow, chunk_windows=chunk_windows, batch_windows=batch_windows,
-        progress=not quiet,
-    )
+    options = extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
+                             landmark_model=model, workers=workers, batch_windows=batch_windows)
+    report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
+                     flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, progress=not quiet)
     typer.echo(report.summary())
     if report.failures:
         typer.echo(f"flowkit: {len(report.failures)} video(s) failed: "
@@ -117,25 +121,9 @@ def synth_cmd(
                f"annotations: {out_dir / 'annotations.csv'}")
 
 
-def _sentence(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, OSError) and exc.filename is not None:
-        text = f"{exc.strerror or text}: {exc.filename}"
-    return " ".join(text.split()) or type(exc).__name__
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"flowkit: warning: {' '.join(str(message).split())}\n"
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: run the app, turning bad input into one line on stderr and exit 2."""
-    warnings.formatwarning = _one_line_warning
-    try:
-        app(args=argv, prog_name="flowkit")
-    except (FlowkitError, OSError) as exc:
-        typer.echo(f"flowkit: error: {_sentence(exc)}", err=True)
-        sys.exit(2)
+    """Console-script entry: bad input becomes one line on stderr and exit 2 (cli.entry)."""
+    run_app(app, "flowkit", argv)
 
 
 if __name__ == "__main__":

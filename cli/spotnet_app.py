@@ -1,18 +1,29 @@
 """``spotnet`` command line: a thin typer layer over the spotnet library.
 
 Every library error (:class:`spotnet.SpotnetError`) and every file-system error becomes one
-sentence on stderr and exit code 2, in :func:`main`.
+sentence on stderr and exit code 2, in :func:`cli.entry.run_app`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
-from spotnet.errors import SpotnetError
+from cli.entry import run_app
+from cli.extract_options import (
+    BatchWindows,
+    Device,
+    FlowBackend,
+    Gpu,
+    LandmarkBackend,
+    Workers,
+    extract_kwargs,
+    landmark_model_option,
+)
+
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="spotnet",
@@ -38,7 +49,8 @@ def import_keras_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    predictions: Path = typer.Argument(..., help="Spotted intervals CSV: video, onset, offset, type[, score]; 1-based frames."),
+    predictions: Path = typer.Argument(..., help="Spotted intervals CSV: video, onset, offset, type[, score]; "
+                                       "1-based frames."),
     ground_truth: Path = typer.Argument(..., help="Ground-truth intervals CSV with the same columns."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -62,7 +74,8 @@ def train_cmd(
     subjects: list[str] = typer.Option(None, "--subject", "--subjects", help="Only these held-out subjects "
                                           "(repeatable)."),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda when available, else cpu)."),
-    control: str = typer.Option(None, "--control", help="'random': random scores instead of a model (sanity baseline)."),
+    control: str = typer.Option(None, "--control", help="'random': random scores instead of a model "
+                                "(sanity baseline)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bars."),
 ) -> None:
     """Leave-one-subject-out training and evaluation (resumes complete folds in OUT)."""
@@ -79,43 +92,34 @@ def train_cmd(
 def spot_cmd(
     model: Path = typer.Argument(..., help="Checkpoint (.pt), a folder of them, or a 'spotnet train' run folder "
                                  "(fold scores averaged)."),
-    source: Path = typer.Argument(..., help="Feature store, or a video / image folder / dataset folder to extract first."),
+    source: Path = typer.Argument(..., help="Feature store, or a video / image folder / dataset folder to "
+                                  "extract first."),
     out: Path = typer.Option(Path("intervals.csv"), "--out", help="Spotted intervals CSV (1-based frames)."),
     p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
     store: Path = typer.Option(None, "--store", help="Keep the features extracted from a video here (.zarr; "
                                "default: a temporary store)."),
-    flow_backend: str = typer.Option("auto", "--flow-backend", help="TV-L1 backend for a video: auto, opencv, "
-                                     "torch or opencv-cuda."),
-    device: str = typer.Option(None, "--device", help="Torch device for the torch backend (cpu, cuda:0)."),
-    gpu: bool = typer.Option(False, "--gpu", help="Extract on CUDA when available."),
-    landmarks: str = typer.Option("mediapipe", "--landmarks", help="Landmark backend for a video: mediapipe or dlib."),
-    landmark_model: Path = typer.Option(None, "--landmark-model", help="MediaPipe face_landmarker.task for a video "
-                                        "(default: $FLOWKIT_MEDIAPIPE_MODEL, the user cache, or a download)."),
+    flow_backend: FlowBackend = "auto",
+    device: Device = None,
+    gpu: Gpu = False,
+    landmarks: LandmarkBackend = "mediapipe",
+    landmark_model: landmark_model_option("--landmark-model") = None,
+    workers: Workers = None,
+    batch_windows: BatchWindows = None,
 ) -> None:
-    """Spot macro/micro intervals with trained models."""
+    """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
     from spotnet.evaluation import write_intervals_csv
     from spotnet.spot import spot
 
-    intervals = spot(model, source, p=p, store_out=store, flow_backend=flow_backend, device=device, gpu=gpu,
-                     landmark_backend=landmarks, landmark_model=landmark_model)
+    options = extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
+                             landmark_model=landmark_model, workers=workers, batch_windows=batch_windows)
+    intervals = spot(model, source, p=p, store_out=store, **options)
     write_intervals_csv(out, intervals)
     typer.echo(f"wrote {len(intervals)} intervals to {out}")
 
 
-def _sentence(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None:
-        reason = exc.strerror or type(exc).__name__
-        return f"{reason}: {exc.filename}"
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: run the app, turning bad input into one line on stderr and exit 2."""
-    try:
-        app(args=argv, prog_name="spotnet")
-    except (SpotnetError, OSError) as exc:
-        typer.echo(f"spotnet: error: {_sentence(exc)}", err=True)
-        sys.exit(2)
+    """Console-script entry: bad input becomes one line on stderr and exit 2 (cli.entry)."""
+    run_app(app, "spotnet", argv)
 
 
 if __name__ == "__main__":

@@ -1,40 +1,44 @@
-"""spotnet: SOFTNet model, Keras weight import, pseudo-labels, spotting and MEGC evaluation."""
+"""spotnet: SOFTNet model, Keras weight import, pseudo-labels, spotting and MEGC evaluation.
 
-from spotnet.checkpoint import load_checkpoint, load_model, save_model
+The public API is importable from the package, loaded lazily like flowkit's, so that
+``import spotnet`` (and ``spotnet evaluate``) stays cheap: no torch or h5py until a name that
+needs them is used.
+"""
+
 from spotnet.errors import SpotnetError
-from spotnet.evaluation import (
-    EvalInterval,
-    EvaluationResult,
-    evaluate,
-    iou,
-    match_video,
-    read_intervals_csv,
-    write_intervals_csv,
-)
-from spotnet.keras_import import import_keras
-from spotnet.labels import pseudo_labels
-from spotnet.model import SOFTNet, count_parameters
-from spotnet.normalize import minmax_normalize
-from spotnet.spotting import SpottedInterval, smooth_scores, spot_intervals
 
-__all__ = [
-    "EvalInterval",
-    "EvaluationResult",
-    "SOFTNet",
-    "SpotnetError",
-    "SpottedInterval",
-    "count_parameters",
-    "evaluate",
-    "import_keras",
-    "iou",
-    "load_checkpoint",
-    "load_model",
-    "match_video",
-    "minmax_normalize",
-    "pseudo_labels",
-    "read_intervals_csv",
-    "save_model",
-    "smooth_scores",
-    "spot_intervals",
-    "write_intervals_csv",
-]
+_LAZY = {
+    "load_checkpoint": "spotnet.checkpoint",
+    "load_model": "spotnet.checkpoint",
+    "save_model": "spotnet.checkpoint",
+    "EvalInterval": "spotnet.evaluation",
+    "EvaluationResult": "spotnet.evaluation",
+    "evaluate": "spotnet.evaluation",
+    "iou": "spotnet.evaluation",
+    "match_video": "spotnet.evaluation",
+    "read_intervals_csv": "spotnet.evaluation",
+    "write_intervals_csv": "spotnet.evaluation",
+    "import_keras": "spotnet.keras_import",
+    "pseudo_labels": "spotnet.labels",
+    "SOFTNet": "spotnet.model",
+    "count_parameters": "spotnet.model",
+    "minmax_normalize": "spotnet.normalize",
+    "SpottedInterval": "spotnet.spotting",
+    "smooth_scores": "spotnet.spotting",
+    "spot_intervals": "spotnet.spotting",
+    "spot_video": "spotnet.spotting",
+}
+
+__all__ = ["SpotnetError", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'spotnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -11,6 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from spotnet.errors import SpotnetError
+
+__all__ = ["NONE", "FLIP", "BLUR", "NOISE", "COPIES", "NOISE_VARIANCE", "augment_window"]
+
 #: Augmentation codes stored next to each training window.
 NONE, FLIP, BLUR, NOISE = 0, 1, 2, 3
 COPIES = (FLIP, BLUR, NOISE)
@@ -42,4 +46,4 @@ def augment_window(x: np.ndarray, code: int, *, rng: np.random.Generator | None 
     if code == NOISE:
         rng = rng if rng is not None else np.random.default_rng()
         return (x + rng.normal(0.0, np.sqrt(NOISE_VARIANCE), size=x.shape)).astype(np.float32)
-    raise ValueError(f"augmentation code should be one of 0..3, got {code}")
+    raise SpotnetError(f"augmentation code should be one of 0..3, got {code}")

@@ -17,6 +17,8 @@ import torch
 from spotnet.errors import SpotnetError
 from spotnet.model import INPUT_SIZE, STREAM_FILTERS, SOFTNet
 
+__all__ = ["import_keras", "keras_metadata", "keras_state_dict"]
+
 _POOLED = INPUT_SIZE // 3 // 2  # 7: side of the map that the first Dense layer flattens
 _CHANNELS = sum(STREAM_FILTERS)  # 16
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from spotnet.errors import SpotnetError
 
+__all__ = ["KINDS", "pseudo_labels"]
+
 KINDS = ("unit", "linear", "step")
 
 

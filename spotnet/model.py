@@ -7,6 +7,8 @@ from torch import nn
 
 from spotnet.errors import SpotnetError
 
+__all__ = ["INPUT_SIZE", "N_PARAMS", "SOFTNet", "count_parameters"]
+
 #: Filters of the u, v and strain streams, in input-channel order.
 STREAM_FILTERS: tuple[int, int, int] = (3, 5, 8)
 #: Spatial size of one feature window (rows and columns).

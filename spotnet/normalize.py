@@ -6,6 +6,8 @@ import torch
 
 from spotnet.errors import SpotnetError
 
+__all__ = ["minmax_normalize"]
+
 
 def minmax_normalize(x: torch.Tensor) -> torch.Tensor:
     """Scale every channel of every sample to [0, 1] by its own min and max.

@@ -9,6 +9,8 @@ import numpy as np
 
 from spotnet.spotting import smooth_scores
 
+__all__ = ["plot_timeline", "write_report"]
+
 
 def plot_timeline(path, scores: np.ndarray, k: int, *, p: float, gt, spotted, title: str) -> None:
     """One PNG: raw and smoothed scores, the threshold, ground-truth and spotted intervals.
