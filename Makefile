@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11+:
 #   make demo  - set up .venv and run the whole chain on synthetic data
-#   make test  - set up .venv and run the test suite
+#   make test  - set up .venv, then lint (ruff) and run the tests and the docstrings' examples
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -21,7 +21,8 @@ demo: venv
 	$(BIN)/python -m cli.demo demo_out
 
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --doctest-modules tests flowkit spotnet cli
 
 bench: venv
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only

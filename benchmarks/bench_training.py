@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from flowkit.store import FeatureStore
 from spotnet.dataset import ChunkShuffleSampler, WindowDataset, list_videos, loso_folds, training_index
-from spotnet.training import train_fold
+from spotnet.training import Recipe, train_fold
 
 N_FRAMES = 2000
 K = 6
@@ -34,7 +34,8 @@ def store(tmp_path_factory):
     with FeatureStore(path, mode="a") as fs:
         fs.set_root_attrs(k_by_type={"macro": K})
         for subject in ("a", "b", "c"):
-            ann = [{"onset": on, "apex": on + 5, "offset": on + 10, "type": "macro"} for on in range(50, N_FRAMES - 50, 100)]
+            ann = [{"onset": on, "apex": on + 5, "offset": on + 10, "type": "macro"}
+                   for on in range(50, N_FRAMES - 50, 100)]
             video = f"{subject}_v0"
             fs.add_video(video, {"subject": subject, "source": "bench", "n_frames": N_FRAMES, "fps": 30.0,
                                  "annotations": ann}, np.zeros((68, 2), np.float32))
@@ -75,7 +76,8 @@ def test_train_windows_per_second(benchmark, store, fold):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # train_loso's default for this small model
     try:
-        benchmark.pedantic(lambda: train_fold(store, videos, train, "macro", epochs=1), rounds=3, warmup_rounds=1)
+        benchmark.pedantic(lambda: train_fold(store, videos, train, "macro", recipe=Recipe(epochs=1)), rounds=3,
+                           warmup_rounds=1)
     finally:
         torch.set_num_threads(threads)
     rate = n / benchmark.stats.stats.median

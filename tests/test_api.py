@@ -25,6 +25,20 @@ def test_import_flowkit_is_cheap():
     assert out.split() == ["False", "False"]
 
 
+def test_spotnet_exports_resolve():
+    for name in spotnet.__all__:
+        assert getattr(spotnet, name) is not None, name
+    assert set(spotnet.__all__) <= set(dir(spotnet))
+
+
+def test_import_spotnet_and_evaluation_is_cheap():
+    # spotnet is lazy like flowkit; `spotnet evaluate` only needs the evaluation module, no torch.
+    code = ("import sys, spotnet, spotnet.evaluation, cli.entry; "
+            "print('torch' in sys.modules, 'h5py' in sys.modules, 'zarr' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
+
+
 def test_readme_api_example():
     rng = np.random.default_rng(0)
     prev = rng.integers(0, 256, (2, 128, 128), dtype=np.uint8)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -82,6 +85,32 @@ def test_incomplete_store_is_refused(tmp_path):
     path = make_store(tmp_path / "i.zarr", complete=False)
     with pytest.raises(SpotnetError, match="interrupted"):
         list_videos(path, 8)
+
+
+def test_other_schema_version_is_refused(store):
+    """The reader owns the schema check: a store of schema 2 is refused, not misread."""
+    zarr.open_group(str(store), mode="r+").attrs["schema_version"] = 2
+    with pytest.raises(SpotnetError, match=r"should be a flowkit store of schema version 1, got schema_version 2"):
+        list_videos(store, 8)
+
+
+def test_cli_refuses_other_schema_in_one_line(store, tmp_path):
+    zarr.open_group(str(store), mode="r+").attrs["schema_version"] = 2
+    result = subprocess.run([sys.executable, "-c", "from cli.spotnet_app import main; main()", "train", str(store),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"spotnet: error: feature store '{store}' should be a flowkit store of schema version 1, got schema_version 2"
+    ]
+    assert not (tmp_path / "run" / "folds").exists()
+
+
+def test_reading_while_a_writer_holds_the_lock(store):
+    """The reader takes no lock: spotnet can read a store that flowkit is still writing."""
+    from flowkit.store import FeatureStore
+
+    with FeatureStore(store, mode="a"):
+        assert [v.video for v in list_videos(store, 8)] == ["a_v0", "b_v0", "c_v0"]
 
 
 def test_missing_store(tmp_path):
