@@ -77,13 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", help="output folder (reused on a rerun)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from flowkit.errors import FlowkitError
-    from spotnet.errors import SpotnetError
+    from cli.entry import USER_ERRORS, one_sentence
 
     try:
         run_demo(args.out_dir, seed=args.seed)
-    except (FlowkitError, SpotnetError, OSError) as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"demo: error: {one_sentence(exc)}", file=sys.stderr)
         sys.exit(2)
 
 

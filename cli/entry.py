@@ -15,7 +15,7 @@ import typer
 from flowkit.errors import FlowkitError
 from spotnet.errors import SpotnetError
 
-__all__ = ["USER_ERRORS", "one_sentence", "run_app"]
+__all__ = ["USER_ERRORS", "new_app", "one_sentence", "run_app"]
 
 #: Errors that describe the user's input or environment, not a bug.
 USER_ERRORS = (FlowkitError, SpotnetError, OSError)
@@ -33,6 +33,13 @@ def one_sentence(exc: BaseException) -> str:
         return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
     text = str(exc).strip()
     return " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
+
+
+def new_app(name: str, help: str) -> typer.Typer:
+    """A typer app with the settings both CLIs share: help when called bare, no shell completion, and
+    plain tracebacks for bugs (user errors never reach them, see :func:`run_app`)."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False)
 
 
 def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> None:

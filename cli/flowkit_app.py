@@ -15,27 +15,12 @@ from typing import List, Optional
 
 import typer
 
-from cli.entry import run_app
-from cli.extract_options import (
-    BatchWindows,
-    Device,
-    FlowBackend,
-    Gpu,
-    LandmarkBackend,
-    Workers,
-    extract_kwargs,
-    landmark_model_option,
-)
+from cli import extract_options as opt
+from cli.entry import new_app, run_app
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="flowkit",
-    help="SOFTNet feature extraction: face crops, TV-L1 optical flow and features into a Zarr store.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = new_app("flowkit", "SOFTNet feature extraction: face crops, TV-L1 optical flow and features into a Zarr store.")
 
 
 @app.command("extract")
@@ -46,23 +31,23 @@ def extract_cmd(
                                           "per expression type from --annotations (SPEC 2)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="CAS(ME)^2 / SAMM-LV workbook (.xlsx) "
                                                "or CSV (video, subject, onset, apex, offset, type; 1-based)."),
-    landmarks: LandmarkBackend = "mediapipe",
-    model: landmark_model_option("--model") = None,
-    flow_backend: FlowBackend = "auto",
-    device: Device = None,
-    gpu: Gpu = False,
-    workers: Workers = None,
+    landmarks: opt.LandmarkBackend = "mediapipe",
+    model: opt.landmark_model_option("--model") = None,
+    flow_backend: opt.FlowBackend = "auto",
+    device: opt.Device = None,
+    gpu: opt.Gpu = False,
+    workers: opt.Workers = None,
     save_flow: bool = typer.Option(False, "--save-flow", help="Also store the (windows, 2, 128, 128) flow."),
     fast: bool = typer.Option(False, "--fast", help="Reduced TV-L1 for demos: nscales 3, warps 2, inner 10, "
                               "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),
     chunk_windows: int = typer.Option(64, "--chunk-windows", help="Windows per stored chunk (the unit of resume)."),
-    batch_windows: BatchWindows = None,
+    batch_windows: opt.BatchWindows = None,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
     from flowkit.extract import FAST_TVL1, extract
 
-    options = extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
+    options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
                              landmark_model=model, workers=workers, batch_windows=batch_windows)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, progress=not quiet)

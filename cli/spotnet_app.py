@@ -11,27 +11,12 @@ from pathlib import Path
 
 import typer
 
-from cli.entry import run_app
-from cli.extract_options import (
-    BatchWindows,
-    Device,
-    FlowBackend,
-    Gpu,
-    LandmarkBackend,
-    Workers,
-    extract_kwargs,
-    landmark_model_option,
-)
+from cli import extract_options as opt
+from cli.entry import new_app, run_app
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="spotnet",
-    help="SOFTNet spotting: import released weights, evaluate spotted intervals.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = new_app("spotnet", "SOFTNet spotting: train with LOSO, spot intervals, evaluate them, import released weights.")
 
 
 @app.command("import-keras")
@@ -98,19 +83,19 @@ def spot_cmd(
     p: float = typer.Option(0.55, "--p", help="Spotting threshold position (SPEC 7)."),
     store: Path = typer.Option(None, "--store", help="Keep the features extracted from a video here (.zarr; "
                                "default: a temporary store)."),
-    flow_backend: FlowBackend = "auto",
-    device: Device = None,
-    gpu: Gpu = False,
-    landmarks: LandmarkBackend = "mediapipe",
-    landmark_model: landmark_model_option("--landmark-model") = None,
-    workers: Workers = None,
-    batch_windows: BatchWindows = None,
+    flow_backend: opt.FlowBackend = "auto",
+    device: opt.Device = None,
+    gpu: opt.Gpu = False,
+    landmarks: opt.LandmarkBackend = "mediapipe",
+    landmark_model: opt.landmark_model_option("--landmark-model") = None,
+    workers: opt.Workers = None,
+    batch_windows: opt.BatchWindows = None,
 ) -> None:
     """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
     from spotnet.evaluation import write_intervals_csv
     from spotnet.spot import spot
 
-    options = extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
+    options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
                              landmark_model=landmark_model, workers=workers, batch_windows=batch_windows)
     intervals = spot(model, source, p=p, store_out=store, **options)
     write_intervals_csv(out, intervals)
