@@ -75,7 +75,7 @@ def _as_int(value) -> int | None:
     return None
 
 
-def _interval(where: str, video, subject, onset, apex, offset, kind: str) -> Interval:
+def _interval(where: str, video, subject, *, onset, apex, offset, kind: str) -> Interval:
     """Validate one row of 1-based numbers and convert it to a 0-based :class:`Interval`.
 
     The only place where 1-based becomes 0-based.
@@ -142,8 +142,8 @@ def _load_csv(path: Path) -> list[Interval]:
             if len(row) < len(header):
                 raise FlowkitError(f"{where}: should have {len(header)} columns, got {len(row)}")
             get = lambda c: row[cols[c]]  # noqa: E731
-            out.append(_interval(where, get("video"), get("subject"), get("onset"), get("apex"),
-                                 get("offset"), _type_of(get("type")).strip().lower()))
+            out.append(_interval(where, get("video"), get("subject"), onset=get("onset"), apex=get("apex"),
+                                 offset=get("offset"), kind=_type_of(get("type")).strip().lower()))
         return out
 
 
@@ -181,7 +181,8 @@ def _load_samm(path: Path, rows: list[tuple], header_at: int) -> list[Interval]:
             continue
         subject = cell("subject")
         subject = f"{int(subject):03d}" if _as_int(subject) is not None else subject
-        out.append(_interval(where, cell("filename"), subject, cell("onset"), cell("apex"), cell("offset"), kind))
+        out.append(_interval(where, cell("filename"), subject, onset=cell("onset"), apex=cell("apex"),
+                             offset=cell("offset"), kind=kind))
     if dropped:
         warnings.warn(f"{path}: dropped {dropped} macro interval(s) with onset 0 (SPEC 10)", UserWarning,
                       stacklevel=3)
@@ -250,7 +251,7 @@ def _load_cas(path: Path, sheets: list[list[tuple]]) -> list[Interval]:
                                    "in the workbook's naming sheets, got no entry for it")
             code = _subject_code(row[0])
             video, subject = name, (f"s{code}" if code else str(row[0]))
-        out.append(_interval(where, video, subject, row[2], row[3], row[4], _type_of(row[7])))
+        out.append(_interval(where, video, subject, onset=row[2], apex=row[3], offset=row[4], kind=_type_of(row[7])))
     return out
 
 
@@ -260,7 +261,8 @@ def _load_xlsx(path: Path) -> list[Interval]:
 
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for non-workbooks
-        raise FlowkitError(f"annotation file {path} should be a readable .xlsx workbook, got {type(exc).__name__}: {exc}") from None
+        raise FlowkitError(f"annotation file {path} should be a readable .xlsx workbook, "
+                           f"got {type(exc).__name__}: {exc}") from None
     try:
         sheets = [_sheet_rows(ws) for ws in wb.worksheets]
     finally:
@@ -315,7 +317,8 @@ def k_by_type(intervals: Iterable[Interval]) -> dict[str, int]:
     return {t: derive_k(intervals, t) for t in TYPES if any(iv.type == t for iv in intervals)}
 
 
-def match_videos(video_ids: Iterable[str], intervals: Iterable[Interval]) -> tuple[dict[str, list[Interval]], list[str]]:
+def match_videos(video_ids: Iterable[str],
+                 intervals: Iterable[Interval]) -> tuple[dict[str, list[Interval]], list[str]]:
     """Assign intervals to store video ids.
 
     An annotation's video matches an id that equals it; failing that, an id in which it appears

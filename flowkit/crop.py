@@ -108,5 +108,6 @@ def crop_landmarks(landmarker, crop: np.ndarray, *, reference: Face | None = Non
     if face is not None:
         return face.points.astype(np.float32), True
     if reference is None or frame_shape is None:
-        raise FlowkitError("a face should be found on the cropped reference frame, got none and no reference to fall back to")
+        raise FlowkitError("a face should be found on the cropped reference frame, "
+                           "got none and no reference to fall back to")
     return points_to_crop(reference.points, reference.box, frame_shape, size=crop.shape[0]), False

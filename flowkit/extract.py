@@ -9,7 +9,7 @@ Per video (SPEC 1-4):
 3. A second pass crops every frame with the reference box and keeps a rolling buffer of
    ``max(k) + chunk`` crops, so a long video is never held in memory. Window i pairs crops i and
    i + k. Batches of windows go to worker processes (TV-L1 + features); the main process decodes,
-   crops and is the only writer of the store.
+   crops and is the only writer of the store. This pass lives in :mod:`flowkit.second_pass`.
 
 Resume: complete (video, k) pairs are skipped and only chunks whose ``written`` flag is false
 are computed again. The computation is deterministic, so a resumed store equals an
@@ -23,18 +23,23 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
+from flowkit.progress import ProgressBars, estimated_pairs
+from flowkit.second_pass import ChunkAssembler, plan_tasks, stream_windows
+from flowkit.sources import DATA_ERRORS
 from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
 
-__all__ = ["extract", "ExtractionReport", "VideoResult", "FAST_TVL1", "TEST_TVL1"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["extract", "ExtractionReport", "ExtractionSettings", "VideoResult", "FAST_TVL1", "TEST_TVL1"]
 
 #: A reduced TV-L1 preset for demos (``flowkit extract --fast``): 3 scales, 2 warps, 10 inner and
 #: 2 outer iterations instead of OpenCV's 5/5/30/10. Not SPEC-exact; roughly 5-7x faster.
@@ -43,7 +48,8 @@ FAST_TVL1 = {"nscales": 3, "warps": 2, "inner_iterations": 10, "outer_iterations
 TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations": 1}
 
 # A video failing with one of these is reported and the others go on; anything else is a bug.
-_FAILURE_ERRORS = (FlowkitError, OSError, ValueError, cv2.error)
+# flowkit.progress keeps the same set for its estimates.
+_FAILURE_ERRORS = DATA_ERRORS
 
 
 @dataclass
@@ -88,38 +94,40 @@ class ExtractionReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """A run's settings, resolved once by :func:`extract` and passed whole to every video.
+
+    backend: the resolved TV-L1 backend, "opencv", "torch" or "opencv-cuda".
+    device: the torch device of the torch backend, else None.
+    backend_name: what the store records per k: ``backend``, or "backend:device".
+    params: TV-L1 parameters, ``TVL1Params.to_dict()``.
+    save_flow: also store the (n_windows, 2, 128, 128) flow.
+    chunk_windows: windows per stored chunk (the resume unit).
+    batch_windows: windows per TV-L1 call.
+    workers: processes computing tasks, or 1 with ``threaded``.
+    threaded: one solver thread in this process beside the decoding (GPU, torch solver).
+    landmark_backend: "mediapipe" or "dlib", recorded per video.
+    """
+
+    backend: str
+    device: torch.device | None
+    backend_name: str
+    params: dict
+    save_flow: bool
+    chunk_windows: int
+    batch_windows: int
+    workers: int
+    threaded: bool
+    landmark_backend: str
+
+
 # ---------------------------------------------------------------------- workers
 def _init_worker() -> None:
     import torch
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-
-
-def _compute(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, backend: str, device, params: dict,
-             save_flow: bool):
-    """TV-L1 on (B, 128, 128) uint8 pairs, then features; returns (features (B, 3, 42, 42), flow or None).
-
-    With the torch backend the crops move to ``device`` once and the flow, strain, head-motion
-    correction, eye mask and ROI all stay there; only the features come back to the host.
-    """
-    from flowkit.features import features_from_flow
-    from flowkit.flow import tvl1
-
-    if backend == "torch":
-        import torch
-
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-        prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
-    flow = tvl1(prev, nxt, backend=backend, device=device, **params)
-    feats = features_from_flow(flow, landmarks)
-    feats = feats.detach().cpu().numpy().astype(np.float32, copy=False)
-    if save_flow:
-        import torch
-
-        flow = flow.detach().cpu().numpy() if isinstance(flow, torch.Tensor) else np.asarray(flow)
-        return feats, flow.astype(np.float32, copy=False)
-    return feats, None
 
 
 class _InlineExecutor:
@@ -150,7 +158,8 @@ def _make_executor(workers: int, threaded: bool):
         ctx = multiprocessing.get_context("forkserver")
         # Workers fork from a server that already imported these, so each starts in milliseconds
         # instead of importing torch and cv2 again (ignored when the server already runs).
-        ctx.set_forkserver_preload(["flowkit.extract", "flowkit.features", "flowkit.flow", "cv2", "torch"])
+        ctx.set_forkserver_preload(["flowkit.extract", "flowkit.second_pass", "flowkit.features", "flowkit.flow",
+                                    "cv2", "torch"])
     else:
         ctx = multiprocessing.get_context("spawn")
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
@@ -259,7 +268,7 @@ def _annotation_setup(annotations, video_ids: list[str], ks, report: ExtractionR
     return by_video, ks, {t: k for t, k in derived.items() if k in ks}
 
 
-def extract(
+def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit extract`
     inputs,
     store_path: str | os.PathLike,
     *,
@@ -321,18 +330,8 @@ def extract(
         raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")
     report = ExtractionReport(store=Path(store_path))
     by_video, ks, kbt = _annotation_setup(annotations, [v.video_id for v in videos], ks, report)
-    on_gpu = dev is not None and getattr(dev, "type", "cpu") != "cpu" or backend == "opencv-cuda"
-    # The torch solver batches pairs and threads internally, so by default it runs in one thread
-    # of this process, like on the GPU; OpenCV solves one pair per call, so it gets processes.
-    threaded = on_gpu or (backend == "torch" and workers is None)
-    if workers is None:
-        workers = 1 if threaded else (os.cpu_count() or 1)
-    if workers < 1:
-        raise FlowkitError(f"workers should be >= 1, got {workers}")
-    if batch_windows is None:
-        batch_windows = _default_batch(backend, dev, workers, chunk_windows, threaded)
-    if batch_windows < 1:
-        raise FlowkitError(f"batch_windows should be >= 1, got {batch_windows}")
+    settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
+                         batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
 
     store = FeatureStore(store_path, mode="a")
     landmarker = None
@@ -342,19 +341,12 @@ def extract(
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
         kwargs = {"model_path": model_path} if landmark_backend == "mediapipe" else {}
         landmarker = make_landmarker(landmark_backend, **kwargs)
-        executor = _make_executor(workers, threaded)
-        bars = _Bars(progress, len(videos), _estimated_pairs(videos, store, ks) if progress else {})
-        backend_name = backend if dev is None else f"{backend}:{dev}"
+        executor = _make_executor(settings.workers, settings.threaded)
+        bars = ProgressBars(progress, len(videos), estimated_pairs(videos, store, ks) if progress else {})
         for video in videos:
             ivs = by_video.get(video.video_id, []) if annotations is not None else None
-            try:
-                result = _extract_video(video, ivs, store, landmarker, landmark_backend, executor, workers,
-                                        ks, backend, dev, backend_name, params, save_flow, chunk_windows,
-                                        batch_windows, bars)
-            except _FAILURE_ERRORS as exc:
-                result = VideoResult(video.video_id, "failed", _one_line(exc))
-            except cf.BrokenExecutor as exc:
-                raise FlowkitError(f"a worker process died while extracting {video.video_id}: {exc}") from None
+            result = _run_video(video, ivs, store, landmarker=landmarker, executor=executor, settings=settings,
+                                ks=ks, bars=bars)
             report.videos.append(result)
             report.pairs += result.pairs
             bars.video_done(video.video_id)
@@ -369,6 +361,35 @@ def extract(
     return report
 
 
+def _settings(backend: str, dev, params: dict, *, workers: int | None, chunk_windows: int, batch_windows: int | None,
+              save_flow: bool, landmark_backend: str) -> ExtractionSettings:
+    """The run's settings: worker layout and batch size filled in and checked."""
+    on_gpu = dev is not None and getattr(dev, "type", "cpu") != "cpu" or backend == "opencv-cuda"
+    # The torch solver batches pairs and threads internally, so by default it runs in one thread
+    # of this process, like on the GPU; OpenCV solves one pair per call, so it gets processes.
+    threaded = on_gpu or (backend == "torch" and workers is None)
+    if workers is None:
+        workers = 1 if threaded else (os.cpu_count() or 1)
+    if workers < 1:
+        raise FlowkitError(f"workers should be >= 1, got {workers}")
+    if batch_windows is None:
+        batch_windows = _default_batch(backend, dev, workers, chunk_windows, threaded)
+    if batch_windows < 1:
+        raise FlowkitError(f"batch_windows should be >= 1, got {batch_windows}")
+    return ExtractionSettings(
+        backend=backend,
+        device=dev,
+        backend_name=backend if dev is None else f"{backend}:{dev}",
+        params=params,
+        save_flow=save_flow,
+        chunk_windows=chunk_windows,
+        batch_windows=batch_windows,
+        workers=workers,
+        threaded=threaded,
+        landmark_backend=landmark_backend,
+    )
+
+
 def _default_batch(backend: str, dev, workers: int, chunk_windows: int, threaded: bool) -> int:
     if backend == "torch" and dev is not None and dev.type == "cuda":
         from flowkit.flow.memory import pairs_per_batch
@@ -377,77 +398,25 @@ def _default_batch(backend: str, dev, workers: int, chunk_windows: int, threaded
     return 2 if workers > 1 and not threaded else chunk_windows
 
 
-def _estimated_pairs(videos, store: FeatureStore, ks) -> dict[str, int]:
-    """Pairs each video should still need, for the overall progress bar only: frame counts from
-    the store when an earlier run recorded them, else from the container header (exact for image
-    folders); complete k count 0. Each video corrects its estimate when it is opened."""
-    from flowkit.sources import open_source
-
-    out = {}
-    for v in videos:
-        known = store.has_video(v.video_id)
-        try:
-            n = int(store.video_attrs(v.video_id).get("n_frames") or 0) if known else open_source(v.path).n_frames
-        except _FAILURE_ERRORS:  # reported properly when the video's turn comes
-            n = 0
-        out[v.video_id] = sum(max(0, n - k) for k in ks if not (known and store.is_complete(v.video_id, k)))
-    return out
-
-
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if isinstance(exc, (FlowkitError, cv2.error)) else f"{type(exc).__name__}: {text}"
 
 
-class _Bars:
-    """tqdm bars counting pairs: one per video, one overall. The overall total starts from
-    estimates per video and takes each video's exact count when it is opened, so its rate and
-    ETA cover the whole run from the start."""
-
-    def __init__(self, enabled: bool, n_videos: int, estimates: dict[str, int]):
-        self.enabled = enabled
-        self.n_videos = n_videos
-        self.estimates = dict(estimates)
-        self.index = 0
-        self.overall = None
-        self.video = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._tqdm = tqdm
-            self.overall = tqdm(total=sum(self.estimates.values()), unit="pair", desc=f"video 1/{n_videos}",
-                                position=0, dynamic_ncols=True)
-
-    def start_video(self, name: str, pairs: int):
-        if self.enabled:
-            self.overall.total += pairs - self.estimates.pop(name, 0)
-            self.overall.refresh()
-            self.video = self._tqdm(total=pairs, unit="pair", desc=name[:30], position=1, leave=False,
-                                    dynamic_ncols=True)
-
-    def pairs(self, n: int):
-        if self.video is not None:
-            self.video.update(n)
-            self.overall.update(n)
-
-    def video_done(self, name: str):
-        if self.video is not None:
-            self.video.close()
-            self.video = None
-        if self.overall is not None and name in self.estimates:  # failed or had nothing to do
-            self.overall.total -= self.estimates.pop(name)
-            self.overall.refresh()
-        self.index += 1
-        if self.overall is not None and self.index < self.n_videos:
-            self.overall.set_description(f"video {self.index + 1}/{self.n_videos}")
-
-    def close(self):
-        if self.overall is not None:
-            self.overall.close()
+def _run_video(video, intervals, store: FeatureStore, *, landmarker, executor, settings: ExtractionSettings, ks,
+               bars: ProgressBars) -> VideoResult:
+    """One video; a failure of that video is recorded in its result, and the run goes on."""
+    try:
+        return _extract_video(video, intervals, store, landmarker=landmarker, executor=executor,
+                              settings=settings, ks=ks, bars=bars)
+    except _FAILURE_ERRORS as exc:
+        return VideoResult(video.video_id, "failed", _one_line(exc))
+    except cf.BrokenExecutor as exc:
+        raise FlowkitError(f"a worker process died while extracting {video.video_id}: {exc}") from None
 
 
-def _extract_video(video, intervals, store: FeatureStore, landmarker, landmark_backend, executor, workers, ks,
-                   backend, dev, backend_name, params, save_flow, chunk, batch, bars) -> VideoResult:
+def _extract_video(video, intervals, store: FeatureStore, *, landmarker, executor, settings: ExtractionSettings, ks,
+                   bars: ProgressBars) -> VideoResult:
     """One video; ``intervals`` is None when no annotations were given (a resumed video keeps the
     annotations and subject stored by an earlier run)."""
     from flowkit.sources import open_source
@@ -465,34 +434,20 @@ def _extract_video(video, intervals, store: FeatureStore, landmarker, landmark_b
             store.set_video_attrs(vid, subject=subject, annotations=ann)
         landmarks = store.landmarks(vid)
     else:
-        attrs, landmarks = _prepare(video, source, landmarker, landmark_backend)
+        attrs, landmarks = _prepare(video, source, landmarker, settings.landmark_backend)
         attrs.update(subject=subject, annotations=ann)
         store.add_video(vid, attrs, landmarks)
     n_frames = int(attrs["n_frames"])
-    box = attrs["crop_box"]
 
-    messages = []
-    todo: dict[int, set[int]] = {}  # k -> chunk indices still to compute
-    for k in ks:
-        if n_frames < k + 1:
-            messages.append(f"k={k} skipped: the video has {n_frames} frames, fewer than k + 1 = {k + 1}")
-            continue
-        n_windows = n_frames - k
-        store.create_features(vid, k, n_windows, backend_name, params, chunk=chunk, save_flow=save_flow)
-        if store.is_complete(vid, k):
-            continue
-        missing = set(np.flatnonzero(~store.written(vid, k)).tolist())
-        if missing:
-            todo[k] = missing
-        else:
-            store.mark_complete(vid, k)
+    todo, messages = _chunks_to_compute(vid, store, settings, ks=ks, n_frames=n_frames)
     done_ks = [k for k in ks if n_frames >= k + 1]
-    pairs_todo = sum(min(chunk, (n_frames - k) - j * chunk) for k, js in todo.items() for j in js)
     pairs = 0
     if todo:
-        bars.start_video(vid, pairs_todo)
-        pairs = _stream(vid, source, box, landmarks, todo, store, executor, workers, backend, dev, params,
-                        save_flow, chunk, batch, n_frames, bars)
+        plan = plan_tasks(todo, n_frames, chunk=settings.chunk_windows, batch=settings.batch_windows)
+        bars.start_video(vid, plan.pairs)
+        assembler = ChunkAssembler(store, vid, plan, save_flow=settings.save_flow)
+        pairs = stream_windows(source, plan, assembler, box=attrs["crop_box"], landmarks=landmarks,
+                               executor=executor, settings=settings, bars=bars)
         for k in todo:
             if not store.mark_complete(vid, k):
                 raise FlowkitError(f"video {vid} k={k}: some chunks were not written; run extract again")
@@ -500,86 +455,26 @@ def _extract_video(video, intervals, store: FeatureStore, landmarker, landmark_b
     return VideoResult(vid, status, "; ".join(messages), done_ks, pairs)
 
 
-def _stream(vid, source, box, landmarks, todo, store, executor, workers, backend, dev, params, save_flow,
-            chunk, batch, n_frames, bars) -> int:
-    """Second pass: crop frames into a rolling buffer and dispatch window batches as they fill."""
-    from flowkit.crop import crop_face
+def _chunks_to_compute(vid: str, store: FeatureStore, settings: ExtractionSettings, *, ks,
+                       n_frames: int) -> tuple[dict[int, set[int]], list[str]]:
+    """({k: chunk indices still to compute}, a message per k the video is too short for).
 
-    # Per k, tasks in window order: (start, stop); ready once frame stop - 1 + k is cropped. A task
-    # covers up to ``batch`` windows of a run of consecutive chunks to compute, so a GPU batch can
-    # be larger than a chunk; each chunk is written once all tasks overlapping it are back.
-    tasks: dict[int, deque] = {}
-    parts_left: dict[tuple[int, int], int] = {}
-    for k, js in todo.items():
+    Creates each k's arrays and marks a k whose chunks are all written complete.
+    """
+    todo: dict[int, set[int]] = {}
+    messages: list[str] = []
+    for k in ks:
+        if n_frames < k + 1:
+            messages.append(f"k={k} skipped: the video has {n_frames} frames, fewer than k + 1 = {k + 1}")
+            continue
         n_windows = n_frames - k
-        queue = tasks.setdefault(k, deque())
-        for first, last in _runs(sorted(js)):
-            c0, c1 = first * chunk, min((last + 1) * chunk, n_windows)
-            for s in range(c0, c1, batch):
-                e = min(s + batch, c1)
-                queue.append((s, e))
-                for j in range(s // chunk, (e - 1) // chunk + 1):
-                    parts_left[(k, j)] = parts_left.get((k, j), 0) + 1
-    results: dict[tuple[int, int], list] = {}
-    pending: deque = deque()
-    max_pending = max(2, 3 * workers)
-    buffer: dict[int, np.ndarray] = {}
-    lm = np.asarray(landmarks, dtype=np.float32)
-    pairs = 0
-
-    def collect(fut_entry) -> None:
-        nonlocal pairs
-        fut, k, s, e = fut_entry
-        feats, flow = fut.result()
-        bars.pairs(e - s)
-        pairs += e - s
-        for j in range(s // chunk, (e - 1) // chunk + 1):
-            lo, hi = max(s, j * chunk) - s, min(e, (j + 1) * chunk) - s
-            results.setdefault((k, j), []).append((lo + s, feats[lo:hi], flow[lo:hi] if save_flow else None))
-            parts_left[(k, j)] -= 1
-            if parts_left[(k, j)] == 0:
-                parts = sorted(results.pop((k, j)), key=lambda p: p[0])
-                f = np.concatenate([p[1] for p in parts])
-                fl = np.concatenate([p[2] for p in parts]) if save_flow else None
-                store.write_chunk(vid, k, j, f, fl)
-
-    def drain(limit: int) -> None:
-        while len(pending) > limit:
-            collect(pending.popleft())
-        while pending and pending[0][0].done():
-            collect(pending.popleft())
-
-    index = -1
-    for index, frame in enumerate(source):
-        if index >= n_frames:
-            break
-        buffer[index] = crop_face(frame, box)
-        for k, queue in tasks.items():
-            while queue and queue[0][1] - 1 + k <= index:
-                s, e = queue.popleft()
-                prev = np.stack([buffer[i] for i in range(s, e)])
-                nxt = np.stack([buffer[i + k] for i in range(s, e)])
-                fut = executor.submit(_compute, prev, nxt, lm, backend, dev, params, save_flow)
-                pending.append((fut, k, s, e))
-                drain(max_pending)
-        tasks = {k: q for k, q in tasks.items() if q}
-        if not tasks:
-            break
-        oldest = min(q[0][0] for q in tasks.values())
-        for i in [i for i in buffer if i < oldest]:
-            del buffer[i]
-    if tasks:
-        raise FlowkitError(f"{source.path} should yield {n_frames} frames as in the first pass, got {index + 1}")
-    drain(0)
-    return pairs
-
-
-def _runs(indices: list[int]) -> list[tuple[int, int]]:
-    """Sorted ints as (first, last) runs of consecutive values: [0, 1, 2, 5, 7, 8] -> (0, 2), (5, 5), (7, 8)."""
-    runs: list[tuple[int, int]] = []
-    for i in indices:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], i)
+        store.create_features(vid, k, n_windows, settings.backend_name, settings.params,
+                              chunk=settings.chunk_windows, save_flow=settings.save_flow)
+        if store.is_complete(vid, k):
+            continue
+        missing = set(np.flatnonzero(~store.written(vid, k)).tolist())
+        if missing:
+            todo[k] = missing
         else:
-            runs.append((i, i))
-    return runs
+            store.mark_complete(vid, k)
+    return todo, messages

@@ -32,7 +32,8 @@ def roi_boxes(landmarks, size: int = 128) -> tuple[tuple[int, int, int, int], tu
     for name, box in (("eye", eye), ("mouth", mouth)):
         x0, y0, x1, y1 = (int(min(max(v, 0), size)) for v in box)
         if x1 <= x0 or y1 <= y0:
-            raise FlowkitError(f"the {name} ROI box should be non-empty inside the {size}x{size} crop, got {tuple(int(v) for v in box)}")
+            raise FlowkitError(f"the {name} ROI box should be non-empty inside the {size}x{size} crop, "
+                               f"got {tuple(int(v) for v in box)}")
         boxes.append((x0, y0, x1, y1))
     return boxes[0], boxes[1]
 
@@ -53,7 +54,8 @@ def extract_roi(uve: torch.Tensor, landmarks) -> torch.Tensor:
         (B, C, 42, 42) tensor on ``uve``'s device and dtype.
     """
     if not isinstance(uve, torch.Tensor) or uve.ndim != 4 or uve.shape[2] != uve.shape[3]:
-        raise FlowkitError(f"uve should be a square (B, C, S, S) tensor, got {getattr(uve, 'shape', type(uve).__name__)}")
+        raise FlowkitError(f"uve should be a square (B, C, S, S) tensor, "
+                           f"got {getattr(uve, 'shape', type(uve).__name__)}")
     parts = []
     for x0, y0, x1, y1 in roi_boxes(landmarks, size=uve.shape[2]):
         parts.append(F.interpolate(uve[:, :, y0:y1, x0:x1], size=(ROI_HEIGHT, ROI_WIDTH), mode="bilinear",

@@ -22,6 +22,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 __all__ = [
+    "DATA_ERRORS",
     "VIDEO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "FrameSource",
@@ -33,6 +34,10 @@ __all__ = [
     "discover_videos",
     "to_bgr8",
 ]
+
+#: Errors that mean one video's data is unusable (unreadable, no face, corrupt): the video is
+#: reported as failed and the others go on.
+DATA_ERRORS = (FlowkitError, OSError, ValueError, cv2.error)
 
 _DIGITS = re.compile(r"(\d+)")
 

@@ -1,7 +1,8 @@
 """Synthetic long face videos with known macro- and micro-expression intervals.
 
 Each video is a real face image (a frame of ../shared/data, or scikit-image's astronaut when
-that folder is absent; flipped, scaled and shifted per subject so that subjects differ) animated by smooth local displacement fields:
+that folder is absent; flipped, scaled and shifted per subject so that subjects differ) animated
+by smooth local displacement fields:
 
 - macro-like events: large, slow deformations (mouth corners pulled outward and up, brows
   raised), ``macro_seconds`` long, with a slow onset -> apex ramp (80% of the event) and a quick
@@ -38,6 +39,8 @@ import numpy as np
 
 from flowkit.annotations import Interval
 from flowkit.errors import FlowkitError
+
+__all__ = ["BASE_VIDEOS", "DEFAULT_DATA_DIR", "SynthParams", "make_synthetic_dataset"]
 
 #: Real face videos used as base images, relative to the project root.
 BASE_VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
@@ -204,7 +207,7 @@ def _schedule(rng: np.random.Generator, n_frames: int, p: SynthParams) -> list[t
     return events
 
 
-def _render_video(folder: Path, base: np.ndarray, pts: np.ndarray, events, rng: np.random.Generator,
+def _render_video(folder: Path, base: np.ndarray, pts: np.ndarray, events, *, rng: np.random.Generator,
                   n_frames: int, p: SynthParams) -> None:
     h, w = base.shape[:2]
     fields = _fields(pts, (h, w))
@@ -278,7 +281,8 @@ def make_synthetic_dataset(
         raise FlowkitError(f"fps and seconds should be > 0, got {fps} and {seconds}")
     unknown = sorted(set(knobs) - set(SynthParams.__dataclass_fields__))
     if unknown:
-        raise FlowkitError(f"synthetic parameters should be among {sorted(SynthParams.__dataclass_fields__)}, got {unknown}")
+        raise FlowkitError(f"synthetic parameters should be among {sorted(SynthParams.__dataclass_fields__)}, "
+                           f"got {unknown}")
     p = SynthParams(subjects=subjects, videos_per_subject=videos_per_subject, seconds=seconds, fps=fps,
                     seed=seed, **knobs)
     out = Path(out_dir)
@@ -305,7 +309,7 @@ def make_synthetic_dataset(
             for v in range(videos_per_subject):
                 video = f"{subject}_v{v + 1}"
                 events = _schedule(rng, n_frames, p)
-                _render_video(out / video, base, pts, events, rng, n_frames, p)
+                _render_video(out / video, base, pts, events, rng=rng, n_frames=n_frames, p=p)
                 intervals += [Interval(video, subject, on, ap, off, kind) for kind, _, on, ap, off in events]
     finally:
         if own:

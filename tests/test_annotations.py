@@ -80,7 +80,8 @@ def test_samm_workbook(tmp_path, n_header):
     ]
     with pytest.warns(UserWarning, match="dropped 1 macro interval"):
         ivs = load_annotations(_samm(tmp_path / "samm.xlsx", rows, n_header))
-    assert ivs == [Interval("006_1", "006", 565, 647, 742, "macro"), Interval("007_3", "007", 2020, 2045, 2080, "micro")]
+    assert ivs == [Interval("006_1", "006", 565, 647, 742, "macro"),
+                   Interval("007_3", "007", 2020, 2045, 2080, "micro")]
 
 
 def test_samm_bad_type_names_row(tmp_path):

@@ -37,7 +37,8 @@ def test_find_reference_no_face_message():
 
 def test_no_face_video(data_dir, mp_landmarker):
     src = open_source(data_dir / "no_face.mp4")
-    with pytest.warns(UserWarning), pytest.raises(FlowkitError, match=r"no face found in any of 95 frames of .*no_face\.mp4"):
+    no_face = r"no face found in any of 95 frames of .*no_face\.mp4"
+    with pytest.warns(UserWarning), pytest.raises(FlowkitError, match=no_face):
         find_reference(src, mp_landmarker)
 
 

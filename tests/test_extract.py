@@ -10,7 +10,9 @@ import pytest
 from video_clips import write_frames
 
 from flowkit.errors import FlowkitError
-from flowkit.extract import TEST_TVL1, extract
+from flowkit.extract import TEST_TVL1, ExtractionSettings, extract
+from flowkit.progress import ProgressBars, estimated_pairs
+from flowkit.second_pass import ChunkAssembler, chunk_runs, plan_tasks, stream_windows
 from flowkit.store import FeatureStore
 
 
@@ -145,6 +147,27 @@ def test_video_file_input(data_dir, mediapipe_model, tmp_path):
     assert s.features(vid, 66).shape == (6, 3, 42, 42) and s.is_complete(vid, 66)
 
 
+def _settings(workers: int, chunk: int, batch: int) -> ExtractionSettings:
+    return ExtractionSettings(backend="opencv", device=None, backend_name="opencv", params={}, save_flow=False,
+                              chunk_windows=chunk, batch_windows=batch, workers=workers, threaded=False,
+                              landmark_backend="mediapipe")
+
+
+def _second_pass(source, store, executor, todo, n_frames, settings) -> int:
+    """The second pass as extract runs it: plan, assembler, streaming loop."""
+    plan = plan_tasks(todo, n_frames, chunk=settings.chunk_windows, batch=settings.batch_windows)
+    assembler = ChunkAssembler(store, "v", plan, save_flow=settings.save_flow)
+    pairs = stream_windows(source, plan, assembler, box=(0, 0, 96, 64), landmarks=np.zeros((68, 2), np.float32),
+                           executor=executor, settings=settings, bars=_NoBars())
+    assert pairs == plan.pairs
+    return pairs
+
+
+class _NoBars:
+    def pairs(self, n):
+        pass
+
+
 def test_stream_keeps_a_bounded_buffer():
     """2000 frames through the second pass: every window is dispatched once, chunks are written, and
     peak memory stays far below holding all crops (2000 x 16 KiB = 31 MiB). What remains is the
@@ -152,8 +175,6 @@ def test_stream_keeps_a_bounded_buffer():
     (1.3 MiB per 64-window chunk)."""
     import concurrent.futures as cf
     import tracemalloc
-
-    from flowkit.extract import _stream
 
     class Source:
         path = "fake"
@@ -180,15 +201,10 @@ def test_stream_keeps_a_bounded_buffer():
         def write_chunk(self, vid, k, j, feats, flow=None):
             self.chunks[(k, j)] = feats.shape[0]
 
-    class Bars:
-        def pairs(self, n):
-            pass
-
     ex, store = Executor(), Store()
     todo = {6: set(range(32)), 30: {0, 20}}  # k=6: 1994 windows in 32 chunks of 64; k=30: two chunks only
     tracemalloc.start()
-    pairs = _stream("v", Source(), (0, 0, 96, 64), np.zeros((68, 2), np.float32), todo, store, ex, 2, "opencv",
-                    None, {}, False, 64, 4, 2000, Bars())
+    pairs = _second_pass(Source(), store, ex, todo, 2000, _settings(workers=2, chunk=64, batch=4))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert pairs == 1994 + 64 + 64 == sum(ex.windows)
@@ -202,8 +218,6 @@ def test_stream_batches_across_chunks(batch, todo):
     gets exactly its own windows, in order. Frame i is the constant i % 256, so a window's
     feature can carry its first frame's index back."""
     import concurrent.futures as cf
-
-    from flowkit.extract import _stream
 
     n_frames, k, chunk = 500, 6, 64
 
@@ -228,20 +242,15 @@ def test_stream_batches_across_chunks(batch, todo):
             return fut
 
     class Store:
-        chunks = {}
+        def __init__(self):
+            self.chunks = {}
 
         def write_chunk(self, vid, k, j, feats, flow=None):
             assert (k, j) not in self.chunks, "a chunk was written twice"
             self.chunks[(k, j)] = feats
 
-    class Bars:
-        def pairs(self, n):
-            pass
-
     ex, store = Executor(), Store()
-    Store.chunks = {}
-    pairs = _stream("v", Source(), (0, 0, 96, 64), np.zeros((68, 2), np.float32), {k: set(todo)}, store, ex, 1,
-                    "opencv", None, {}, False, chunk, batch, n_frames, Bars())
+    pairs = _second_pass(Source(), store, ex, {k: set(todo)}, n_frames, _settings(workers=1, chunk=chunk, batch=batch))
     n_windows = n_frames - k
     expected_pairs = sum(min(chunk, n_windows - j * chunk) for j in todo)
     assert pairs == expected_pairs == sum(ex.sizes) and max(ex.sizes) <= batch
@@ -252,11 +261,30 @@ def test_stream_batches_across_chunks(batch, todo):
         np.testing.assert_array_equal(feats[:, 1, 0, 0], (first + k) % 256)
 
 
-def test_runs_of_chunk_indices():
-    from flowkit.extract import _runs
+def test_stream_refuses_a_source_shorter_than_the_first_pass():
+    class Source:
+        path = "short.mp4"
 
-    assert _runs([0, 1, 2, 5, 7, 8]) == [(0, 2), (5, 5), (7, 8)]
-    assert _runs([]) == [] and _runs([4]) == [(4, 4)]
+        def __iter__(self):
+            for _ in range(5):
+                yield np.zeros((64, 96, 3), np.uint8)
+
+    with pytest.raises(FlowkitError, match="should yield 10 frames as in the first pass, got 5"):
+        _second_pass(Source(), None, None, {2: {0}}, 10, _settings(workers=1, chunk=8, batch=8))
+
+
+def test_runs_of_chunk_indices():
+    assert chunk_runs([0, 1, 2, 5, 7, 8]) == [(0, 2), (5, 5), (7, 8)]
+    assert chunk_runs([]) == [] and chunk_runs([4]) == [(4, 4)]
+
+
+def test_plan_counts_the_tasks_overlapping_each_chunk():
+    """Per chunk, as many parts as tasks overlap it; the tasks cover exactly the chunks' windows."""
+    plan = plan_tasks({2: {0, 1, 3}, 5: {2}}, 30, chunk=8, batch=5)  # k=2: 28 windows, k=5: 25
+    assert plan.tasks[2] == ((0, 5), (5, 10), (10, 15), (15, 16), (24, 28))
+    assert plan.tasks[5] == ((16, 21), (21, 24))
+    assert plan.parts == {(2, 0): 2, (2, 1): 3, (2, 3): 1, (5, 2): 2}
+    assert plan.pairs == 8 + 8 + 4 + 8
 
 
 TORCH_DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
@@ -291,15 +319,14 @@ def test_torch_path_features_match_opencv_path(data_dir, mediapipe_model, tmp_pa
 def test_overall_progress_total_from_estimates(clips, tmp_path):
     """The overall bar starts from per-video estimates (image folders: exact frame counts) and ends
     with the pairs really computed: a failed video's estimate is taken back."""
-    from flowkit.extract import _Bars, _estimated_pairs
     from flowkit.sources import discover_videos
 
     videos = discover_videos(clips)
     with FeatureStore(tmp_path / "est.zarr", mode="a") as store:
-        estimates = _estimated_pairs(videos, store, [2, 30])
+        estimates = estimated_pairs(videos, store, [2, 30])
     assert estimates == {"good": 20 - 2, "noface": 12 - 2}  # k=30 is longer than both clips
 
-    bars = _Bars(True, 2, estimates)
+    bars = ProgressBars(True, 2, estimates)
     assert bars.overall.total == 28
     bars.start_video("good", 18)
     bars.pairs(18)

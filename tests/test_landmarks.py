@@ -122,7 +122,7 @@ def test_mapping_shape():
 
 
 def test_face_validation():
-    with pytest.raises(ValueError, match=r"\(68, 2\)"):
+    with pytest.raises(FlowkitError, match=r"\(68, 2\)"):
         Face((0, 0, 1, 1), np.zeros((5, 2)))
     f = Face((1.0, 2.0, 11.0, 22.0), np.zeros((68, 2), np.float64))
     assert f.box == (1, 2, 11, 22) and f.points.dtype == np.float32 and (f.width, f.height) == (10, 20)

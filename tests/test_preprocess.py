@@ -181,8 +181,10 @@ def test_extract_roi_against_cv2():
     (ex0, ey0, ex1, ey1), (mx0, my0, mx1, my1) = roi_boxes(pts)
     for b in range(2):
         img = uve[b].transpose(1, 2, 0)
-        np.testing.assert_allclose(out[b, :, :21].transpose(1, 2, 0), cv2.resize(img[ey0:ey1, ex0:ex1], (42, 21)), atol=5e-5)
-        np.testing.assert_allclose(out[b, :, 21:].transpose(1, 2, 0), cv2.resize(img[my0:my1, mx0:mx1], (42, 21)), atol=5e-5)
+        np.testing.assert_allclose(out[b, :, :21].transpose(1, 2, 0), cv2.resize(img[ey0:ey1, ex0:ex1], (42, 21)),
+                                   atol=5e-5)
+        np.testing.assert_allclose(out[b, :, 21:].transpose(1, 2, 0), cv2.resize(img[my0:my1, mx0:mx1], (42, 21)),
+                                   atol=5e-5)
 
 
 # --- features ------------------------------------------------------------------------------------

@@ -150,7 +150,8 @@ def test_discover_single_video_and_tree(data_dir, tmp_path):
 
 def test_discover_casme2_layout(tmp_path):
     img = np.zeros((4, 4, 3), np.uint8)
-    for subject, video in [("s15", "15_0101disgustingteeth"), ("s16", "16_0101disgustingteeth"), ("s15", "15_0102eatingworms")]:
+    layout = [("s15", "15_0101disgustingteeth"), ("s16", "16_0101disgustingteeth"), ("s15", "15_0102eatingworms")]
+    for subject, video in layout:
         for i in (1, 2, 10):
             _write(tmp_path / "rawpic" / subject / video / f"img{i}.jpg", img)
     found = discover_videos(tmp_path)

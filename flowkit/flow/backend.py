@@ -6,6 +6,8 @@ import warnings
 
 from flowkit.errors import FlowkitError
 
+__all__ = ["BACKENDS", "available_backends", "resolve_backend"]
+
 BACKENDS = ("auto", "opencv", "torch", "opencv-cuda")
 
 _warned_no_cuda = False
@@ -43,7 +45,6 @@ def resolve_backend(name: str = "auto", device=None, gpu: bool = False):
         raise FlowkitError(f"backend should be one of {', '.join(BACKENDS)}, got {name!r}")
     import torch
 
-    global _warned_no_cuda
     if device is not None:
         device = torch.device(device)
         if device.type == "cuda" and not _torch_cuda():
@@ -52,27 +53,7 @@ def resolve_backend(name: str = "auto", device=None, gpu: bool = False):
                 "device is available"
             )
     if gpu:
-        if name == "opencv":
-            raise FlowkitError(
-                "gpu=True should come with backend 'auto', 'torch' or 'opencv-cuda', got 'opencv', "
-                "which runs on the CPU only"
-            )
-        if name in ("auto", "torch") and _torch_cuda():
-            dev = device if device is not None and device.type == "cuda" else torch.device("cuda")
-            return "torch", dev
-        if name in ("auto", "opencv-cuda"):
-            from flowkit.flow.opencv_cuda import opencv_cuda_available
-
-            if opencv_cuda_available():
-                return "opencv-cuda", None
-        if not _warned_no_cuda:
-            warnings.warn(
-                "gpu=True but no CUDA device is available; TV-L1 falls back to OpenCV on the CPU",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            _warned_no_cuda = True
-        return "opencv", None
+        return _resolve_gpu(name, device)
     if name == "auto":
         if device is not None:
             return "torch", device
@@ -88,3 +69,31 @@ def resolve_backend(name: str = "auto", device=None, gpu: bool = False):
                 "got none; use backend 'torch' with a CUDA device or 'opencv'"
             )
     return name, None
+
+
+def _resolve_gpu(name: str, device):
+    """The ``gpu=True`` choice: torch on CUDA, else cv2.cuda, else OpenCV on the CPU (warned once)."""
+    global _warned_no_cuda
+    if name == "opencv":
+        raise FlowkitError(
+            "gpu=True should come with backend 'auto', 'torch' or 'opencv-cuda', got 'opencv', "
+            "which runs on the CPU only"
+        )
+    if name in ("auto", "torch") and _torch_cuda():
+        import torch
+
+        dev = device if device is not None and device.type == "cuda" else torch.device("cuda")
+        return "torch", dev
+    if name in ("auto", "opencv-cuda"):
+        from flowkit.flow.opencv_cuda import opencv_cuda_available
+
+        if opencv_cuda_available():
+            return "opencv-cuda", None
+    if not _warned_no_cuda:
+        warnings.warn(
+            "gpu=True but no CUDA device is available; TV-L1 falls back to OpenCV on the CPU",
+            RuntimeWarning,
+            stacklevel=3,  # the caller of resolve_backend
+        )
+        _warned_no_cuda = True
+    return "opencv", None

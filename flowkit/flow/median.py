@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+__all__ = ["median_blur", "median_blur_torch"]
+
 
 def median_blur(x: torch.Tensor, ksize: int) -> torch.Tensor:
     """Median over ksize x ksize windows with a replicated border, like ``cv2.medianBlur``.

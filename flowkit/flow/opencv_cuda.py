@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.flow.opencv_tvl1 import as_uint8_batch
-from flowkit.flow.params import check_params
+from flowkit.flow.opencv_tvl1 import PairSolver, solve_pairs
+from flowkit.flow.params import TVL1Params
+
+__all__ = ["opencv_cuda_available", "tvl1_opencv_cuda"]
 
 
 def opencv_cuda_available() -> bool:
@@ -40,8 +42,10 @@ def tvl1_opencv_cuda(prev, nxt, **params) -> np.ndarray:
     Returns:
         flow (B, 2, H, W) float32; channel 0 is u (x), channel 1 is v (y).
     """
-    p = check_params(params)
-    prev, nxt = as_uint8_batch(prev, nxt)
+    return solve_pairs(prev, nxt, params, _cuda_pair_solver)
+
+
+def _cuda_pair_solver(p: TVL1Params) -> PairSolver:
     if not opencv_cuda_available():
         raise FlowkitError(
             "backend 'opencv-cuda' should have an OpenCV build with CUDA and a CUDA device, "
@@ -61,13 +65,12 @@ def tvl1_opencv_cuda(prev, nxt, **params) -> np.ndarray:
         gamma=p.gamma,
         useInitialFlow=False,
     )
-    b, h, w = prev.shape
-    out = np.empty((b, 2, h, w), np.float32)
     g0, g1 = cv2.cuda_GpuMat(), cv2.cuda_GpuMat()
-    for i in range(b):
+
+    def solve(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         # uint8 in: cv2.cuda scales float input by 255 (it expects 0..1) but uint8 by 1.
-        g0.upload(np.ascontiguousarray(prev[i]))
-        g1.upload(np.ascontiguousarray(nxt[i]))
-        flow = solver.calc(g0, g1, None).download()
-        out[i] = flow.transpose(2, 0, 1)
-    return out
+        g0.upload(prev)
+        g1.upload(nxt)
+        return solver.calc(g0, g1, None).download()
+
+    return solve

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+__all__ = ["TVL1Params", "check_params"]
+
 
 @dataclass(frozen=True)
 class TVL1Params:

@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+__all__ = ["pyramid_sizes", "resize_linear", "resize_matrices"]
+
 
 def pyramid_sizes(
     height: int, width: int, nscales: int, scale_step: float

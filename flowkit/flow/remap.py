@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["cubic_weights", "remap_cubic"]
+
 _A = -0.75
 _PAD = 3
 

@@ -24,6 +24,8 @@ from flowkit.flow.params import TVL1Params
 from flowkit.flow.pyramid import pyramid_sizes, resize_linear
 from flowkit.flow.remap import remap_cubic
 
+__all__ = ["centered_gradient", "divergence", "forward_gradient", "tvl1_torch"]
+
 _FLT_EPSILON = 1.1920929e-07
 
 
@@ -154,7 +156,7 @@ def _select(tensors, idx):
 
 
 @torch.no_grad()  # not inference_mode: callers may use the flow in autograd code later
-def tvl1_torch(
+def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and named as there (scikit-image style)
     prev: torch.Tensor,
     nxt: torch.Tensor,
     *,
@@ -249,7 +251,7 @@ def _one_scale(solver: _Solver, i0, i1, u) -> None:
     py = torch.zeros_like(u)
     for _ in range(p.warps):
         consts = solver.warp(i0, i1, i1x, i1y, u)
-        _run_warp(solver, u, px, py, consts, scaled_eps)
+        _run_warp(solver, (u, px, py), consts, scaled_eps)
 
 
 def _median(solver, u) -> None:
@@ -259,51 +261,79 @@ def _median(solver, u) -> None:
         u[:, :2] = median_blur(u[:, :2], k)
 
 
-def _run_warp(solver, u, px, py, consts, scaled_eps) -> None:
+class _Working:
+    """The pairs of a batch still iterating in one warp.
+
+    ``full`` is (u, px, py), each (B, C, H, W). Until a pair stops, the working tensors are the
+    full ones; after that they are copies of the rows ``idx`` still going, written back into
+    ``full`` before every narrowing and at the end of the warp.
+    """
+
+    def __init__(self, full, consts):
+        self.full = full
+        self.all_consts = consts
+        self.idx = None  # None: the working tensors are the full ones
+        self.state = full
+        self.consts = consts
+
+    @property
+    def empty(self) -> bool:
+        return self.idx is not None and self.idx.numel() == 0
+
+    def drop(self, keep: torch.Tensor) -> bool:
+        """Keep the working pairs where ``keep`` (n,) bool is True; True when none is left."""
+        if self.idx is None:
+            u = self.full[0]
+            self.idx = torch.arange(u.shape[0], device=u.device)
+        else:
+            self.write_back()
+        self.idx = self.idx[keep]
+        self.state = _select(self.full, self.idx)
+        self.consts = _select(self.all_consts, self.idx)
+        return self.idx.numel() == 0
+
+    def write_back(self) -> None:
+        if self.idx is not None:
+            for t, c in zip(self.full, self.state):
+                t.index_copy_(0, self.idx, c)
+
+
+def _run_warp(solver, state, consts, scaled_eps) -> None:
     """Outer and inner iterations of one warp, with OpenCV's stopping rule for each pair.
 
-    A pair stops when its squared flow change is <= ``scaled_eps``; it then keeps its flow
-    for the rest of the warp, as if solved alone. Stopped pairs leave the working batch:
+    ``state`` is (u, px, py), updated in place. A pair stops when its squared flow change is
+    <= ``scaled_eps``; it then keeps its flow for the rest of the warp, as if solved alone.
+    Stopped pairs leave the working batch:
     - "compact": the errors are read on the host after every inner iteration and stopped
       pairs leave at once (no wasted work; the read is free on the CPU).
     - "masked": inside an outer iteration stopped pairs are frozen by a mask on the device
       (their work is wasted, but nothing waits for the host); the host reads the mask once
       per outer iteration and drops them then.
     """
-    p = solver.p
-    per_iteration = solver.early_stop == "compact"
-    full = (u, px, py)
-    idx = None  # None: the working tensors are the full ones
-    cu, cpx, cpy, cconsts = u, px, py, consts
-
-    def drop(keep):
-        nonlocal idx, cu, cpx, cpy, cconsts
-        if idx is None:
-            idx = torch.arange(u.shape[0], device=u.device)
-        else:
-            for t, c in zip(full, (cu, cpx, cpy)):
-                t.index_copy_(0, idx, c)
-        idx = idx[keep]
-        cu, cpx, cpy = _select(full, idx)
-        cconsts = _select(consts, idx)
-
-    for _ in range(p.outer_iterations):
-        _median(solver, cu)
-        active = None
-        for _ in range(p.inner_iterations):
-            err = solver.iterate(cu, cpx, cpy, cconsts, active)
-            going = (err > scaled_eps).view(-1, 1, 1, 1)
-            if per_iteration:
-                if not bool(going.all()):
-                    drop(going.view(-1))
-                    if idx.numel() == 0:
-                        return
-            else:
-                active = going if active is None else active & going
+    work = _Working(state, consts)
+    for _ in range(solver.p.outer_iterations):
+        _median(solver, work.state[0])
+        active = _inner_iterations(solver, work, scaled_eps)
+        if work.empty:
+            return
         if active is not None and not bool(active.all()):
-            drop(active.view(-1))
-            if idx.numel() == 0:
+            if work.drop(active.view(-1)):
                 return
-    if idx is not None:
-        for t, c in zip(full, (cu, cpx, cpy)):
-            t.index_copy_(0, idx, c)
+    work.write_back()
+
+
+def _inner_iterations(solver, work: _Working, scaled_eps):
+    """The inner iterations of one outer iteration. Returns the (n, 1, 1, 1) mask of the pairs
+    still going ("masked"), or None ("compact", where stopped pairs have already left)."""
+    per_iteration = solver.early_stop == "compact"
+    active = None
+    for _ in range(solver.p.inner_iterations):
+        u, px, py = work.state
+        err = solver.iterate(u, px, py, work.consts, active)
+        going = (err > scaled_eps).view(-1, 1, 1, 1)
+        if not per_iteration:
+            active = going if active is None else active & going
+        elif not bool(going.all()):
+            if work.drop(going.view(-1)):
+                return None
+    return active

@@ -11,6 +11,8 @@ import numpy as np
 from flowkit.errors import FlowkitError
 from flowkit.landmarks.face import Face
 
+__all__ = ["DlibLandmarker", "shape_predictor_path"]
+
 _INSTALL_HINT = "install the dlib extra: pip install '.[dlib]'"
 
 

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flowkit.errors import FlowkitError
+
+__all__ = ["Face"]
+
 
 @dataclass(frozen=True, eq=False)
 class Face:
@@ -24,7 +28,7 @@ class Face:
     def __post_init__(self):
         pts = np.asarray(self.points, dtype=np.float32)
         if pts.shape != (68, 2):
-            raise ValueError(f"points should have shape (68, 2), got {pts.shape}")
+            raise FlowkitError(f"points should have shape (68, 2), got {pts.shape}")
         object.__setattr__(self, "points", pts)
         object.__setattr__(self, "box", tuple(int(v) for v in self.box))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["MEDIAPIPE_TO_DLIB68", "mesh_to_dlib68"]
+
 # Fitted against dlib's 68 points on 101 frames where both backends found the face (every 8th frame
 # of WolfgangLanger_Pexels.mp4, every 3rd of single_face.mp4, every 4th of noface_face.mov in
 # ../shared/data), coordinates scaled by 128 / dlib box width (the 128x128 crop scale). For each

@@ -12,6 +12,8 @@ from flowkit.landmarks.face import Face
 from flowkit.landmarks.mapping import mesh_to_dlib68
 from flowkit.landmarks.model_file import resolve_mediapipe_model
 
+__all__ = ["BOX_CALIBRATION", "MediaPipeLandmarker", "landmark_box"]
+
 # (a, b, c) of landmark_box(), fitted by least squares (each video weighted equally) against
 # dlib's HOG frontal-detector boxes (DlibLandmarker defaults, upsample 1) on the 190 frames of
 # ../shared/data where both backends found the face: every 4th frame of WolfgangLanger_Pexels.mp4,
@@ -78,7 +80,8 @@ class MediaPipeLandmarker:
         try:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
-            raise FlowkitError(f"MediaPipe model should be a valid face_landmarker.task, got {str(path)!r}: {exc}") from None
+            raise FlowkitError(f"MediaPipe model should be a valid face_landmarker.task, "
+                               f"got {str(path)!r}: {exc}") from None
         self.model_path = path
 
     def mesh(self, image: np.ndarray) -> np.ndarray | None:
