@@ -2,16 +2,22 @@
 
 File layout (a dict saved with :func:`torch.save`)::
 
-    {"format": "spotnet-softnet", "format_version": 1,
-     "state_dict": {name: tensor}, "metadata_json": "<JSON object>"}
+    {"format": "spotnet-softnet", "format_version": 2,
+     "state_dict": {name: tensor}, "metadata_json": "<JSON object>",
+     "tensors_sha256": "<hex digest of the tensors>"}
 
 Metadata is stored as a JSON string so that anything JSON-able (recipe, k, fold, metrics,
 source, ...) round-trips exactly and loading never needs pickle. ``n_params`` and
 ``format_version`` are always filled in.
+
+``tensors_sha256`` (format 2) covers every tensor's name, dtype, shape and bytes: torch.load
+does not check the zip archive's CRCs, so without it a flipped weight would load silently.
+Format-1 files (no checksum) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,10 +29,21 @@ from spotnet.errors import SpotnetError
 from spotnet.keras_import import import_keras, keras_metadata
 from spotnet.model import SOFTNet, count_parameters
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "load_model", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "load_model", "save_model", "tensors_sha256"]
 
 FORMAT = "spotnet-softnet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+
+
+def tensors_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def save_model(model: SOFTNet, path: str | Path, *, metadata: dict[str, Any] | None = None) -> None:
@@ -48,14 +65,23 @@ def save_model(model: SOFTNet, path: str | Path, *, metadata: dict[str, Any] | N
         raise SpotnetError(f"checkpoint metadata should be JSON-serialisable, got {exc}") from None
     if not path.parent.is_dir():
         raise SpotnetError(f"checkpoint folder should exist, got missing folder {path.parent}")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "metadata_json": meta_json,
+        "tensors_sha256": tensors_sha256(state),
     }
     with atomic_write(path) as f:
         torch.save(payload, f)
+
+
+def _checksum(payload: dict) -> str | None:
+    try:
+        return tensors_sha256(payload["state_dict"])
+    except (KeyError, AttributeError, TypeError, RuntimeError):  # not a dict of tensors
+        return None
 
 
 def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
@@ -79,8 +105,10 @@ def load_checkpoint(path: str | Path) -> tuple[SOFTNet, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise SpotnetError(f"checkpoint {path} should be a spotnet SOFTNet checkpoint, got another kind of file")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise SpotnetError(f"checkpoint format version should be {FORMAT_VERSION}, got {version} in {path}")
+    if version not in _READABLE_VERSIONS:
+        raise SpotnetError(f"checkpoint format version should be one of {_READABLE_VERSIONS}, got {version} in {path}")
+    if version >= 2 and _checksum(payload) != payload.get("tensors_sha256"):
+        raise SpotnetError(f"checkpoint {path} is corrupt: its weights do not match the checksum saved with them")
     model = SOFTNet()
     try:
         model.load_state_dict(payload["state_dict"])

@@ -11,7 +11,8 @@ from spotnet import SOFTNet, SpotnetError, count_parameters, load_checkpoint, lo
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]),
+    pytest.param("cuda", marks=[pytest.mark.cuda,
+                                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]),
 ]
 
 
@@ -110,10 +111,10 @@ def test_checkpoint_roundtrip(tmp_path):
     path = tmp_path / "m.pt"
     save_model(model, path, metadata=meta)
     raw = torch.load(path, weights_only=True)  # must not need pickle
-    assert raw["format_version"] == 1
+    assert raw["format_version"] == 2
     loaded, got = load_checkpoint(path)
     assert not loaded.training
-    assert got == {**meta, "n_params": 314_817, "format_version": 1}
+    assert got == {**meta, "n_params": 314_817, "format_version": 2}
     x = torch.rand(3, 3, 42, 42)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), loaded(x))
