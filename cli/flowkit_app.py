@@ -81,9 +81,37 @@ def info_cmd(
                 tail = f"{'-':>4} {'-':>8} {'no k':>10}"
             else:
                 state = "complete" if entry["complete"] else f"{entry['chunks_written']}/{entry['n_chunks']}"
+                if entry["missing_chunks"]:
+                    state = f"{len(entry['missing_chunks'])} lost"
                 tail = f"{entry['k']:>4} {entry['n_windows']:>8} {state:>10}  {entry['flow_backend']}"
             typer.echo(f"{v['video'][:30]:30} {str(v['subject'])[:10]:10} {v['n_frames']!s:>7} "
                        f"{v['n_annotations']:>4} {tail}")
+
+
+@app.command("verify")
+def verify_cmd(
+    store: Path = typer.Argument(..., help="Zarr store written by 'flowkit extract'."),
+    repair: bool = typer.Option(False, "--repair", help="Clear the written flag of every bad chunk, so that "
+                                "rerunning 'flowkit extract' recomputes exactly those (takes the writer's lock)."),
+) -> None:
+    """Read every chunk of a store and report missing or undecodable ones (changes nothing without --repair).
+
+    Exit code 0 when the store is sound, 1 when problems were found.
+    """
+    from flowkit.store import FeatureStore
+
+    with FeatureStore(store, mode="a" if repair else "r") as fs:
+        problems = fs.verify()
+        for problem in problems:
+            typer.echo(str(problem))
+        if repair:
+            for vid, k in sorted({(p.video, p.k) for p in problems}):
+                fs.unflag_chunks(vid, k, [p.chunk for p in problems if (p.video, p.k) == (vid, k)])
+    if problems:
+        what = "cleared; rerun flowkit extract to recompute them" if repair else "run with --repair, then extract"
+        typer.echo(f"flowkit: {len(problems)} bad chunk(s) in {store} ({what})", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{store}: every chunk of {len(fs.videos())} video(s) reads back")
 
 
 @app.command("synth")

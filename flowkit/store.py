@@ -15,8 +15,12 @@ leaves either the old or the new version of a chunk, never half of one.
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "FeatureReader",
     "FeatureStore",
+    "StoreProblem",
     "flowkit_version",
     "k_group",
 ]
@@ -78,6 +83,30 @@ def _json_safe(value):
     return value
 
 
+@dataclass(frozen=True)
+class StoreProblem:
+    """One defect found by :meth:`FeatureReader.verify`: a chunk flagged written whose object is
+    missing or does not decode."""
+
+    video: str
+    k: int
+    chunk: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"video {self.video} k={self.k} chunk {self.chunk}: {self.problem}"
+
+
+def _corrupt_metadata(root: Path) -> Path | None:
+    """The first ``zarr.json`` under ``root`` that is not valid JSON, if any."""
+    for meta in sorted(root.rglob("zarr.json")):
+        try:
+            json.loads(meta.read_bytes())
+        except (ValueError, OSError):
+            return meta
+    return None
+
+
 def _check_schema(root, path: Path) -> None:
     schema = root.attrs.get("schema_version")
     if schema != SCHEMA_VERSION or VIDEOS not in root:
@@ -120,13 +149,24 @@ class FeatureReader:
     def _open_root(self, mode: str) -> None:
         import zarr
 
-        try:
+        with self._reading():
             self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+        _check_schema(self.root, self.path)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn zarr's errors on a damaged store into one FlowkitError that names the bad file."""
+        try:
+            yield
+        except FlowkitError:
+            raise
         except Exception as exc:  # zarr raises many types for a broken store; all mean unreadable
+            bad = _corrupt_metadata(self.path)
+            if bad is not None:
+                raise FlowkitError(f"feature store metadata {bad} should be valid JSON, got a corrupt file") from None
             raise FlowkitError(
                 f"feature store {str(self.path)!r} should be a readable Zarr v3 store, got {' '.join(str(exc).split())}"
             ) from None
-        _check_schema(self.root, self.path)
 
     def close(self) -> None:
         """Nothing to release for a reader (the writer subclass releases its lock)."""
@@ -148,26 +188,30 @@ class FeatureReader:
 
     # ------------------------------------------------------------------ videos
     def _video(self, video_id: str):
-        videos = self.root[VIDEOS]
-        if video_id not in videos:
-            raise FlowkitError(f"video should be in store {self.path}, got unknown {video_id!r}")
-        return videos[video_id]
+        with self._reading():
+            videos = self.root[VIDEOS]
+            if video_id not in videos:
+                raise FlowkitError(f"video should be in store {self.path}, got unknown {video_id!r}")
+            return videos[video_id]
 
     def _kgroup(self, video_id: str, k: int):
         g = self._video(video_id)
-        if k_group(k) not in g:
-            raise FlowkitError(
-                f"video {video_id!r} in store {self.path} should have features for k={k}, got k values "
-                f"{self.ks(video_id)}; extract with --k {k}"
-            )
-        return g[k_group(k)]
+        with self._reading():
+            if k_group(k) not in g:
+                raise FlowkitError(
+                    f"video {video_id!r} in store {self.path} should have features for k={k}, got k values "
+                    f"{self.ks(video_id)}; extract with --k {k}"
+                )
+            return g[k_group(k)]
 
     def videos(self) -> list[str]:
         """Video ids in the store, sorted."""
-        return sorted(name for name, _ in self.root[VIDEOS].groups())
+        with self._reading():
+            return sorted(name for name, _ in self.root[VIDEOS].groups())
 
     def has_video(self, video_id: str) -> bool:
-        return video_id in self.root[VIDEOS]
+        with self._reading():
+            return video_id in self.root[VIDEOS]
 
     def video_attrs(self, video_id: str) -> dict:
         return dict(self._video(video_id).attrs)
@@ -182,7 +226,9 @@ class FeatureReader:
 
     def ks(self, video_id: str) -> list[int]:
         """The k values that have a features group for this video, sorted."""
-        names = (_k_of(name) for name, _ in self._video(video_id).groups())
+        g = self._video(video_id)
+        with self._reading():
+            names = [_k_of(name) for name, _ in g.groups()]
         return sorted(k for k in names if k is not None)
 
     def all_ks(self) -> list[int]:
@@ -195,16 +241,67 @@ class FeatureReader:
         return dict(self._kgroup(video_id, k).attrs)
 
     def is_complete(self, video_id: str, k: int) -> bool:
+        """``complete`` is set and every chunk's object is there (a deleted chunk file undoes it)."""
         g = self._video(video_id)
-        return k_group(k) in g and bool(g[k_group(k)].attrs.get("complete", False))
+        with self._reading():
+            flagged = k_group(k) in g and bool(g[k_group(k)].attrs.get("complete", False))
+        return flagged and not self.missing_chunks(video_id, k)
 
     def chunk_windows(self, video_id: str, k: int) -> int:
         """Windows per stored chunk of features (the read and resume unit)."""
         return int(self.features(video_id, k).chunks[0])
 
     def written(self, video_id: str, k: int) -> np.ndarray:
-        """(n_chunks,) bool: which chunks of features are fully written."""
-        return np.asarray(self._kgroup(video_id, k)["written"][...], dtype=bool)
+        """(n_chunks,) bool: which chunks of features are flagged as fully written."""
+        kg = self._kgroup(video_id, k)
+        with self._reading():
+            return np.asarray(kg["written"][...], dtype=bool)
+
+    def _data_arrays(self, video_id: str, k: int) -> list:
+        kg = self._kgroup(video_id, k)
+        with self._reading():
+            return [kg[name] for name in ("features", "flow") if name in kg]
+
+    def missing_chunks(self, video_id: str, k: int) -> list[int]:
+        """Chunks flagged written whose data object (features or flow) is absent, e.g. deleted.
+
+        A stat per chunk, no read: cheap enough to run on every resume and ``flowkit info``.
+        """
+        flagged = np.flatnonzero(self.written(video_id, k))
+        folder = self.path / VIDEOS / video_id / k_group(k)
+        missing = set()
+        for arr in self._data_arrays(video_id, k):
+            encode = arr.metadata.chunk_key_encoding.encode_chunk_key
+            tail = (0,) * (arr.ndim - 1)
+            name = arr.path.rsplit("/", 1)[-1]
+            missing.update(int(j) for j in flagged if not (folder / name / encode((int(j), *tail))).is_file())
+        return sorted(missing)
+
+    def verify(self) -> list[StoreProblem]:
+        """Read every flagged chunk of every video and k; the chunks that are missing or undecodable.
+
+        Reads the whole store and changes nothing (``flowkit verify``).
+        """
+        problems = []
+        for vid in self.videos():
+            for k in self.ks(vid):
+                missing = set(self.missing_chunks(vid, k))
+                problems += [StoreProblem(vid, k, j, "missing") for j in sorted(missing)]
+                for j in np.flatnonzero(self.written(vid, k)):
+                    if int(j) not in missing:
+                        problems += self._check_chunk(vid, k, int(j))
+        return problems
+
+    def _check_chunk(self, video_id: str, k: int, j: int) -> list[StoreProblem]:
+        for arr in self._data_arrays(video_id, k):
+            size = arr.chunks[0]
+            try:
+                data = np.asarray(arr[j * size:(j + 1) * size])
+            except Exception as exc:  # codec errors of a truncated or overwritten chunk file
+                return [StoreProblem(video_id, k, j, f"undecodable ({' '.join(str(exc).split())[:80]})")]
+            if not np.isfinite(data).all():
+                return [StoreProblem(video_id, k, j, "holds NaN or infinite values")]
+        return []
 
     def features(self, video_id: str, k: int):
         """The (n_windows, 3, 42, 42) float32 zarr array (index it to read)."""
@@ -226,8 +323,11 @@ class FeatureReader:
             for k in self.ks(vid):
                 ka = self.k_attrs(vid, k)
                 w = self.written(vid, k)
-                entry["ks"].append({"k": k, "n_windows": ka.get("n_windows"), "complete": bool(ka.get("complete")),
-                                    "chunks_written": int(w.sum()), "n_chunks": int(w.size),
+                missing = self.missing_chunks(vid, k)
+                entry["ks"].append({"k": k, "n_windows": ka.get("n_windows"),
+                                    "complete": bool(ka.get("complete")) and not missing,
+                                    "chunks_written": int(w.sum()) - len(missing), "n_chunks": int(w.size),
+                                    "missing_chunks": missing,
                                     "flow_backend": ka.get("flow_backend"), "flow_params": ka.get("flow_params")})
             out["videos"].append(entry)
         return out
@@ -380,6 +480,7 @@ class FeatureStore(FeatureReader):
             if save_flow and "flow" not in g[name]:
                 mismatch.append("save_flow")
             if not mismatch:
+                self.unflag_chunks(video_id, k, self.missing_chunks(video_id, k))
                 return
             raise FlowkitError(
                 f"store {self.path} already holds video {video_id!r} k={k} made with a different "
@@ -387,13 +488,17 @@ class FeatureStore(FeatureReader):
             )
         kg = g.create_group(name, overwrite=True)
         n_chunks = math.ceil(n_windows / chunk)
+        # Every chunk gets an object, even an all-zero one, so that a missing object means a lost chunk.
+        every_chunk = {"write_empty_chunks": True}
         kg.create_array("features", shape=(n_windows, *FEATURE_SHAPE), chunks=(chunk, *FEATURE_SHAPE),
-                        dtype="float32", fill_value=0.0, dimension_names=("window", "channel", "y", "x"))
+                        dtype="float32", fill_value=0.0, dimension_names=("window", "channel", "y", "x"),
+                        config=every_chunk)
         kg.create_array("written", shape=(n_chunks,), chunks=(n_chunks,), dtype="bool", fill_value=False,
                         dimension_names=("chunk",))
         if save_flow:
             kg.create_array("flow", shape=(n_windows, *FLOW_SHAPE), chunks=(chunk, *FLOW_SHAPE),
-                            dtype="float32", fill_value=0.0, dimension_names=("window", "component", "y", "x"))
+                            dtype="float32", fill_value=0.0, dimension_names=("window", "component", "y", "x"),
+                            config=every_chunk)
         kg.attrs.update({"k": int(k), "flow_backend": flow_backend, "flow_params": params, "complete": False,
                          "n_windows": int(n_windows), "chunk": int(chunk)})
 
@@ -429,11 +534,22 @@ class FeatureStore(FeatureReader):
         # The flag goes last: a crash before this line leaves the chunk to be recomputed.
         kg["written"][chunk_index] = True
 
+    def unflag_chunks(self, video_id: str, k: int, chunks) -> None:
+        """Clear the ``written`` flags of ``chunks`` (and ``complete``), so that extract recomputes them."""
+        self._writable()
+        chunks = [int(j) for j in chunks]
+        if not chunks:
+            return
+        kg = self._kgroup(video_id, k)
+        kg.attrs["complete"] = False
+        for j in chunks:
+            kg["written"][j] = False
+
     def mark_complete(self, video_id: str, k: int) -> bool:
-        """Set ``complete`` when every chunk is flagged; returns whether it is complete."""
+        """Set ``complete`` when every chunk is flagged and its object exists; returns whether it is complete."""
         self._writable()
         kg = self._kgroup(video_id, k)
-        done = bool(np.all(kg["written"][...]))
+        done = bool(np.all(kg["written"][...])) and not self.missing_chunks(video_id, k)
         if done:
             kg.attrs["complete"] = True
         return done

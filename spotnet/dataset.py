@@ -116,9 +116,11 @@ def list_videos(path: str | Path, k: int, *, require_complete: bool = True) -> l
                 f"extract with --k {k}"
             )
         if require_complete and not store.is_complete(vid, k):
+            lost = store.missing_chunks(vid, k)
+            why = f"chunk(s) {lost} lost (their files are gone)" if lost else "an interrupted extraction"
             raise SpotnetError(
-                f"features of video {vid} (k={k}) in {path} should be complete, got an interrupted "
-                "extraction; run flowkit extract again to finish it"
+                f"features of video {vid} (k={k}) in {path} should be complete, got {why}; "
+                "run flowkit extract again to finish it"
             )
         attrs = store.video_attrs(vid)
         n_windows = int(store.features(vid, k).shape[0])
@@ -254,7 +256,7 @@ class WindowDataset(Dataset):
             return self._cache[key]
         vi, c = key
         size = self.videos[vi].chunk
-        data = np.asarray(self._array(vi)[c * size:(c + 1) * size], dtype=np.float32)
+        data = _read_chunk(self._array(vi), self.videos[vi], c * size, (c + 1) * size)
         self._cache[key] = data
         if len(self._cache) > self.cache_chunks:
             self._cache.popitem(last=False)
@@ -309,5 +311,15 @@ def video_windows(store_path, video: VideoWindows, *, batch_size: int = 256) -> 
     arr = open_store(store_path).features(video.video, video.k)
     step = max(batch_size // video.chunk, 1) * video.chunk
     for start in range(0, video.n_windows, step):
-        x = torch.from_numpy(np.asarray(arr[start:start + step], dtype=np.float32))
-        yield minmax_normalize(x)
+        yield minmax_normalize(torch.from_numpy(_read_chunk(arr, video, start, start + step)))
+
+
+def _read_chunk(arr, video: VideoWindows, start: int, stop: int) -> np.ndarray:
+    """Windows [start, stop) as float32; a damaged chunk file becomes one SpotnetError naming it."""
+    try:
+        return np.asarray(arr[start:stop], dtype=np.float32)
+    except Exception as exc:  # codec errors of a truncated or overwritten chunk file
+        raise SpotnetError(
+            f"features of video {video.video} (k={video.k}) should be readable, got a damaged chunk "
+            f"{start // video.chunk} ({' '.join(str(exc).split())[:80]}); run flowkit verify --repair, then extract"
+        ) from None

