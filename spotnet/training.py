@@ -165,6 +165,17 @@ class _Run:
     subjects: tuple[str, ...] | None
     progress: bool
     control: str | None
+    restart: bool = False
+
+
+@dataclass(frozen=True)
+class _TypePlan:
+    """One expression type's folds, known before any training starts."""
+
+    expression: str
+    k: int
+    videos: list
+    folds: list
 
 
 @dataclass
@@ -187,47 +198,91 @@ def _select_folds(folds, subjects, expression: str):
     return [f for f in folds if f[0] in set(subjects)]
 
 
-def _run_type(run: _Run, expression: str) -> _TypeResult:
+def _plan_type(run: _Run, expression: str) -> _TypePlan:
     k = k_for_type(run.store_path, expression)
     videos = list_videos(run.store_path, k)
-    folds = _select_folds(loso_folds(videos, expression), run.subjects, expression)
+    return _TypePlan(expression, k, videos, _select_folds(loso_folds(videos, expression), run.subjects, expression))
+
+
+def _fold_identity(run: _Run, plan: _TypePlan, fold) -> dict:
+    """What a fold's checkpoint records about how it was made; a resumed fold must match it."""
+    subject, train, test = fold
+    return {"recipe": run.recipe.metadata(plan.expression), "k": plan.k, "fold": subject,
+            **_flow_settings(run.store_path, plan.videos[0].video, plan.k),
+            "train_videos": [plan.videos[i].video for i in train],
+            "test_videos": [plan.videos[i].video for i in test]}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for key, want in new.items():
+        have = old.get(key)
+        if isinstance(want, dict) and isinstance(have, dict):
+            out += [f"{key}.{d}" for d in _differences(have, want)]
+        elif have != want:
+            out.append(f"{key} {have!r} -> {want!r}" if not isinstance(want, list) else key)
+    return out
+
+
+def _check_resumable(run: _Run, plans: list[_TypePlan]) -> None:
+    """Before any training: each fold already in the run folder was made with these settings."""
+    if run.control is not None or run.restart:
+        return
+    for plan in plans:
+        for fold in plan.folds:
+            ckpt = run.out / "folds" / plan.expression / f"{fold[0]}.pt"
+            if not ckpt.is_file():
+                continue
+            try:
+                _, meta = load_checkpoint(ckpt)
+            except SpotnetError:
+                continue  # unreadable: trained again
+            diff = _differences(meta, _fold_identity(run, plan, fold))
+            if diff:
+                raise SpotnetError(
+                    f"run folder {run.out} should hold folds made with the requested settings to resume, got "
+                    f"{plan.expression} fold {fold[0]} with other {', '.join(diff)}; "
+                    "use --restart to train again, or another --out"
+                )
+
+
+def _run_type(run: _Run, plan: _TypePlan) -> _TypeResult:
     for sub in ("folds", "scores"):
-        (run.out / sub / expression).mkdir(parents=True, exist_ok=True)
-    bar = folds
+        (run.out / sub / plan.expression).mkdir(parents=True, exist_ok=True)
+    bar = plan.folds
     if run.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(folds, desc=f"{expression} folds", unit="fold")
-    result = _TypeResult(k, videos)
-    for subject, train, test in bar:
-        fold_scores = _fold_scores(run, videos, expression, (subject, train, test))
-        for i, s in zip(test, fold_scores):
+        bar = tqdm(plan.folds, desc=f"{plan.expression} folds", unit="fold")
+    result = _TypeResult(plan.k, plan.videos)
+    videos, expression = plan.videos, plan.expression
+    for fold in bar:
+        fold_scores = _fold_scores(run, plan, fold)
+        for i, s in zip(fold[2], fold_scores):
             result.pred += spot_video(s, videos[i], expression, p=run.p)
             result.gt += [EvalInterval(videos[i].video, on, off, expression) for on, off in videos[i].spans(expression)]
             result.scores[videos[i].video] = s
     return result
 
 
-def _fold_scores(run: _Run, videos, expression: str, fold) -> list[np.ndarray]:
+def _fold_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray]:
     """The held-out videos' scores of one fold: random (control), resumed, or trained and saved."""
     subject, train, test = fold
+    videos, expression = plan.videos, plan.expression
     if run.control == "random":
         rng = np.random.default_rng((run.recipe.seed, len(subject), sum(map(ord, subject))))
         return [rng.random(videos[i].n_windows).astype(np.float32) for i in test]
     ckpt = run.out / "folds" / expression / f"{subject}.pt"
     score_paths = [run.out / "scores" / expression / f"{videos[i].video}.npy" for i in test]
-    if _fold_done(ckpt, score_paths):
+    if not run.restart and _fold_done(ckpt, score_paths):
         return [np.load(p) for p in score_paths]
     model = train_fold(run.store_path, videos, train, expression, recipe=run.recipe, device=run.device,
                        progress=run.progress, desc=f"{expression} {subject}")
     fold_scores = [predict_video(model, run.store_path, videos[i], device=run.device) for i in test]
     pred = [it for i, s in zip(test, fold_scores) for it in spot_video(s, videos[i], expression, p=run.p)]
     gt = [EvalInterval(videos[i].video, on, off, expression) for i in test for on, off in videos[i].spans(expression)]
-    k = videos[test[0]].k
-    meta = {"recipe": run.recipe.metadata(expression), "k": k, "fold": subject, "expression": expression,
-            "type": expression, "p": run.p, "metrics": getattr(evaluate(pred, gt), expression).__dict__,
-            **_flow_settings(run.store_path, videos[0].video, k),
-            "train_videos": [videos[i].video for i in train], "test_videos": [videos[i].video for i in test]}
+    meta = {**_fold_identity(run, plan, fold), "expression": expression, "type": expression, "p": run.p,
+            "metrics": getattr(evaluate(pred, gt), expression).__dict__}
     # Scores first, checkpoint last: the checkpoint marks the fold complete.
     for path, s in zip(score_paths, fold_scores):
         with atomic_write(path) as f:
@@ -259,6 +314,7 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     control: str | None = None,
     report: bool = True,
     threads: int | None = 1,
+    restart: bool = False,
 ):
     """Leave-one-subject-out training and evaluation on a flowkit feature store.
 
@@ -277,6 +333,9 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         report: also write plots/ and report.html.
         threads: torch CPU threads while training (default 1, fastest for this small model;
             None keeps torch's setting).
+        restart: train every fold again, even those that ``out_dir`` already holds. Without it, a
+            fold in ``out_dir`` made with another recipe, k, TV-L1 setting or video split is
+            refused before anything is trained.
 
     Returns:
         :class:`spotnet.evaluation.EvaluationResult` of the pooled predictions.
@@ -290,12 +349,16 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     open_store(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise SpotnetError(f"run folder {out} should be writable, got a folder this user cannot write to")
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind), p, device,
-               tuple(subjects) if subjects else None, progress, control)
-    types = ("macro", "micro") if expression == "all" else (expression,)
+               tuple(subjects) if subjects else None, progress, control, restart)
+    # Every type's folds and every resumed fold are checked before the first fold trains.
+    plans = [_plan_type(run, kind) for kind in (("macro", "micro") if expression == "all" else (expression,))]
+    _check_resumable(run, plans)
     with _deterministic(threads):
-        per_type = {kind: _run_type(run, kind) for kind in types}
+        per_type = {plan.expression: _run_type(run, plan) for plan in plans}
     pred = [it for r in per_type.values() for it in r.pred]
     gt = [it for r in per_type.values() for it in r.gt]
     result = evaluate(pred, gt)

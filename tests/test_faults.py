@@ -110,3 +110,44 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
         f.write(np.random.default_rng(0).normal(size=256).astype(np.float32).tobytes())  # finite values
     with pytest.raises(SpotnetError, match="corrupt"):
         load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    from test_dataset import make_store
+
+    return make_store(tmp_path_factory.mktemp("small") / "s.zarr", n_frames=120)
+
+
+def test_changed_recipe_is_refused_and_restart_retrains(small_store, tmp_path):
+    from spotnet.errors import SpotnetError
+    from spotnet.training import train_loso
+
+    run = tmp_path / "run"
+    train_loso(small_store, out_dir=run, expression="macro", epochs=1, progress=False, report=False)
+    first = (run / "folds/macro/a.pt").read_bytes()
+    with pytest.raises(SpotnetError, match=r"macro fold a with other recipe.lr 0.0005 -> 0.1, recipe.epochs 1 -> 2"):
+        train_loso(small_store, out_dir=run, expression="macro", epochs=2, lr=0.1, progress=False, report=False)
+    assert (run / "folds/macro/a.pt").read_bytes() == first, "nothing is touched before the refusal"
+    train_loso(small_store, out_dir=run, expression="macro", epochs=2, lr=0.1, progress=False, report=False,
+               restart=True)
+    from spotnet import load_checkpoint
+
+    assert load_checkpoint(run / "folds/macro/a.pt")[1]["recipe"]["epochs"] == 2
+
+
+def test_subject_counts_are_checked_before_the_first_fold(tmp_path):
+    from test_dataset import make_store
+
+    from spotnet.errors import SpotnetError
+    from spotnet.training import train_loso
+
+    store = make_store(tmp_path / "s.zarr", subjects=("a", "b"), events=(("macro", 30, 50),), n_frames=100)
+    from flowkit.store import FeatureStore
+
+    with FeatureStore(store, mode="a") as fs:  # micro intervals for subject a only
+        fs.set_video_attrs("a_v0", annotations=[{"onset": 30, "apex": 40, "offset": 50, "type": "macro"},
+                                                {"onset": 70, "apex": 71, "offset": 73, "type": "micro"}])
+    with pytest.raises(SpotnetError, match="two subjects with micro intervals"):
+        train_loso(store, out_dir=tmp_path / "run", expression="all", epochs=1, progress=False)
+    assert not list((tmp_path / "run").rglob("*.pt")), "no macro fold may train first"
