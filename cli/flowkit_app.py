@@ -48,12 +48,12 @@ def extract_cmd(
     from flowkit.extract import FAST_TVL1, extract
 
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
-                             landmark_model=model, workers=workers, batch_windows=batch_windows)
+                                 landmark_model=model, workers=workers, batch_windows=batch_windows)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, progress=not quiet)
     typer.echo(report.summary())
     if report.failures:
-        typer.echo(f"flowkit: {len(report.failures)} video(s) failed: "
+        typer.echo(f"flowkit: {len(report.failures)} video(s) not extracted: "
                    + "; ".join(f"{v.video_id} ({v.message})" for v in report.failures), err=True)
         raise typer.Exit(1)
 

@@ -23,12 +23,16 @@ app = new_app("spotnet", "SOFTNet spotting: train with LOSO, spot intervals, eva
 def import_keras_cmd(
     weights: Path = typer.Argument(..., help="Keras SOFTNet weights (.hdf5) from the released code."),
     out: Path = typer.Argument(..., help="Checkpoint to write (.pt)."),
+    kind: str = typer.Option(None, "--type", help="macro or micro; overrides what the file name says "
+                             "(released files are named <dataset>_<type>_<fold>)."),
+    k: int = typer.Option(None, "--k", help="The model's window length k; overrides the published k that the "
+                          "file name implies (CAS(ME)^2: micro 6, macro 18; SAMM-LV: micro 37, macro 174)."),
 ) -> None:
     """Convert released Keras SOFTNet weights into a spotnet checkpoint."""
     from spotnet.checkpoint import save_model
     from spotnet.keras_import import import_keras, keras_metadata
 
-    save_model(import_keras(weights), out, metadata=keras_metadata(weights))
+    save_model(import_keras(weights), out, metadata=keras_metadata(weights, kind=kind, k=k))
     typer.echo(f"wrote {out}")
 
 
@@ -94,14 +98,20 @@ def spot_cmd(
     batch_windows: opt.BatchWindows = None,
 ) -> None:
     """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
+    from flowkit.atomic import check_writable
     from spotnet.evaluation import write_intervals_csv
-    from spotnet.spot import spot
+    from spotnet.spot import spot_report
 
+    check_writable(out)  # before any extraction, not after
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
-                             landmark_model=landmark_model, workers=workers, batch_windows=batch_windows)
-    intervals = spot(model, source, p=p, store_out=store, **options)
-    write_intervals_csv(out, intervals)
-    typer.echo(f"wrote {len(intervals)} intervals to {out}")
+                                 landmark_model=landmark_model, workers=workers, batch_windows=batch_windows)
+    report = spot_report(model, source, p=p, store_out=store, **options)
+    write_intervals_csv(out, report.intervals)
+    typer.echo(f"wrote {len(report.intervals)} intervals to {out}")
+    if report.failures:
+        typer.echo(f"spotnet: {len(report.failures)} video(s) not spotted: "
+                   + "; ".join(f"{video} ({why})" for video, why in report.failures), err=True)
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,13 +15,28 @@ from typing import IO
 
 from flowkit.errors import FlowkitError
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_writable"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, not after an hour of work, when ``path`` cannot be written.
+
+    Raises:
+        FlowkitError: its folder is missing or not writable, or ``path`` is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FlowkitError(f"output file should be a file path, got {path}, which is a folder")
+    if not path.parent.is_dir():
+        raise FlowkitError(f"output file's folder should exist, got {path} in a missing folder {path.parent}")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise FlowkitError(f"output file should be writable, got {path}, which this user cannot write")
 
 
 @contextmanager

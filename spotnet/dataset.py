@@ -101,8 +101,8 @@ def k_for_type(path: str | Path, expression: str) -> int:
     )
 
 
-def list_videos(path: str | Path, k: int, *, require_complete: bool = True) -> list[VideoWindows]:
-    """The store's videos that have features at ``k``, sorted by video id.
+def list_videos(path: str | Path, k: int, *, require_complete: bool = True, only=None) -> list[VideoWindows]:
+    """The store's videos that have features at ``k``, sorted by video id (``only``: these ids).
 
     Raises:
         SpotnetError: a video lacks k, or its features are incomplete (interrupted extraction).
@@ -110,6 +110,8 @@ def list_videos(path: str | Path, k: int, *, require_complete: bool = True) -> l
     store = open_store(path)
     out = []
     for vid in store.videos():
+        if only is not None and vid not in only:
+            continue
         if k not in store.ks(vid):
             raise SpotnetError(
                 f"video {vid} in {path} should have features for k={k}, got k values {store.ks(vid)}; "

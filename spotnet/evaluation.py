@@ -335,5 +335,17 @@ def write_intervals_csv(path: str | Path, intervals: Iterable) -> None:
 
 
 def evaluate_csv(predictions_csv: str | Path, ground_truth_csv: str | Path) -> EvaluationResult:
-    """:func:`evaluate` on two interval CSV files."""
-    return evaluate(read_intervals_csv(predictions_csv), read_intervals_csv(ground_truth_csv))
+    """:func:`evaluate` on two interval CSV files.
+
+    Raises:
+        SpotnetError: both files list intervals but share no video name (mismatched files, or
+            names spelt differently): every interval would silently count as FP or FN.
+    """
+    pred, gt = read_intervals_csv(predictions_csv), read_intervals_csv(ground_truth_csv)
+    pred_videos, gt_videos = {it.video for it in pred}, {it.video for it in gt}
+    if pred_videos and gt_videos and not pred_videos & gt_videos:
+        raise SpotnetError(
+            f"{predictions_csv} and {ground_truth_csv} should name the same videos, got none in common "
+            f"(e.g. {sorted(pred_videos)[0]!r} vs {sorted(gt_videos)[0]!r})"
+        )
+    return evaluate(pred, gt)

@@ -37,19 +37,31 @@ _PUBLISHED_K = {("casme2", "micro"): 6, ("casme2", "macro"): 18, ("sammlv", "mic
 _RELEASED_NAME = re.compile(r"^(casme2|sammlv)_(macro|micro)_(s\w+)$")
 
 
-def keras_metadata(path: str | Path) -> dict[str, Any]:
+def keras_metadata(path: str | Path, *, kind: str | None = None, k: int | None = None) -> dict[str, Any]:
     """Checkpoint metadata for a released .hdf5: source and recipe, plus dataset, type, fold and
     the published k when the file name follows ``<dataset>_<type>_<fold>`` (e.g. casme2_macro_s1).
 
+    ``kind`` ("macro" | "micro") and ``k`` override what the name gives, for renamed files.
+
     >>> keras_metadata("weights/casme2_macro_s1.hdf5")["k"]
     18
+    >>> keras_metadata("mymodel.hdf5", kind="micro", k=6)["type"]
+    'micro'
     """
     path = Path(path)
     meta: dict[str, Any] = {"source": f"keras:{path.name}", "recipe": "released-keras"}
     m = _RELEASED_NAME.match(path.stem)
     if m:
-        dataset, kind, fold = m.groups()
-        meta.update(dataset=dataset, type=kind, fold=fold, k=_PUBLISHED_K[(dataset, kind)])
+        dataset, name_kind, fold = m.groups()
+        meta.update(dataset=dataset, type=name_kind, fold=fold, k=_PUBLISHED_K[(dataset, name_kind)])
+    if kind is not None:
+        if kind not in ("macro", "micro"):
+            raise SpotnetError(f"type should be macro or micro, got {kind!r}")
+        meta["type"] = kind
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise SpotnetError(f"k should be an integer >= 1, got {k!r}")
+        meta["k"] = k
     return meta
 
 

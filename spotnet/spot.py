@@ -12,6 +12,7 @@ k from its metadata).
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowkit.annotations import TYPES
@@ -20,7 +21,20 @@ from spotnet.dataset import list_videos, store_ks
 from spotnet.errors import SpotnetError
 from spotnet.spotting import spot_video
 
-__all__ = ["load_spotting_models", "spot", "spot_store"]
+__all__ = ["SpotReport", "WEIGHTS", "load_spotting_models", "spot", "spot_report", "spot_store"]
+
+#: Weight files a folder of models may hold: spotnet checkpoints and the released Keras files.
+WEIGHTS = (".pt", ".hdf5", ".h5")
+
+
+@dataclass
+class SpotReport:
+    """What :func:`spot_report` found: 0-based typed intervals of the videos that could be spotted,
+    and ``(video, reason)`` for each that could not (not extracted: no face, unreadable, too
+    short for the models' k, truncated)."""
+
+    intervals: list = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
 
 def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
@@ -32,9 +46,10 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
     path = Path(model_path)
     if path.is_dir():
         files = ([path / "final.pt"] if (path / "final.pt").is_file()
-                 else sorted(path.glob("folds/*/*.pt")) or sorted(path.glob("*.pt")))
+                 else sorted(path.glob("folds/*/*.pt")) or sorted(p for p in path.iterdir() if p.suffix in WEIGHTS))
         if not files:
-            raise SpotnetError(f"model directory {path} should hold final.pt, folds/<type>/*.pt or *.pt, got none")
+            raise SpotnetError(f"model directory {path} should hold final.pt, folds/<type>/*.pt or *.pt / *.hdf5 "
+                               "files, got none")
     else:
         files = [path]
     models: dict[str, tuple[int, list]] = {}
@@ -54,8 +69,9 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
 
 
 def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.55,
-               return_scores: bool = False):
-    """Spot every video of a store with each type's (ensemble of) models.
+               return_scores: bool = False, only=None):
+    """Spot every video of a store with each type's (ensemble of) models; ``only``, when given, is
+    ``{k: video ids}``, the videos to spot at each k.
 
     Annotations are not needed. Returns a list of 0-based :class:`EvalInterval` (with scores),
     and with ``return_scores`` also ``{(type, video): (L,) averaged scores}``.
@@ -68,12 +84,14 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
     ks = store_ks(store_path)
     out, scores = [], {}
     for kind, (k, group) in models.items():
+        if only is not None and not only.get(k):
+            continue
         if k not in ks:
             raise SpotnetError(
                 f"the {kind} model's k ({k}) should be one of the store's k values {ks}; "
                 f"extract the videos again with --k {k}"
             )
-        for v in list_videos(store_path, k):
+        for v in list_videos(store_path, k, only=None if only is None else only.get(k, set())):
             s = predict_video(group, store_path, v)  # features read once for the whole ensemble
             scores[(kind, v.video)] = s
             out += spot_video(s, v, kind, p=p)
@@ -83,46 +101,65 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
 def spot(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None, **extract_options):
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
-    ``checkpoints`` is what :func:`load_spotting_models` takes: a checkpoint, a folder of them or
-    a run folder.
-
-    A path that is not a store is extracted first with :func:`flowkit.extract.extract` at the
-    models' k values, into ``store_out`` (default: a temporary store, removed afterwards), with
-    ``flow_params`` or else the TV-L1 parameters recorded in the checkpoints (the features the
-    models were trained on), or else OpenCV's defaults. ``extract_options`` go to ``extract``
-    unchanged, as in ``flowkit extract``: ``flow_backend``, ``device``, ``gpu``,
-    ``landmark_backend``, ``model_path`` (a MediaPipe face_landmarker.task), ``workers``, ...
+    All or nothing: :func:`spot_report` with an error when any video could not be spotted.
 
     Returns:
         0-based :class:`~spotnet.evaluation.EvalInterval` list, typed and scored.
+
+    Raises:
+        SpotnetError: bad models or input, or a video that could not be extracted.
+    """
+    report = spot_report(checkpoints, source, p=p, store_out=store_out, flow_params=flow_params, **extract_options)
+    if report.failures:
+        video, reason = report.failures[0]
+        raise SpotnetError(f"feature extraction of {video} should succeed, got: {reason}")
+    return report.intervals
+
+
+def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None,
+                **extract_options) -> SpotReport:
+    """Spot intervals in a feature store, or in a video / image folder / dataset folder.
+
+    ``checkpoints`` is what :func:`load_spotting_models` takes: a checkpoint, a folder of them or
+    a run folder. A path that is not a store is extracted first with
+    :func:`flowkit.extract.extract` at the models' k values, into ``store_out`` (default: a
+    temporary store, removed afterwards), with ``flow_params`` or else the TV-L1 parameters
+    recorded in the checkpoints (the features the models were trained on), or else OpenCV's
+    defaults. ``extract_options`` go to ``extract`` unchanged, as in ``flowkit extract``:
+    ``flow_backend``, ``device``, ``gpu``, ``landmark_backend``, ``model_path`` (a MediaPipe
+    face_landmarker.task), ``workers``, ... A video that cannot be extracted is recorded in the
+    report's failures and the others are spotted.
     """
     models = load_spotting_models(checkpoints)
     source = Path(source)
     if not source.exists():
         raise SpotnetError(f"input should be a feature store, a video or a folder, got {source} (no such path)")
     if (source / "zarr.json").is_file():
-        return spot_store(models, source, p=p)
+        return SpotReport(spot_store(models, source, p=p))
+    if flow_params is None:
+        recorded = [m.flow_params for _, group in models.values() for m in group if m.flow_params]
+        flow_params = recorded[0] if recorded else None
+    ks = sorted({k for k, _ in models.values()})
+    if store_out is not None:
+        return _extract_and_spot(models, source, Path(store_out), ks=ks, p=p, flow_params=flow_params,
+                                 extract_options=extract_options)
+    with tempfile.TemporaryDirectory(prefix="spotnet-") as tmp:
+        return _extract_and_spot(models, source, Path(tmp) / "features.zarr", ks=ks, p=p, flow_params=flow_params,
+                                 extract_options=extract_options)
+
+
+def _extract_and_spot(models, source: Path, store: Path, *, ks, p, flow_params, extract_options) -> SpotReport:
     from flowkit.errors import FlowkitError
     from flowkit.extract import extract
     from flowkit.sources import discover_videos
 
-    ks = sorted({k for k, _ in models.values()})
-    if flow_params is None:
-        recorded = [m.flow_params for _, group in models.values() for m in group if m.flow_params]
-        flow_params = recorded[0] if recorded else None
-
-    def run(store: Path):
-        try:
-            report = extract(discover_videos(source), store, ks=ks, **extract_options,
-                             **({"flow_params": flow_params} if flow_params else {}))
-        except FlowkitError as exc:
-            raise SpotnetError(f"feature extraction of {source} should succeed, got: {exc}") from None
-        if not report.ok:
-            bad = report.failures[0]
-            raise SpotnetError(f"feature extraction of {bad.video_id} should succeed, got: {bad.message}")
-        return spot_store(models, store, p=p)
-
-    if store_out is not None:
-        return run(Path(store_out))
-    with tempfile.TemporaryDirectory(prefix="spotnet-") as tmp:
-        return run(Path(tmp) / "features.zarr")
+    try:
+        report = extract(discover_videos(source), store, ks=ks, **extract_options,
+                         **({"flow_params": flow_params} if flow_params else {}))
+    except FlowkitError as exc:
+        raise SpotnetError(f"feature extraction of {source} should succeed, got: {exc}") from None
+    failures = [(v.video_id, v.message) for v in report.failures]
+    # Truncated videos are reported and still spotted over the frames that decode.
+    only = {k: {v.video_id for v in report.videos if k in v.ks and v.status != "failed"} for k in ks}
+    intervals = spot_store(models, store, p=p, only=only) if any(only.values()) else []
+    return SpotReport(intervals, failures)

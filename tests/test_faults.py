@@ -151,3 +151,74 @@ def test_subject_counts_are_checked_before_the_first_fold(tmp_path):
     with pytest.raises(SpotnetError, match="two subjects with micro intervals"):
         train_loso(store, out_dir=tmp_path / "run", expression="all", epochs=1, progress=False)
     assert not list((tmp_path / "run").rglob("*.pt")), "no macro fold may train first"
+
+
+def test_truncated_video_exits_non_zero(data_dir, mediapipe_model, tmp_path):
+    video = tmp_path / "cut.mp4"
+    data = (data_dir / "WolfgangLanger_Pexels.mp4").read_bytes()
+    video.write_bytes(data[: len(data) * 3 // 10])  # decodes 137 of the 472 frames its header announces
+    r = cli("flowkit", "extract", video, tmp_path / "o.zarr", "--k", 130, "--fast", "--workers", 1, "--quiet")
+    assert r.returncode == 1, r.stderr
+    assert "0 of 1 video(s) extracted" in r.stdout
+    assert "truncated: the header announces 472 frames but only 137 decode" in r.stdout
+    assert "1 video(s) not extracted: cut (truncated" in r.stderr
+    assert FeatureReader(tmp_path / "o.zarr").is_complete("cut", 130), "the decodable frames are kept"
+
+
+def test_video_too_short_for_every_k_exits_non_zero(data_dir, mediapipe_model, tmp_path):
+    clip = write_frames(data_dir / "single_face.mp4", tmp_path / "short", 3)
+    r = cli("flowkit", "extract", clip, tmp_path / "o.zarr", "--k", 6, "--fast", "--workers", 1, "--quiet")
+    assert r.returncode == 1 and "0 of 1 video(s) extracted" in r.stdout
+    assert "k=6 skipped: the video has 3 frames" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def keras_micro(shared_dir):
+    path = shared_dir / "weights" / "softnet-keras" / "casme2_micro_s1.hdf5"  # k = 6
+    if not path.is_file():
+        pytest.skip(f"released Keras weights {path} are absent")
+    return path
+
+
+def test_spot_into_a_missing_folder_fails_before_extraction(keras_micro, clip, tmp_path):
+    r = cli("spotnet", "spot", keras_micro, clip, "--out", tmp_path / "missing" / "x.csv",
+            "--store", tmp_path / "kept.zarr")
+    assert r.returncode == 2 and "missing folder" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "kept.zarr").exists(), "nothing may be extracted first"
+
+
+def test_spot_on_a_folder_keeps_the_good_videos(keras_micro, data_dir, tmp_path):
+    folder = tmp_path / "videos"
+    write_frames(data_dir / "single_face.mp4", folder / "good", 20)
+    write_frames(data_dir / "no_face.mp4", folder / "noface", 8)
+    out = tmp_path / "intervals.csv"
+    r = cli("spotnet", "spot", keras_micro, folder, "--out", out, "--store", tmp_path / "kept.zarr")
+    assert r.returncode == 1, r.stderr
+    assert "1 video(s) not spotted: noface (no face found" in r.stderr
+    assert out.read_text().startswith("video,onset,offset,type")  # written, even if 20 frames spot nothing
+    assert FeatureReader(tmp_path / "kept.zarr").is_complete("good", 6), "the good video's features are kept"
+
+
+def test_keras_import_type_and_k_for_a_renamed_file(keras_micro, tmp_path):
+    renamed = tmp_path / "mymodel.hdf5"
+    shutil.copy(keras_micro, renamed)
+    r = cli("spotnet", "import-keras", renamed, tmp_path / "m.pt", "--type", "micro", "--k", 6)
+    assert r.returncode == 0, r.stderr
+    from spotnet import load_checkpoint
+    from spotnet.spot import load_spotting_models
+
+    meta = load_checkpoint(tmp_path / "m.pt")[1]
+    assert meta["type"] == "micro" and meta["k"] == 6
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    shutil.copy(keras_micro, folder / "casme2_micro_s1.hdf5")
+    shutil.copy(keras_micro, folder / "casme2_micro_s2.hdf5")
+    models = load_spotting_models(folder)  # a folder of .hdf5 files is an ensemble
+    assert list(models) == ["micro"] and models["micro"][0] == 6 and len(models["micro"][1]) == 2
+
+
+def test_evaluate_refuses_files_with_no_video_in_common(tmp_path):
+    (tmp_path / "pred.csv").write_text("video,onset,offset,type\nv1,1,10,macro\n")
+    (tmp_path / "gt.csv").write_text("video,onset,offset,type\ns15_v1,1,10,macro\n")
+    r = cli("spotnet", "evaluate", tmp_path / "pred.csv", tmp_path / "gt.csv")
+    assert r.returncode == 2 and "should name the same videos, got none in common" in r.stderr
