@@ -7,6 +7,7 @@ are one line each. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 
@@ -42,6 +43,10 @@ def new_app(name: str, help: str) -> typer.Typer:
                        pretty_exceptions_enable=False)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> None:
     """Run a typer app as the console script ``prog``; user errors exit 2 with one line on stderr."""
 
@@ -49,6 +54,9 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> None:
         return f"{prog}: warning: {' '.join(str(message).split())}\n"
 
     warnings.formatwarning = one_line_warning
+    # SIGTERM (timeout, scancel, docker stop) stops the run like Ctrl-C: what is complete is kept,
+    # worker pools shut down, and the exit code is non-zero.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app(args=argv, prog_name=prog)
     except USER_ERRORS as exc:

@@ -133,11 +133,31 @@ class ExtractionSettings:
 
 
 # ---------------------------------------------------------------------- workers
-def _init_worker() -> None:
+def _init_worker(driver_pid: int) -> None:
     import torch
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    _exit_with_driver(driver_pid)
+
+
+def _exit_with_driver(driver_pid: int, period_s: float = 0.5) -> None:
+    """End this worker soon after the driver process dies, even by SIGKILL.
+
+    A worker's parent is the forkserver, not the driver, so a parent-death signal would not see
+    the driver go; a daemon thread polls the driver's pid instead (any POSIX system).
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            try:
+                os.kill(driver_pid, 0)
+            except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user)
+                os._exit(1)  # nothing to clean up: the driver was the only writer
+
+    threading.Thread(target=watch, name="flowkit-driver-watch", daemon=True).start()
 
 
 class _InlineExecutor:
@@ -172,7 +192,8 @@ def _make_executor(workers: int, threaded: bool):
                                     "cv2", "torch"])
     else:
         ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(os.getpid(),))
 
 
 # ---------------------------------------------------------------------- inputs

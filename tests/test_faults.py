@@ -7,6 +7,7 @@ failures and orphaned worker processes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -222,3 +223,64 @@ def test_evaluate_refuses_files_with_no_video_in_common(tmp_path):
     (tmp_path / "gt.csv").write_text("video,onset,offset,type\ns15_v1,1,10,macro\n")
     r = cli("spotnet", "evaluate", tmp_path / "pred.csv", tmp_path / "gt.csv")
     assert r.returncode == 2 and "should name the same videos, got none in common" in r.stderr
+
+
+def _process_tree(pid: int) -> set[int]:
+    """pid's descendants, from /proc (children are listed under their parent's pid)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list processes")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_killing_the_cli_leaves_no_process_alive(sig, data_dir, mediapipe_model, tmp_path):
+    import signal
+    import time
+
+    clip = write_frames(data_dir / "single_face.mp4", tmp_path / "long", 60)
+    cmd = [sys.executable, "-m", "cli.flowkit_app", "extract", str(clip), str(tmp_path / "o.zarr"), "--k", "2",
+           "--workers", "2", "--chunk-windows", "4", "--quiet"]  # SPEC TV-L1: slow enough to be caught mid-run
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        tree: set[int] = set()
+        while len(tree) < 3 and time.monotonic() < deadline:  # forkserver (or tracker) and 2 workers
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+            tree = _process_tree(proc.pid)
+        assert len(tree) >= 3, f"the workers never started: {tree}"
+        time.sleep(1.0)
+        tree |= _process_tree(proc.pid)
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10  # the issue's bound
+        while any(_running(p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in tree if _running(p)], f"still alive 10 s after {sig}"
+        assert proc.returncode != 0
+    finally:
+        for p in _process_tree(proc.pid) | {proc.pid}:
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
