@@ -261,9 +261,9 @@ def test_killing_the_cli_leaves_no_process_alive(sig, data_dir, mediapipe_model,
     cmd = [sys.executable, "-m", "cli.flowkit_app", "extract", str(clip), str(tmp_path / "o.zarr"), "--k", "2",
            "--workers", "2", "--chunk-windows", "4", "--quiet"]  # SPEC TV-L1: slow enough to be caught mid-run
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree: set[int] = set()
     try:
         deadline = time.monotonic() + 120
-        tree: set[int] = set()
         while len(tree) < 3 and time.monotonic() < deadline:  # forkserver (or tracker) and 2 workers
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
@@ -278,8 +278,8 @@ def test_killing_the_cli_leaves_no_process_alive(sig, data_dir, mediapipe_model,
             time.sleep(0.2)
         assert not [p for p in tree if _running(p)], f"still alive 10 s after {sig}"
         assert proc.returncode != 0
-    finally:
-        for p in _process_tree(proc.pid) | {proc.pid}:
+    finally:  # never leave the run behind, even when the test fails
+        for p in tree | _process_tree(proc.pid) | {proc.pid}:
             try:
                 os.kill(p, 9)
             except OSError:
