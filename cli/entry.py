@@ -7,6 +7,7 @@ are one line each. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import warnings
@@ -14,6 +15,7 @@ import warnings
 import typer
 
 from flowkit.errors import FlowkitError
+from flowkit.native_logs import VERBOSE_ENV
 from spotnet.errors import SpotnetError
 
 __all__ = ["USER_ERRORS", "new_app", "one_sentence", "run_app"]
@@ -37,10 +39,19 @@ def one_sentence(exc: BaseException) -> str:
 
 
 def new_app(name: str, help: str) -> typer.Typer:
-    """A typer app with the settings both CLIs share: help when called bare, no shell completion, and
-    plain tracebacks for bugs (user errors never reach them, see :func:`run_app`)."""
-    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
-                       pretty_exceptions_enable=False)
+    """A typer app with the settings both CLIs share: help when called bare, no shell completion,
+    plain tracebacks for bugs (user errors never reach them, see :func:`run_app`) and ``--verbose``
+    before the command (``flowkit --verbose extract ...``)."""
+    app = typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False)
+
+    @app.callback()
+    def common(verbose: bool = typer.Option(False, "--verbose", help="Also show the log lines of native "
+                                            "libraries (MediaPipe, TFLite, FFmpeg), hidden by default.")) -> None:
+        if verbose:
+            os.environ[VERBOSE_ENV] = "1"  # worker processes inherit it
+
+    return app
 
 
 def _interrupt(signum, frame) -> None:

@@ -270,7 +270,35 @@ def _prepare(video, source, landmarker, landmark_backend: str) -> tuple[dict, np
 
 
 # ---------------------------------------------------------------------- the pipeline
-def _annotation_setup(annotations, video_ids: list[str], ks, report: ExtractionReport):
+def _outside(intervals, n_frames: int):
+    """The first interval that does not lie within frames 0 .. n_frames - 1, or None."""
+    return next((iv for iv in intervals if iv.offset >= n_frames), None)
+
+
+def _row(iv) -> str:
+    return f"{iv.video}, {iv.type}, onset {iv.onset + 1}, offset {iv.offset + 1} (1-based)"
+
+
+def _check_bounds(videos: list, by_video: dict) -> None:
+    """Refuse annotation rows beyond their video's last frame, as counted by the header or listing
+    (exact for image folders). A header that over-counts is caught again once the video is decoded."""
+    from flowkit.sources import open_source
+
+    for video in videos:
+        intervals = by_video.get(video.video_id)
+        if not intervals:
+            continue
+        try:
+            n_frames = open_source(video.path).n_frames
+        except DATA_ERRORS:  # reported when the video's turn comes
+            continue
+        bad = _outside(intervals, n_frames) if n_frames else None
+        if bad is not None:
+            raise FlowkitError(f"annotation rows should lie within their video, got row '{_row(bad)}' beyond "
+                               f"the last frame {n_frames} of {video.video_id}")
+
+
+def _annotation_setup(annotations, videos: list, ks, report: ExtractionReport):
     from flowkit.annotations import Interval, k_by_type, load_annotations, match_videos
 
     intervals: list[Interval] = []
@@ -284,7 +312,8 @@ def _annotation_setup(annotations, video_ids: list[str], ks, report: ExtractionR
                 warnings.warn(str(w.message), UserWarning, stacklevel=3)
         else:
             intervals = list(annotations)
-    by_video, unknown = match_videos(video_ids, intervals)
+    by_video, unknown = match_videos([v.video_id for v in videos], intervals)
+    _check_bounds(videos, by_video)  # before k is derived from them
     if unknown:
         msg = (f"annotations name {len(unknown)} video(s) that are not among the inputs, ignored: "
                f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
@@ -362,7 +391,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     if not videos:
         raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")
     report = ExtractionReport(store=Path(store_path))
-    by_video, ks, kbt = _annotation_setup(annotations, [v.video_id for v in videos], ks, report)
+    by_video, ks, kbt = _annotation_setup(annotations, videos, ks, report)
     settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
                          batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
 
@@ -471,6 +500,10 @@ def _extract_video(video, intervals, store: FeatureStore, *, landmarker, executo
         attrs.update(subject=subject, annotations=ann)
         store.add_video(vid, attrs, landmarks)
     n_frames = int(attrs["n_frames"])
+    bad = _outside(intervals or [], n_frames)
+    if bad is not None:
+        raise FlowkitError(f"annotation row '{_row(bad)}' should lie within the video, got beyond its last "
+                           f"decodable frame {n_frames}")
 
     todo, messages = _chunks_to_compute(vid, store, settings, ks=ks, n_frames=n_frames)
     done_ks = [k for k in ks if n_frames >= k + 1]

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
+from flowkit.native_logs import quiet_ffmpeg
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -34,6 +35,8 @@ __all__ = [
     "discover_videos",
     "to_bgr8",
 ]
+
+quiet_ffmpeg()  # a damaged file is reported once by flowkit, not once per packet by FFmpeg
 
 #: Errors that mean one video's data is unusable (unreadable, no face, corrupt): the video is
 #: reported as failed and the others go on.

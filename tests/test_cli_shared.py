@@ -36,7 +36,7 @@ def test_user_errors_are_one_line_and_exit_2(error, capsys):
         raise error
 
     with pytest.raises(SystemExit) as exit_info:
-        run_app(app, "demo", [])
+        run_app(app, "demo", ["fail"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("demo: error: ")
@@ -50,4 +50,4 @@ def test_a_bug_keeps_its_traceback():
         raise KeyError("bug")
 
     with pytest.raises(KeyError):
-        run_app(app, "demo", [])
+        run_app(app, "demo", ["fail"])

@@ -284,3 +284,28 @@ def test_killing_the_cli_leaves_no_process_alive(sig, data_dir, mediapipe_model,
                 os.kill(p, 9)
             except OSError:
                 pass
+
+
+def test_annotations_beyond_the_video_are_refused_before_k_is_derived(clip, tmp_path):
+    csv = tmp_path / "ann.csv"
+    csv.write_text("video,subject,onset,apex,offset,type\n"
+                   "good,s1,2,4,6,micro\n"
+                   "good,s1,5,40,90,macro\n")  # the clip has 12 frames
+    r = cli("flowkit", "extract", clip, tmp_path / "o.zarr", "--annotations", csv, "--fast", "--workers", 1,
+            "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == ("flowkit: error: annotation rows should lie within their video, got row "
+                                "'good, macro, onset 5, offset 90 (1-based)' beyond the last frame 12 of good")
+    assert not (tmp_path / "o.zarr" / "videos").exists()
+
+
+def test_stderr_carries_only_our_own_lines(data_dir, mediapipe_model, tmp_path):
+    """MediaPipe/TFLite and FFmpeg log lines are hidden unless --verbose; warnings are one line."""
+    video = tmp_path / "cut.mp4"
+    data = (data_dir / "WolfgangLanger_Pexels.mp4").read_bytes()
+    video.write_bytes(data[: len(data) * 3 // 10])  # FFmpeg complains about this file
+    r = cli("flowkit", "extract", video, tmp_path / "o.zarr", "--k", 130, "--fast", "--workers", 1, "--quiet")
+    assert r.stderr and all(line.startswith("flowkit: ") for line in r.stderr.splitlines()), r.stderr
+    loud = cli("flowkit", "--verbose", "extract", video, tmp_path / "o2.zarr", "--k", 130, "--fast", "--workers", 1,
+               "--quiet")
+    assert any(not line.startswith("flowkit: ") for line in loud.stderr.splitlines()), "--verbose shows them"

@@ -11,6 +11,7 @@ from flowkit.errors import FlowkitError
 from flowkit.landmarks.face import Face
 from flowkit.landmarks.mapping import mesh_to_dlib68
 from flowkit.landmarks.model_file import resolve_mediapipe_model
+from flowkit.native_logs import native_stderr_silenced
 
 __all__ = ["BOX_CALIBRATION", "MediaPipeLandmarker", "landmark_box"]
 
@@ -78,7 +79,8 @@ class MediaPipeLandmarker:
             min_face_presence_confidence=min_presence_confidence,
         )
         try:
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            with native_stderr_silenced():
+                self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as exc:
             raise FlowkitError(f"MediaPipe model should be a valid face_landmarker.task, "
                                f"got {str(path)!r}: {exc}") from None
@@ -92,7 +94,8 @@ class MediaPipeLandmarker:
             raise FlowkitError(f"image dtype should be uint8, got {image.dtype}")
         rgb = np.ascontiguousarray(_to_rgb(image))
         h, w = rgb.shape[:2]
-        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        with native_stderr_silenced():  # TFLite logs on the first inferences
+            result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
         if not result.face_landmarks:
             return None
         lms = result.face_landmarks[0]
