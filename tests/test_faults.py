@@ -309,3 +309,16 @@ def test_stderr_carries_only_our_own_lines(data_dir, mediapipe_model, tmp_path):
     loud = cli("flowkit", "--verbose", "extract", video, tmp_path / "o2.zarr", "--k", 130, "--fast", "--workers", 1,
                "--quiet")
     assert any(not line.startswith("flowkit: ") for line in loud.stderr.splitlines()), "--verbose shows them"
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    """Checkpoints and interval CSVs used to be 0600 (mkstemp) while metrics.json was 0644."""
+    from spotnet import EvalInterval, SOFTNet, save_model, write_intervals_csv
+
+    old = os.umask(0o022)
+    try:
+        save_model(SOFTNet(), tmp_path / "m.pt")
+        write_intervals_csv(tmp_path / "i.csv", [EvalInterval("v", 0, 9, "macro", 0.5)])
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"m.pt": 0o644, "i.csv": 0o644}
