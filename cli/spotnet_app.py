@@ -7,6 +7,7 @@ sentence on stderr and exit code 2, in :func:`cli.entry.run_app`.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -112,6 +113,89 @@ def spot_cmd(
         typer.echo(f"spotnet: {len(report.failures)} video(s) not spotted: "
                    + "; ".join(f"{video} ({why})" for video, why in report.failures), err=True)
         raise typer.Exit(1)
+
+
+@app.command("live")
+def live_cmd(
+    model: Path = typer.Argument(..., help="Checkpoint (.pt or released .hdf5), a folder of them, or a run folder."),
+    source: str = typer.Argument(..., help="Camera index (0), stream URL (rtsp://, http://) or video file."),
+    out: Path = typer.Option(None, "--out", help="Also write the intervals as a CSV at the end (1-based frames)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per interval on stdout, flushed at once."),
+    realtime: bool = typer.Option(False, "--realtime", help="Play a video file at its frame rate, as a camera."),
+    p: float = typer.Option(0.55, "--p", help="Threshold position between the history's mean and max (SPEC 7)."),
+    history: float = typer.Option(60.0, "--history", help="Seconds of smoothed scores the threshold is taken over."),
+    warmup: float = typer.Option(10.0, "--warmup", help="Seconds of history before anything is reported."),
+    rule: str = typer.Option("meanmax", "--rule", help="Threshold rule: meanmax or quantile."),
+    no_face: float = typer.Option(10.0, "--no-face-timeout", help="Stop with an error after this many seconds "
+                                  "without a face."),
+    flow_backend: opt.FlowBackend = "auto",
+    device: opt.Device = None,
+    gpu: opt.Gpu = False,
+    landmarks: opt.LandmarkBackend = "mediapipe",
+    landmark_model: opt.landmark_model_option("--landmark-model") = None,
+    batch_windows: opt.BatchWindows = None,
+    quiet: bool = typer.Option(False, "--quiet", help="No status line."),
+) -> None:
+    """Spot intervals live, printing each as soon as it is confirmed (causal threshold; Ctrl-C ends)."""
+    from flowkit.atomic import check_writable
+    from spotnet.evaluation import EvalInterval, write_intervals_csv
+    from spotnet.live import LiveOptions, run_live
+
+    if out is not None:
+        check_writable(out)
+    found = []
+    status = _LiveStatusPrinter(enabled=not quiet)
+
+    def report(it) -> None:
+        found.append(it)
+        status.clear()
+        if jsonl:
+            typer.echo(json.dumps(it.to_json()))
+        else:
+            typer.echo(f"{it.type:5} frames {it.onset + 1}-{it.offset + 1} ({it.onset / it.fps:.2f}-"
+                       f"{it.offset / it.fps:.2f} s)  score {it.score:.4f}  reported at frame {it.reported_frame + 1}, "
+                       f"{it.latency_s:.2f} s after its end")
+        sys.stdout.flush()
+
+    options = LiveOptions(p=p, history_s=history, warmup_s=warmup, rule=rule, batch=batch_windows or 8,
+                          no_face_s=no_face)
+    try:
+        run_live(model, source, options=options, realtime=realtime, on_interval=report, on_status=status.show,
+                 flow_backend=flow_backend, device=device, gpu=gpu, landmark_backend=landmarks,
+                 model_path=landmark_model)
+    finally:  # what was found is written, even when the source fails mid-run
+        status.clear()
+        if out is not None:
+            write_intervals_csv(out, [EvalInterval(it.video, it.onset, it.offset, it.type, it.score) for it in found])
+    typer.echo(f"spotnet: {len(found)} interval(s) spotted" + (f", written to {out}" if out else ""), err=True)
+
+
+class _LiveStatusPrinter:
+    """The one-line status on a terminal, and a one-time warning when the stream outpaces us."""
+
+    def __init__(self, *, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.warned = False
+        self.shown = False
+
+    def show(self, status) -> None:
+        needed = status.fps * len(status.ks)
+        if not self.warned and status.behind_s > 2.0 and status.elapsed_s > 5.0:
+            self.clear()
+            typer.echo(f"spotnet: warning: cannot keep up: {status.pairs_per_s:.1f} pairs/s computed against "
+                       f"{needed:.1f} arriving ({status.realtime_factor:.2f}x real time); reports lag "
+                       f"{status.behind_s:.1f} s and the lag grows", err=True)
+            self.warned = True
+        if self.enabled:
+            sys.stderr.write("\r" + status.line())
+            sys.stderr.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
 
 
 def main(argv: list[str] | None = None) -> None:
