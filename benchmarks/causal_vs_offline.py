@@ -86,6 +86,15 @@ def compare(run_dir: Path, store: Path, *, p: float = 0.55, history_s: float = 6
                            "latency_after_onset_s": {"median": float(np.median([b for _, b in lat])) if lat else None,
                                                      "max": float(np.max([b for _, b in lat])) if lat else None}}
         result["types"][expression] = entry
+        result.setdefault("_pooled", {}).setdefault("offline", ([], []))
+        result["_pooled"]["offline"][0].extend(offline)
+        result["_pooled"]["offline"][1].extend(gt)
+        for name, pred in causal.items():
+            result["_pooled"].setdefault(name, ([], []))
+            result["_pooled"][name][0].extend(pred)
+            result["_pooled"][name][1].extend(gt)
+    pooled = result.pop("_pooled", {})
+    result["overall"] = {name: evaluate(pred, gt).overall.__dict__ for name, (pred, gt) in pooled.items()}
     return result
 
 
@@ -109,6 +118,8 @@ def main(argv=None) -> None:
             lat = "-" if end["median"] is None else (f"{end['median']:.2f} / {onset['median']:.2f} s "
                                                      f"(max {end['max']:.2f} / {onset['max']:.2f} s)")
             print(f"{expression:6} {name:18} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4} {c['f1']:>6.4f}  {lat}")
+    for name, o in result["overall"].items():
+        print(f"{'all':6} {name:18} {o['tp']:>4} {o['fp']:>4} {o['fn']:>4} {o['f1']:>6.4f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

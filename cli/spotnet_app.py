@@ -122,10 +122,12 @@ def live_cmd(
     out: Path = typer.Option(None, "--out", help="Also write the intervals as a CSV at the end (1-based frames)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per interval on stdout, flushed at once."),
     realtime: bool = typer.Option(False, "--realtime", help="Play a video file at its frame rate, as a camera."),
-    p: float = typer.Option(0.55, "--p", help="Threshold position between the history's mean and max (SPEC 7)."),
+    p: float = typer.Option(0.55, "--p", help="Rule meanmax: threshold position between the history's mean and "
+                            "max (SPEC 7)."),
     history: float = typer.Option(60.0, "--history", help="Seconds of smoothed scores the threshold is taken over."),
-    warmup: float = typer.Option(10.0, "--warmup", help="Seconds of history before anything is reported."),
-    rule: str = typer.Option("meanmax", "--rule", help="Threshold rule: meanmax or quantile."),
+    warmup: float = typer.Option(2.0, "--warmup", help="Seconds of history before anything is reported."),
+    rule: str = typer.Option("quantile", "--rule", help="Threshold rule: quantile (the 0.95 quantile of the "
+                             "history) or meanmax (mean + p (max - mean) of the history, the offline rule)."),
     no_face: float = typer.Option(10.0, "--no-face-timeout", help="Stop with an error after this many seconds "
                                   "without a face."),
     flow_backend: opt.FlowBackend = "auto",

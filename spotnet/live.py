@@ -53,8 +53,8 @@ class LiveOptions:
 
     p: float = 0.55
     history_s: float = 60.0
-    warmup_s: float = 10.0
-    rule: str = "meanmax"
+    warmup_s: float = 2.0
+    rule: str = "quantile"
     batch: int = 8
     no_face_s: float = 10.0
 
