@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,3 +70,64 @@ def test_no_face_stops_with_an_error(checkpoint, data_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "cli.spotnet_app", "live", str(checkpoint), str(data_dir / "no_face.mp4"),
                         "--no-face-timeout", "1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "a face should appear within 1 s of the stream" in r.stderr
+
+
+class _ScriptedLandmarker:
+    """A face at a box that the test moves; landmarks on a grid inside it."""
+
+    def __init__(self):
+        self.box = (40, 30, 140, 130)
+        self.present = True
+
+    def detect(self, image):
+        from flowkit.landmarks.face import Face
+
+        if not self.present:
+            return None
+        h, w = image.shape[:2]
+        if (h, w) == (128, 128):  # the crop: landmarks in crop pixels
+            x0, y0, x1, y1 = 10, 10, 118, 118
+        else:
+            x0, y0, x1, y1 = self.box
+        gx, gy = np.meshgrid(np.linspace(x0 + 5, x1 - 5, 17), np.linspace(y0 + 10, y1 - 5, 4))
+        return Face(self.box, np.stack([gx, gy], -1).reshape(-1, 2)[:68].astype(np.float32))
+
+    def close(self):
+        pass
+
+
+def test_extractor_relocks_in_a_new_segment_and_never_mixes_crops():
+    from flowkit.extract import TEST_TVL1, ExtractionSettings
+    from flowkit.flow.params import check_params
+    from flowkit.live import FaceTracking, LiveExtractor
+
+    settings = ExtractionSettings(backend="opencv", device=None, backend_name="opencv",
+                                  params=check_params(dict(TEST_TVL1)).to_dict(), save_flow=False, chunk_windows=4,
+                                  batch_windows=4, workers=1, threaded=False, landmark_backend="test")
+    lm = _ScriptedLandmarker()
+    ex = LiveExtractor([2, 3], landmarker=lm, settings=settings, fps=10, batch=4,
+                       tracking=FaceTracking(check_s=0.5, lost_s=1.0, no_face_s=3.0))
+    rng = np.random.default_rng(0)
+    windows = []
+    for i in range(40):
+        if i == 20:
+            lm.box = (90, 60, 190, 160)  # the face moved by half its size
+        windows += ex.feed(i, rng.integers(0, 255, (200, 240, 3), dtype=np.uint8))
+    windows += ex.flush()
+    segments = {}
+    for w in windows:
+        segments.setdefault((w.segment, w.k), []).extend(range(w.first, w.first + len(w.features)))
+    assert {s for s, _ in segments} == {0, 1}
+    seg1_start = {w.start for w in windows if w.segment == 1}
+    assert seg1_start == {20}, "the move is seen at the first check after it (every 5 frames)"
+    # Each segment's windows at k cover 0 .. n - k - 1 exactly once: frames 0-19 and 20-39.
+    for (segment, k), got in segments.items():
+        assert got == list(range(20 - k)), (segment, k)
+    assert ex.pairs == 2 * ((20 - 2) + (20 - 3))
+    lm.present = False
+    from flowkit.errors import FlowkitError
+
+    with pytest.raises(FlowkitError, match="a face should appear within 3 s"):
+        ex.segment = None
+        for i in range(40, 80):
+            ex.feed(i, rng.integers(0, 255, (200, 240, 3), dtype=np.uint8))
