@@ -15,6 +15,7 @@ __all__ = [
     "BatchWindows",
     "Device",
     "FlowBackend",
+    "FlowImpl",
     "Gpu",
     "LandmarkBackend",
     "Workers",
@@ -25,6 +26,9 @@ __all__ = [
 FlowBackend = Annotated[str, typer.Option(
     "--flow-backend", help="TV-L1 backend: auto (OpenCV on the CPU; the torch solver with --device or --gpu), "
     "opencv, torch or opencv-cuda.")]
+FlowImpl = Annotated[str, typer.Option(
+    "--flow-impl", help="Torch TV-L1 implementation: auto (Triton kernels on CUDA when the gpu extra is "
+    "installed, else eager), eager or triton.")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the torch backend (cpu, cuda:0).")]
 Gpu = Annotated[bool, typer.Option(
@@ -47,7 +51,7 @@ def landmark_model_option(flag: str):
 
 
 def extract_kwargs(*, flow_backend: str, device: str | None, gpu: bool, landmarks: str, landmark_model: Path | None,
-                   workers: int | None, batch_windows: int | None) -> dict:
+                   workers: int | None, batch_windows: int | None, flow_impl: str = "auto") -> dict:
     """The shared options as :func:`flowkit.extract.extract` keyword arguments."""
     return {"flow_backend": flow_backend, "device": device, "gpu": gpu, "landmark_backend": landmarks,
-            "model_path": landmark_model, "workers": workers, "batch_windows": batch_windows}
+            "model_path": landmark_model, "workers": workers, "batch_windows": batch_windows, "flow_impl": flow_impl}

@@ -34,6 +34,7 @@ def extract_cmd(
     landmarks: opt.LandmarkBackend = "mediapipe",
     model: opt.landmark_model_option("--model") = None,
     flow_backend: opt.FlowBackend = "auto",
+    flow_impl: opt.FlowImpl = "auto",
     device: opt.Device = None,
     gpu: opt.Gpu = False,
     workers: opt.Workers = None,
@@ -48,7 +49,8 @@ def extract_cmd(
     from flowkit.extract import FAST_TVL1, extract
 
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
-                                 landmark_model=model, workers=workers, batch_windows=batch_windows)
+                                 landmark_model=model, workers=workers, batch_windows=batch_windows,
+                                 flow_impl=flow_impl)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, progress=not quiet)
     typer.echo(report.summary())

@@ -91,6 +91,7 @@ def spot_cmd(
     store: Path = typer.Option(None, "--store", help="Keep the features extracted from a video here (.zarr; "
                                "default: a temporary store)."),
     flow_backend: opt.FlowBackend = "auto",
+    flow_impl: opt.FlowImpl = "auto",
     device: opt.Device = None,
     gpu: opt.Gpu = False,
     landmarks: opt.LandmarkBackend = "mediapipe",
@@ -105,7 +106,8 @@ def spot_cmd(
 
     check_writable(out)  # before any extraction, not after
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
-                                 landmark_model=landmark_model, workers=workers, batch_windows=batch_windows)
+                                 landmark_model=landmark_model, workers=workers, batch_windows=batch_windows,
+                                 flow_impl=flow_impl)
     report = spot_report(model, source, p=p, store_out=store, **options)
     write_intervals_csv(out, report.intervals)
     typer.echo(f"wrote {len(report.intervals)} intervals to {out}")
@@ -131,6 +133,7 @@ def live_cmd(
     no_face: float = typer.Option(10.0, "--no-face-timeout", help="Stop with an error after this many seconds "
                                   "without a face."),
     flow_backend: opt.FlowBackend = "auto",
+    flow_impl: opt.FlowImpl = "auto",
     device: opt.Device = None,
     gpu: opt.Gpu = False,
     landmarks: opt.LandmarkBackend = "mediapipe",
@@ -163,7 +166,7 @@ def live_cmd(
                           no_face_s=no_face)
     try:
         run_live(model, source, options=options, realtime=realtime, on_interval=report, on_status=status.show,
-                 flow_backend=flow_backend, device=device, gpu=gpu, landmark_backend=landmarks,
+                 flow_backend=flow_backend, flow_impl=flow_impl, device=device, gpu=gpu, landmark_backend=landmarks,
                  model_path=landmark_model)
     finally:  # what was found is written, even when the source fails mid-run
         status.clear()

@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -118,6 +118,7 @@ class ExtractionSettings:
     workers: processes computing tasks, or 1 with ``threaded``.
     threaded: one solver thread in this process beside the decoding (GPU, torch solver).
     landmark_backend: "mediapipe" or "dlib", recorded per video.
+    flow_impl: the torch solver's implementation, "auto", "eager" or "triton" (``tvl1(impl=...)``).
     """
 
     backend: str
@@ -130,6 +131,7 @@ class ExtractionSettings:
     workers: int
     threaded: bool
     landmark_backend: str
+    flow_impl: str = "auto"
 
 
 # ---------------------------------------------------------------------- workers
@@ -341,6 +343,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     flow_backend: str = "auto",
     device=None,
     gpu: bool = False,
+    flow_impl: str = "auto",
     flow_params: dict | None = None,
     workers: int | None = None,
     save_flow: bool = False,
@@ -360,6 +363,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             root attrs ``k_by_type``.
         landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
         flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
+        flow_impl: the torch solver's implementation: "auto" (Triton kernels on CUDA when the
+            ``gpu`` extra is installed), "eager" or "triton"; other backends take only "auto".
         flow_params: ``TVL1Params`` fields; OpenCV's defaults (SPEC 2) when None.
         workers: processes computing TV-L1 + features, each with one OpenCV/torch thread.
             Default: the CPU count for OpenCV; for the torch solver and on CUDA, one solver
@@ -394,6 +399,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     by_video, ks, kbt = _annotation_setup(annotations, videos, ks, report)
     settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
                          batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
+    settings = replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev))
 
     store = FeatureStore(store_path, mode="a")
     landmarker = None
@@ -450,6 +456,18 @@ def _settings(backend: str, dev, params: dict, *, workers: int | None, chunk_win
         threaded=threaded,
         landmark_backend=landmark_backend,
     )
+
+
+def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
+    """``flow_impl`` checked against the backend and device once, before any video is read."""
+    if flow_impl != "auto" and backend != "torch":
+        raise FlowkitError(f"flow_impl should be 'auto' with the {backend} backend (it is the torch solver's), "
+                           f"got {flow_impl!r}")
+    if backend == "torch":
+        from flowkit.flow.torch_tvl1 import resolve_impl
+
+        resolve_impl(flow_impl, dev if dev is not None else "cpu")
+    return flow_impl
 
 
 def _default_batch(backend: str, dev, workers: int, chunk_windows: int, threaded: bool) -> int:

@@ -149,7 +149,8 @@ def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, se
 
         dev = torch.device(device) if device is not None else torch.device("cpu")
         prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
-    flow = tvl1(prev, nxt, backend=backend, device=device, **settings.params)
+    impl = {"impl": settings.flow_impl} if backend == "torch" else {}  # OpenCV has one implementation
+    flow = tvl1(prev, nxt, backend=backend, device=device, **impl, **settings.params)
     feats = features_from_flow(flow, landmarks)
     feats = feats.detach().cpu().numpy().astype(np.float32, copy=False)
     if settings.save_flow:

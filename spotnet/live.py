@@ -122,7 +122,7 @@ def run_live(checkpoints, source, *, options: LiveOptions = LiveOptions(), realt
         realtime: play a file at its frame rate, as a camera would deliver it.
         on_interval: called with each :class:`LiveInterval` as soon as it is confirmed.
         on_status: called about twice a second with a :class:`LiveStatus`.
-        **extract_options: ``flow_backend``, ``device``, ``gpu``, ``landmark_backend``,
+        **extract_options: ``flow_backend``, ``flow_impl``, ``device``, ``gpu``, ``landmark_backend``,
             ``model_path`` as in ``flowkit extract``; the TV-L1 parameters are those recorded in
             the checkpoints (else OpenCV's defaults), as ``spotnet spot`` does.
 
@@ -242,7 +242,7 @@ def _setup(models: dict, source, options: LiveOptions, realtime: bool, extract_o
         raise SpotnetError(str(exc)) from None
     settings = ExtractionSettings(backend=backend, device=dev, backend_name=backend, params=params, save_flow=False,
                                   chunk_windows=options.batch, batch_windows=options.batch, workers=1, threaded=False,
-                                  landmark_backend=landmark_backend)
+                                  landmark_backend=landmark_backend, flow_impl=extract_options.get("flow_impl", "auto"))
     extractor = LiveExtractor([k for k, _ in models.values()], landmarker=landmarker, settings=settings,
                               fps=stream.fps, batch=options.batch, tracking=FaceTracking(no_face_s=options.no_face_s))
     return stream, extractor, _Scorer(models, dev if backend == "torch" else None)

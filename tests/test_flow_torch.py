@@ -268,3 +268,127 @@ def test_cuda_code_path_on_the_cpu(monkeypatch):
     a, b = face_pairs(6, STABLE_PAIRS[6])
     out = tvl1_torch(torch.from_numpy(a), torch.from_numpy(b), early_stop="masked").numpy()
     assert epe(out, tvl1_opencv(a, b)).max() <= 0.05
+
+
+# ---- implementation choice, host overhead, memory ---------------------------------------------
+
+
+def test_auto_is_eager_on_the_cpu_and_bit_identical():
+    a = torch.randint(0, 256, (2, 24, 28), dtype=torch.uint8)
+    b = a.roll(1, -1)
+    auto = tvl1_torch(a, b, **FAST)
+    assert auto.equal(tvl1_torch(a, b, impl="eager", **FAST))
+    from flowkit.flow.torch_tvl1 import resolve_impl
+
+    assert resolve_impl("auto", "cpu") == "eager"
+
+
+def test_impl_errors(monkeypatch):
+    import flowkit.flow.torch_tvl1 as solver_mod
+    from flowkit.flow import tvl1
+
+    a = torch.zeros(1, 8, 8)
+    with pytest.raises(FlowkitError, match="impl should be one of"):
+        tvl1_torch(a, a, impl="fast")
+    monkeypatch.setattr(solver_mod, "_triton_module", lambda: None)
+    with pytest.raises(FlowkitError, match="triton package installed"):
+        tvl1_torch(a, a, impl="triton")
+    assert solver_mod.resolve_impl("auto", "cpu") == "eager"
+
+    class CompiledForGpu:
+        @staticmethod
+        def interpreted():
+            return False
+
+    monkeypatch.setattr(solver_mod, "_triton_module", lambda: CompiledForGpu)
+    with pytest.raises(FlowkitError, match="should run on a CUDA device"):
+        tvl1_torch(a, a, impl="triton")
+    with pytest.raises(FlowkitError, match="impl should be 'auto' with the opencv backend"):
+        tvl1(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), impl="eager")
+
+
+def test_resize_matrices_are_cached():
+    from flowkit.flow.pyramid import resize_matrices
+
+    first = resize_matrices((53, 47), (42, 38), (0.8, 0.8), "cpu", torch.float32)
+    again = resize_matrices((53, 47), (42, 38), (0.8, 0.8), torch.device("cpu"), torch.float32)
+    assert first[0] is again[0] and first[1] is again[1]
+    other = resize_matrices((53, 47), (42, 38), (0.8, 0.8), "cpu", torch.float64)
+    assert other[0].dtype == torch.float64
+
+
+def test_out_of_memory_halves_and_retries(monkeypatch):
+    import flowkit.flow.torch_tvl1 as solver_mod
+
+    a = torch.randint(0, 256, (5, 24, 24), dtype=torch.uint8)
+    b = a.roll(1, -2)
+    expected = torch.cat([tvl1_torch(a[:3], b[:3], **FAST), tvl1_torch(a[3:], b[3:], **FAST)])
+    real, calls = solver_mod._solve, []
+
+    def fake(i0, i1, solver):
+        calls.append(i0.shape[0])
+        if len(calls) == 1:  # the first, whole batch does not fit
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+        return real(i0, i1, solver)
+
+    monkeypatch.setattr(solver_mod, "_solve", fake)
+    with pytest.warns(RuntimeWarning, match="solving it in halves of 3"):
+        out = tvl1_torch(a, b, **FAST)
+    assert calls == [5, 3, 2] and out.equal(expected)
+
+
+def test_out_of_memory_on_one_pair_raises(monkeypatch):
+    import flowkit.flow.torch_tvl1 as solver_mod
+
+    def always(i0, i1, solver):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+
+    monkeypatch.setattr(solver_mod, "_solve", always)
+    a = torch.zeros(2, 16, 16)
+    with pytest.raises(torch.cuda.OutOfMemoryError), pytest.warns(RuntimeWarning):
+        tvl1_torch(a, a, **FAST)
+
+
+def test_pairs_per_batch_per_impl():
+    from flowkit.flow.memory import BYTES_PER_PIXEL_BY_IMPL, pairs_per_batch
+
+    free = 100 * BYTES_PER_PIXEL_BY_IMPL["triton"] * 128 * 128
+    assert pairs_per_batch(free_bytes=free, fraction=1.0, impl="triton") == 100
+    assert pairs_per_batch(free_bytes=free, fraction=1.0) < 100  # eager needs more per pair
+    with pytest.raises(FlowkitError, match="impl should be one of"):
+        pairs_per_batch(free_bytes=free, impl="auto")
+
+
+def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "check.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--smoke", "--refs", str(tmp_path / "none.npz"),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=root, env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for section in ("environment", "accuracy", "determinism", "median", "throughput", "profile"):
+        assert "error" not in report[section], report[section]
+    for impl in report["environment"]["impls"]:
+        assert report["determinism"][impl]["repeat_bitwise_equal"]
+        assert report["median"]["eager_network"]["equal_to_network"]
+
+
+def test_extract_checks_flow_impl_once():
+    from flowkit.extract import _check_flow_impl
+
+    assert _check_flow_impl("auto", "opencv", None) == "auto"
+    assert _check_flow_impl("eager", "torch", torch.device("cpu")) == "eager"
+    with pytest.raises(FlowkitError, match="flow_impl should be 'auto' with the opencv backend"):
+        _check_flow_impl("triton", "opencv", None)
+    with pytest.raises(FlowkitError, match="impl should be one of"):
+        _check_flow_impl("fast", "torch", None)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowkit.errors import FlowkitError
 from flowkit.flow.backend import available_backends, resolve_backend
 from flowkit.flow.params import TVL1Params, check_params
 
 __all__ = ["TVL1Params", "available_backends", "resolve_backend", "tvl1"]
 
 
-def tvl1(prev, nxt, *, backend: str = "opencv", device=None, **params):
+def tvl1(prev, nxt, *, backend: str = "opencv", device=None, impl: str = "auto", **params):
     """Dual TV-L1 optical flow from ``prev`` to ``nxt`` for a batch of frame pairs.
 
     Args:
@@ -24,6 +25,9 @@ def tvl1(prev, nxt, *, backend: str = "opencv", device=None, **params):
         nxt: frames of the same shape.
         backend: "opencv" (default), "torch", "opencv-cuda" or "auto" (see ``resolve_backend``).
         device: torch device for the torch backend; default: the input's device, else CPU.
+        impl: the torch backend's implementation: "auto" (Triton kernels on CUDA when triton
+            is installed, else eager), "eager" or "triton" (see ``torch_tvl1.resolve_impl``).
+            The OpenCV backends take only "auto".
         **params: ``TVL1Params`` fields; OpenCV's defaults when omitted.
 
     Returns:
@@ -42,6 +46,8 @@ def tvl1(prev, nxt, *, backend: str = "opencv", device=None, **params):
     if device is None and is_tensor and backend == "auto":
         device = prev.device
     name, dev = resolve_backend(backend, device)
+    if impl != "auto" and name != "torch":
+        raise FlowkitError(f"impl should be 'auto' with the {name} backend (it is the torch solver's), got {impl!r}")
     if name == "torch":
         from flowkit.flow.torch_tvl1 import tvl1_torch
 
@@ -52,7 +58,7 @@ def tvl1(prev, nxt, *, backend: str = "opencv", device=None, **params):
         else:
             t0 = torch.as_tensor(np.asarray(prev), device=dev)
             t1 = torch.as_tensor(np.asarray(nxt), device=dev)
-        out = tvl1_torch(t0, t1, **params)
+        out = tvl1_torch(t0, t1, impl=impl, **params)
         return out if is_tensor else out.cpu().numpy()
     if is_tensor:
         prev = prev.detach().cpu().numpy()

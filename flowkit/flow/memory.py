@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from flowkit.errors import FlowkitError
 
-__all__ = ["BYTES_PER_PIXEL", "pairs_per_batch"]
+__all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 
-#: Peak solver memory per pair and pixel. Measured on the CPU with SPEC-default pyramids
-#: (5 scales): peak RSS grew by 4.1 MiB per 128x128 pair between batches of 64 and 512
-#: (262 bytes per pixel: images, gradients, flow, duals, warp constants and the inner
-#: iteration's temporaries); 320 leaves about 20% for the CUDA caching allocator.
-BYTES_PER_PIXEL = 320
+#: Peak solver memory per pair and pixel on the CUDA code path, per implementation of the inner
+#: iteration (``tvl1_torch(impl=...)``). benchmarks/cost_model.py tracks the live tensors of a
+#: SPEC-pyramid solve on the CPU: 299 bytes per pixel for "eager" (the bicubic warp's temporaries
+#: and the median network's wires dominate) and 245 for "triton" (no inner-iteration temporaries,
+#: but a second set of u, p buffers). About 30% more leaves room for the CUDA caching allocator's
+#: rounding and fragmentation. benchmarks/gpu_check.py measures the CUDA peak
+#: (torch.cuda.max_memory_allocated over the batch) to check these; a batch that still does not
+#: fit is halved and retried by the solver.
+BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320}
+#: The eager figure, the conservative one when the implementation is not known.
+BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]
 
 
 def pairs_per_batch(device=None, height: int = 128, width: int = 128, *, free_bytes: int | None = None,
-                    fraction: float = 0.5, cap: int = 4096) -> int:
+                    fraction: float = 0.5, cap: int = 4096, impl: str = "eager") -> int:
     """Pairs per solver batch that fit in ``fraction`` of the device's free memory.
 
     Args:
@@ -26,12 +32,15 @@ def pairs_per_batch(device=None, height: int = 128, width: int = 128, *, free_by
             features, the transfers and other processes.
         cap: upper bound; beyond a few thousand 128x128 pairs a GPU is saturated and larger
             batches only delay the first results.
+        impl: the solver's implementation, "eager" or "triton" (``BYTES_PER_PIXEL_BY_IMPL``).
 
     Returns:
         an int >= 1.
     """
     if not 0 < fraction <= 1:
         raise FlowkitError(f"fraction should be in (0, 1], got {fraction}")
+    if impl not in BYTES_PER_PIXEL_BY_IMPL:
+        raise FlowkitError(f"impl should be one of {', '.join(BYTES_PER_PIXEL_BY_IMPL)}, got {impl!r}")
     if height < 1 or width < 1:
         raise FlowkitError(f"frames should be at least 1x1, got {height}x{width}")
     if free_bytes is None:
@@ -41,5 +50,5 @@ def pairs_per_batch(device=None, height: int = 128, width: int = 128, *, free_by
         if device.type != "cuda":
             raise FlowkitError(f"device should be a CUDA device to read its free memory, got {device}")
         free_bytes, _total = torch.cuda.mem_get_info(device)
-    per_pair = BYTES_PER_PIXEL * height * width
+    per_pair = BYTES_PER_PIXEL_BY_IMPL[impl] * height * width
     return int(max(1, min(cap, int(free_bytes * fraction) // per_pair)))

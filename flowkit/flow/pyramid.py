@@ -10,6 +10,7 @@ horizontally first and vertically second, like OpenCV's row buffer.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -68,7 +69,17 @@ def resize_matrices(
 
     ``scale`` is OpenCV's (fy, fx) when the call passed factors; None when it passed a size
     (then the step is src/dst, computed as OpenCV does: 1 / (dst / src)).
+
+    The matrices are built once per (sizes, scale, device, dtype) and cached: a solve resizes
+    at every pyramid level, and on a GPU each build would be a copy from pageable memory.
+    Callers must not modify them.
     """
+    scale = None if scale is None else (float(scale[0]), float(scale[1]))
+    return _cached_matrices(tuple(src), tuple(dst), scale, torch.device(device), dtype)
+
+
+@lru_cache(maxsize=256)
+def _cached_matrices(src, dst, scale, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     (hs, ws), (hd, wd) = src, dst
     if scale is None:
         sy, sx = 1.0 / (hd / hs), 1.0 / (wd / ws)

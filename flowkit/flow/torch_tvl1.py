@@ -11,9 +11,15 @@ changing, so each pair reproduces OpenCV's result for that pair alone.
 The pieces that must match OpenCV bit for bit (up to float rounding) live apart:
 ``pyramid`` (cv2.resize INTER_LINEAR), ``remap`` (cv2.remap INTER_CUBIC), ``median``
 (cv2.medianBlur).
+
+Two implementations of the inner iteration share this driver: "eager" (plain torch operations,
+any device) and "triton" (``triton_tvl1``: the inner iteration fused into two kernel launches
+and the median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +30,9 @@ from flowkit.flow.params import TVL1Params
 from flowkit.flow.pyramid import pyramid_sizes, resize_linear
 from flowkit.flow.remap import remap_cubic
 
-__all__ = ["centered_gradient", "divergence", "forward_gradient", "tvl1_torch"]
+__all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "resolve_impl", "tvl1_torch"]
+
+IMPLS = ("auto", "eager", "triton")
 
 _FLT_EPSILON = 1.1920929e-07
 
@@ -74,6 +82,46 @@ def _as_float_batch(x, name: str) -> torch.Tensor:
     return x.to(torch.float32)
 
 
+def _triton_module():
+    """``flowkit.flow.triton_tvl1``, or None when triton is not installed or cannot load."""
+    try:
+        from flowkit.flow import triton_tvl1
+    except (ImportError, RuntimeError):
+        return None
+    return triton_tvl1
+
+
+def resolve_impl(impl: str, device) -> str:
+    """The inner-iteration implementation that runs: "eager" or "triton".
+
+    "auto" is "triton" on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
+    else "eager". "triton" on the CPU needs ``TRITON_INTERPRET=1`` set before the kernels were
+    first imported (Triton's interpreter, for tests).
+
+    >>> resolve_impl("auto", torch.device("cpu"))
+    'eager'
+    """
+    if impl not in IMPLS:
+        raise FlowkitError(f"impl should be one of {', '.join(IMPLS)}, got {impl!r}")
+    device = torch.device(device)
+    if impl == "eager" or (impl == "auto" and device.type != "cuda"):
+        return "eager"
+    module = _triton_module()
+    if impl == "auto":
+        return "eager" if module is None else "triton"
+    if module is None:
+        raise FlowkitError(
+            "impl 'triton' should have the triton package installed (pip install 'softnet-spotting[gpu]'), "
+            "got none that loads"
+        )
+    if device.type != "cuda" and not module.interpreted():
+        raise FlowkitError(
+            f"impl 'triton' should run on a CUDA device (or on the CPU with TRITON_INTERPRET=1 set before "
+            f"the first import), got {device}"
+        )
+    return "triton"
+
+
 class _Solver:
     """Per-level state of the whole batch, with the flow channels stacked.
 
@@ -84,12 +132,19 @@ class _Solver:
     them separately.
     """
 
-    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False):
+    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False, impl: str = "eager"):
         self.p = p
         self.l_t = p.lambda_ * p.theta
         self.taut = p.tau / p.theta
         self.use_gamma = p.gamma != 0
         self.early_stop = early_stop
+        self.median_fn = median_blur
+        self.fused = None
+        if impl == "triton":
+            from flowkit.flow.triton_tvl1 import FusedInner, median_blur_triton
+
+            self.median_fn = median_blur_triton
+            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut)
         if compile:
             self.iterate = torch.compile(self.iterate, dynamic=True)
 
@@ -173,6 +228,7 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
     median_filtering: int = 5,
     early_stop: str = "auto",
     compile: bool = False,
+    impl: str = "auto",
 ) -> torch.Tensor:
     """Dual TV-L1 flow from ``prev`` to ``nxt`` for a batch of pairs, as OpenCV computes it.
 
@@ -189,9 +245,14 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             on the device and computed for nothing; the host reads the mask once per outer
             iteration (30 inner iterations) and drops them then, so the CUDA queue is not
             drained every iteration. "auto": "compact" on the CPU, "masked" elsewhere.
-            Both give the same flow.
-        compile: run the inner iteration through ``torch.compile`` (fuses its ~25
+            Both give the same flow. With impl "triton" only "masked" (and "auto") exist.
+        compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.
+        impl: "auto", "eager" or "triton" (see ``resolve_impl``): how the inner iterations
+            and the median run. "auto" is "triton" on CUDA when triton is installed.
+
+    A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
+    halves, recursively, down to single pairs; each pair's flow does not depend on its batch.
 
     Returns:
         flow (B, 2, H, W) float32 on the input's device; channel 0 is u (x), 1 is v (y).
@@ -217,19 +278,47 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         raise FlowkitError(f"nscales should be >= 1, got {nscales}")
     if median_filtering > 1 and median_filtering not in (3, 5):
         raise FlowkitError(f"median_filtering should be 0, 1, 3 or 5, got {median_filtering}")
+    impl = resolve_impl(impl, i0.device)
     if early_stop == "auto":
-        early_stop = "compact" if i0.device.type == "cpu" else "masked"
+        early_stop = "compact" if i0.device.type == "cpu" and impl == "eager" else "masked"
     if early_stop not in ("compact", "masked"):
         raise FlowkitError(f"early_stop should be one of auto, compact, masked, got {early_stop!r}")
+    if impl == "triton" and early_stop != "masked":
+        raise FlowkitError(f"early_stop should be 'auto' or 'masked' with impl 'triton', got {early_stop!r}")
+    if impl == "triton" and compile:
+        raise FlowkitError("compile should be False with impl 'triton' (its kernels are fused already), got True")
+    return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl))
 
-    sizes = pyramid_sizes(h, w, nscales, scale_step)
+
+def _solve_halving(i0: torch.Tensor, i1: torch.Tensor, solver: _Solver) -> torch.Tensor:
+    """``_solve``, retried on two halves of the batch when the device runs out of memory."""
+    try:
+        return _solve(i0, i1, solver)
+    except torch.cuda.OutOfMemoryError:
+        if i0.shape[0] == 1:
+            raise
+    # Outside the except block: the exception's frames (and their tensors) are released.
+    if i0.is_cuda:
+        torch.cuda.empty_cache()
+    half = (i0.shape[0] + 1) // 2
+    warnings.warn(f"a batch of {i0.shape[0]} pairs did not fit in device memory; solving it in halves "
+                  f"of {half}", RuntimeWarning, stacklevel=3)
+    first = _solve_halving(i0[:half], i1[:half], solver)
+    return torch.cat((first, _solve_halving(i0[half:], i1[half:], solver)))
+
+
+def _solve(i0: torch.Tensor, i1: torch.Tensor, solver: _Solver) -> torch.Tensor:
+    """The coarse-to-fine driver over a validated batch (B, H, W) float32: flow (B, 2, H, W)."""
+    b, h, w = i0.shape
+    p = solver.p
+    scale_step = p.scale_step
+    sizes = pyramid_sizes(h, w, p.nscales, scale_step)
     i0s, i1s = [i0], [i1]
     for s in range(1, len(sizes)):
         both = resize_linear(torch.stack((i0s[-1], i1s[-1]), 1), sizes[s], (scale_step, scale_step))
         i0s.append(both[:, 0])
         i1s.append(both[:, 1])
 
-    solver = _Solver(p, early_stop, compile)
     hc, wc = sizes[-1]
     u = i0.new_zeros((b, 3 if solver.use_gamma else 2, hc, wc))
     for s in range(len(sizes) - 1, -1, -1):
@@ -258,7 +347,7 @@ def _median(solver, u) -> None:
     k = solver.p.median_filtering
     if k > 1:
         # OpenCV filters u1 and u2 only, never u3.
-        u[:, :2] = median_blur(u[:, :2], k)
+        u[:, :2] = solver.median_fn(u[:, :2], k)
 
 
 class _Working:
@@ -272,7 +361,8 @@ class _Working:
     def __init__(self, full, consts):
         self.full = full
         self.all_consts = consts
-        self.idx = None  # None: the working tensors are the full ones
+        self.idx = None  # None: the working tensors are the full ones; else host indices
+        self.idx_dev = None  # the same indices on the device
         self.state = full
         self.consts = consts
 
@@ -281,21 +371,25 @@ class _Working:
         return self.idx is not None and self.idx.numel() == 0
 
     def drop(self, keep: torch.Tensor) -> bool:
-        """Keep the working pairs where ``keep`` (n,) bool is True; True when none is left."""
+        """Keep the working pairs where ``keep`` (n,) bool is True; True when none is left.
+
+        The indices live on the host, so narrowing costs no device sync beyond reading ``keep``.
+        """
+        u = self.full[0]
         if self.idx is None:
-            u = self.full[0]
-            self.idx = torch.arange(u.shape[0], device=u.device)
+            self.idx = torch.arange(u.shape[0])
         else:
             self.write_back()
-        self.idx = self.idx[keep]
-        self.state = _select(self.full, self.idx)
-        self.consts = _select(self.all_consts, self.idx)
+        self.idx = self.idx[keep.cpu()]
+        self.idx_dev = self.idx.to(u.device)
+        self.state = _select(self.full, self.idx_dev)
+        self.consts = _select(self.all_consts, self.idx_dev)
         return self.idx.numel() == 0
 
     def write_back(self) -> None:
         if self.idx is not None:
             for t, c in zip(self.full, self.state):
-                t.index_copy_(0, self.idx, c)
+                t.index_copy_(0, self.idx_dev, c)
 
 
 def _run_warp(solver, state, consts, scaled_eps) -> None:
@@ -308,7 +402,7 @@ def _run_warp(solver, state, consts, scaled_eps) -> None:
       pairs leave at once (no wasted work; the read is free on the CPU).
     - "masked": inside an outer iteration stopped pairs are frozen by a mask on the device
       (their work is wasted, but nothing waits for the host); the host reads the mask once
-      per outer iteration and drops them then.
+      per outer iteration, its only sync there, and drops them then.
     """
     work = _Working(state, consts)
     for _ in range(solver.p.outer_iterations):
@@ -316,8 +410,9 @@ def _run_warp(solver, state, consts, scaled_eps) -> None:
         active = _inner_iterations(solver, work, scaled_eps)
         if work.empty:
             return
-        if active is not None and not bool(active.all()):
-            if work.drop(active.view(-1)):
+        if active is not None:
+            keep = active.view(-1).cpu()
+            if not bool(keep.all()) and work.drop(keep):
                 return
     work.write_back()
 
@@ -325,6 +420,8 @@ def _run_warp(solver, state, consts, scaled_eps) -> None:
 def _inner_iterations(solver, work: _Working, scaled_eps):
     """The inner iterations of one outer iteration. Returns the (n, 1, 1, 1) mask of the pairs
     still going ("masked"), or None ("compact", where stopped pairs have already left)."""
+    if solver.fused is not None:
+        return solver.fused.run(work.state, work.consts, scaled_eps, solver.p.inner_iterations)
     per_iteration = solver.early_stop == "compact"
     active = None
     for _ in range(solver.p.inner_iterations):

@@ -1,0 +1,299 @@
+"""One-shot GPU check of the torch TV-L1 solver: accuracy, determinism, speed and memory, as JSON.
+
+GPU time comes in runs of at most 10 minutes, on machines with torch and numpy but no OpenCV
+contrib, no zarr and no network, so everything it needs travels in one file made on the CPU by
+benchmarks/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
+run it writes, for each implementation ("eager", and "triton" when it loads):
+
+- ``accuracy``: end-point error (EPE) per pair against OpenCV and against the CPU torch solver,
+  with summaries per group (k6, k18, bench);
+- ``determinism``: whether a second solve is bitwise equal, and B=1 against in-batch results;
+- ``median``: time of the median step alone, old (unfold + torch.median) against the selection
+  network (eager) and the Triton kernel;
+- ``throughput``: pairs/s at B = 64, 256, 1024, 4096 (SPEC defaults; a size whose predicted time
+  does not fit the remaining budget is skipped and says so), with the peak memory per pixel;
+- ``profile``: the top kernels of one solve, with their launch counts and time shares.
+
+The JSON is rewritten after every section, so a run cut short keeps what it measured.
+
+Run on a GPU (see README, "Measuring on a GPU"):
+    python benchmarks/gpu_check.py --refs benchmarks/gpu_refs/flows.npz --out gpu_check.json
+and on the CPU, with tiny sizes, to exercise the code (tests/test_flow_torch.py does):
+    python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SPEC: dict = {}  # SPEC 2 defaults
+SMOKE = dict(nscales=1, warps=1, outer_iterations=1, inner_iterations=2)
+BATCHES = (64, 256, 1024, 4096)
+
+
+def _setup_triton_for_cpu(smoke: bool) -> None:
+    # On the CPU the Triton kernels run in Triton's interpreter, which must be chosen before
+    # triton is imported.
+    import torch
+
+    if smoke and not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def unshuffle_bytes(planes: np.ndarray) -> np.ndarray:
+    """uint8 (4, ...) byte planes (make_gpu_refs.shuffle_bytes) -> float32 (...)."""
+    return np.ascontiguousarray(np.moveaxis(planes, 0, -1)).view("<f4")[..., 0]
+
+
+def load_refs(path: Path | None, smoke: bool) -> dict:
+    """The reference pairs and flows; synthetic pairs without flows when there is no file."""
+    if path is not None and path.is_file():
+        z = np.load(path)
+        refs = {"prev": z["prev"], "nxt": z["nxt"], "group": z["group"].astype(str),
+                "opencv": unshuffle_bytes(z["opencv"]), "torch_cpu": unshuffle_bytes(z["torch_cpu"]),
+                "meta": json.loads(str(z["meta"]))}
+    else:
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 256, (8, 40, 40)).astype(np.float32)
+        smooth = (base + np.roll(base, 1, 1) + np.roll(base, 1, 2) + np.roll(base, (1, 1), (1, 2))) / 4
+        refs = {"prev": smooth[:, 4:36, 4:36].astype(np.uint8), "nxt": smooth[:, 5:37, 3:35].astype(np.uint8),
+                "group": np.array(["synthetic"] * 8), "opencv": None, "torch_cpu": None, "meta": {"synthetic": True}}
+    if smoke:  # tiny: 4 pairs, 24x24 crops (the flows cropped too: their EPE means nothing then)
+        crop = lambda a: None if a is None else a[:4, ..., :24, :24]  # noqa: E731
+        refs = {k: (crop(v) if k not in ("meta", "group") else v) for k, v in refs.items()}
+        refs["group"] = refs["group"][:4]
+    return refs
+
+
+class Check:
+    """Runs the sections against a time budget and keeps the report."""
+
+    def __init__(self, args):
+        import torch
+
+        self.torch = torch
+        self.args = args
+        self.t0 = time.perf_counter()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.params = SMOKE if args.smoke else SPEC
+        self.report: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "smoke": args.smoke,
+                             "params": self.params or "SPEC defaults", "sections_seconds": {}}
+        from flowkit.flow.torch_tvl1 import resolve_impl
+
+        self.impls = ["eager"]
+        try:
+            if resolve_impl("triton", self.device) == "triton":
+                self.impls.append("triton")
+        except Exception as err:  # noqa: BLE001 - a report, not a crash: say why triton is out
+            self.report["triton_unavailable"] = str(err)
+
+    def left(self) -> float:
+        return self.args.budget_s - (time.perf_counter() - self.t0)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def solve(self, prev, nxt, impl: str):
+        from flowkit.flow.torch_tvl1 import tvl1_torch
+
+        return tvl1_torch(prev, nxt, impl=impl, **self.params)
+
+    def timed(self, fn) -> float:
+        self.sync()
+        start = time.perf_counter()
+        fn()
+        self.sync()
+        return time.perf_counter() - start
+
+    def save(self) -> None:
+        self.report["elapsed_s"] = round(time.perf_counter() - self.t0, 2)
+        tmp = self.args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.report, indent=2))
+        tmp.replace(self.args.out)
+
+    def section(self, name: str, fn) -> None:
+        start = time.perf_counter()
+        try:
+            self.report[name] = fn()
+        except Exception as err:  # noqa: BLE001 - one failing section must not lose the others
+            self.report[name] = {"error": f"{type(err).__name__}: {err}"}
+        self.report["sections_seconds"][name] = round(time.perf_counter() - start, 2)
+        self.save()
+        print(f"{name}: {self.report['sections_seconds'][name]} s", file=sys.stderr)
+
+
+def _epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sqrt(((a - b) ** 2).sum(1)).mean(axis=(1, 2))
+
+
+def _summary(x: np.ndarray, groups: np.ndarray) -> dict:
+    return {g: {"mean": float(x[groups == g].mean()), "max": float(x[groups == g].max())} for g in np.unique(groups)}
+
+
+def environment(check: Check) -> dict:
+    torch = check.torch
+    info = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "device": torch.cuda.get_device_name() if check.device.type == "cuda" else platform.machine(),
+            "impls": check.impls}
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    return info
+
+
+def accuracy(check: Check, refs: dict) -> dict:
+    torch = check.torch
+    prev = torch.from_numpy(refs["prev"]).to(check.device)
+    nxt = torch.from_numpy(refs["nxt"]).to(check.device)
+    out = {"pairs": int(len(prev)), "groups": refs["group"].tolist()}
+    for impl in check.impls:
+        flow = check.solve(prev, nxt, impl).cpu().numpy()
+        row = {}
+        for ref in ("opencv", "torch_cpu"):
+            if refs[ref] is not None:
+                e = _epe(flow, refs[ref])
+                row[f"epe_vs_{ref}"] = {"per_pair": e.round(6).tolist(), "by_group": _summary(e, refs["group"])}
+        out[impl] = row
+    return out
+
+
+def determinism(check: Check, refs: dict) -> dict:
+    torch = check.torch
+    n = min(8, len(refs["prev"]))
+    prev = torch.from_numpy(refs["prev"][:n]).to(check.device)
+    nxt = torch.from_numpy(refs["nxt"][:n]).to(check.device)
+    out = {}
+    for impl in check.impls:
+        first, again = check.solve(prev, nxt, impl), check.solve(prev, nxt, impl)
+        alone = torch.cat([check.solve(prev[i : i + 1], nxt[i : i + 1], impl) for i in range(min(n, 3))])
+        in_batch = first[: len(alone)]
+        out[impl] = {"repeat_bitwise_equal": bool(first.equal(again)),
+                     "b1_vs_batch_bitwise_equal": bool(alone.equal(in_batch)),
+                     "b1_vs_batch_max_abs_px": float((alone - in_batch).abs().max())}
+    return out
+
+
+def _old_median(x, ksize: int = 5):
+    import torch.nn.functional as F
+
+    b, c, h, w = x.shape
+    r = ksize // 2
+    padded = F.pad(x, (r, r, r, r), mode="replicate")
+    return padded.unfold(2, ksize, 1).unfold(3, ksize, 1).reshape(b, c, h, w, ksize * ksize).median(dim=-1).values
+
+
+def median_timing(check: Check) -> dict:
+    from flowkit.flow.median import median_blur_torch
+
+    torch = check.torch
+    b, side = (4, 24) if check.args.smoke else (256, 128)
+    g = torch.Generator().manual_seed(0)
+    flow = torch.randn(b, 2, side, side, generator=g).to(check.device)
+    fns = {"old_unfold_median": _old_median, "eager_network": lambda x: median_blur_torch(x, 5)}
+    if "triton" in check.impls:
+        from flowkit.flow.triton_tvl1 import median_blur_triton
+
+        fns["triton"] = lambda x: median_blur_triton(x, 5)
+    ref = fns["eager_network"](flow)
+    out = {"batch": b, "size": side}
+    for name, fn in fns.items():
+        same = bool(fn(flow).equal(ref))
+        times = [check.timed(lambda f=fn: f(flow)) for _ in range(5)]
+        out[name] = {"median_ms": round(float(np.median(times)) * 1e3, 3), "equal_to_network": same}
+    return out
+
+
+def throughput(check: Check, refs: dict) -> dict:
+    torch = check.torch
+    bench = refs["group"] == "bench"
+    if not bench.any():
+        bench = np.ones(len(refs["group"]), bool)
+    a, b = refs["prev"][bench], refs["nxt"][bench]
+    batches = (2, 4) if check.args.smoke else BATCHES
+    out = {}
+    for impl in check.impls:
+        rows, rate = [], None
+        check.solve(torch.from_numpy(a[:2]).to(check.device), torch.from_numpy(b[:2]).to(check.device), impl)  # warm-up
+        for n in batches:
+            if rate is not None and n / rate > check.left() - 30:
+                rows.append({"batch": n, "skipped": f"predicted {n / rate:.0f} s, {check.left():.0f} s left"})
+                continue
+            reps = -(-n // len(a))
+            ta = torch.from_numpy(np.tile(a, (reps, 1, 1))[:n]).to(check.device)
+            tb = torch.from_numpy(np.tile(b, (reps, 1, 1))[:n]).to(check.device)
+            if check.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            seconds = check.timed(lambda: check.solve(ta, tb, impl))
+            rate = n / seconds
+            row = {"batch": n, "seconds": round(seconds, 3), "pairs_per_s": round(rate, 1)}
+            if check.device.type == "cuda":
+                peak = torch.cuda.max_memory_allocated() - base
+                row["peak_bytes_per_px"] = round(peak / (n * ta.shape[1] * ta.shape[2]), 1)
+            rows.append(row)
+        out[impl] = rows
+    return out
+
+
+def profile(check: Check, refs: dict) -> dict:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch = check.torch
+    n = 4 if check.args.smoke else 64
+    reps = -(-n // len(refs["prev"]))
+    ta = torch.from_numpy(np.tile(refs["prev"], (reps, 1, 1))[:n]).to(check.device)
+    tb = torch.from_numpy(np.tile(refs["nxt"], (reps, 1, 1))[:n]).to(check.device)
+    cuda = check.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    out = {"batch": n}
+    for impl in check.impls:
+        with torch_profile(activities=activities) as prof:
+            check.solve(ta, tb, impl)
+            check.sync()
+        events = [e for e in prof.key_averages() if (e.device_type.name == "CUDA") == cuda]
+        key = "device_time_total" if cuda else "self_cpu_time_total"
+        total = sum(getattr(e, key) for e in events) or 1
+        top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:12]
+        out[impl] = {"kernels_launched": int(sum(e.count for e in events)),
+                     "top": [{"name": e.key[:80], "count": int(e.count), "share": round(getattr(e, key) / total, 4)}
+                             for e in top]}
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--refs", type=Path, default=ROOT / "benchmarks" / "gpu_refs" / "flows.npz")
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to exercise the code on the CPU")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting new work after this")
+    args = parser.parse_args(argv)
+    _setup_triton_for_cpu(args.smoke)
+    refs = load_refs(args.refs, args.smoke)
+    check = Check(args)
+    check.report["refs"] = refs["meta"]
+    check.section("environment", lambda: environment(check))
+    check.section("accuracy", lambda: accuracy(check, refs))
+    check.section("determinism", lambda: determinism(check, refs))
+    check.section("median", lambda: median_timing(check))
+    check.section("throughput", lambda: throughput(check, refs))
+    check.section("profile", lambda: profile(check, refs))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The Triton kernels (the CUDA fast path of the torch TV-L1 solver) against the eager path.
+
+Without a GPU the kernels run on CPU tensors in Triton's interpreter: TRITON_INTERPRET=1 is set
+while ``flowkit.flow.triton_tvl1`` is imported (Triton reads it when a kernel is decorated) and
+restored at once, so no other test sees it. The interpreter runs programs one by one in numpy, so
+cases are small: a few iterations on images of a few hundred pixels.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("the gpu extra (triton) is not installed", allow_module_level=True)
+
+ON_CUDA = torch.cuda.is_available()
+# Triton reads TRITON_INTERPRET when it decorates a kernel, its own library's included (at
+# `import triton`), and again in imports it makes lazily at a first launch: it is set while
+# triton and the kernels are imported, and again around each test of this module (fixture below).
+INTERPRET = not ON_CUDA and "triton" not in sys.modules
+_previous = os.environ.get("TRITON_INTERPRET")
+if INTERPRET:
+    os.environ["TRITON_INTERPRET"] = "1"
+try:
+    from flowkit.flow import triton_tvl1  # noqa: E402
+finally:
+    if _previous is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _previous
+
+import cv2  # noqa: E402
+from flow_fixtures import FACE_VIDEO, face_pairs  # noqa: E402
+
+import flowkit.flow.torch_tvl1 as solver_mod  # noqa: E402
+from flowkit.flow.median import median_blur_torch  # noqa: E402
+from flowkit.flow.opencv_tvl1 import tvl1_opencv  # noqa: E402
+from flowkit.flow.params import TVL1Params  # noqa: E402
+from flowkit.flow.torch_tvl1 import tvl1_torch  # noqa: E402
+
+DEVICE = "cuda" if ON_CUDA else "cpu"
+pytestmark = pytest.mark.skipif(
+    not ON_CUDA and not triton_tvl1.interpreted(),
+    reason="triton was imported without TRITON_INTERPRET=1 before this module (no GPU to run it on)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _interpreter(monkeypatch):
+    if INTERPRET:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+SMALL = dict(nscales=2, warps=1, outer_iterations=2, inner_iterations=3)
+
+
+def _textures(b=2, h=21, w=26, seed=0):
+    """Smooth random frames and copies shifted by about a pixel: (prev, nxt) (b, h, w) float32."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((b, h + 8, w + 8)).astype(np.float32) * 255
+    smooth = np.stack([cv2.GaussianBlur(n, (0, 0), 1.5) for n in noise])
+    prev, nxt = smooth[:, 4 : 4 + h, 4 : 4 + w], smooth[:, 5 : 5 + h, 3 : 3 + w]
+    return torch.from_numpy(prev.copy()).to(DEVICE), torch.from_numpy(nxt.copy()).to(DEVICE)
+
+
+def _state(c=2, b=2, h=17, w=23, seed=1):
+    """A solver, the warp constants and a random (u, px, py) state, as mid-solve."""
+    g = torch.Generator().manual_seed(seed)
+    p = TVL1Params(gamma=0.1 if c == 3 else 0.0)
+    solver = solver_mod._Solver(p, "masked")
+    i0, i1 = (torch.rand(b, h, w, generator=g) * 255 for _ in range(2))
+    u = torch.randn(b, c, h, w, generator=g)
+    px, py = (torch.randn(b, c, h, w, generator=g) * 0.2 for _ in range(2))
+    consts = solver.warp(i0, i1, *solver_mod.centered_gradient(i1), u)
+    move = lambda ts: tuple(t.to(DEVICE).contiguous() for t in ts)  # noqa: E731
+    return solver, move((u, px, py)), move(consts)
+
+
+@pytest.mark.parametrize("ksize", [3, 5])
+def test_median_kernel_matches_cv2_bitwise(ksize):
+    rng = np.random.default_rng(ksize)
+    img = rng.normal(0, 2, (2, 3, 19, 22)).astype(np.float32)
+    img[0, 1] = rng.integers(-2, 3, (19, 22))  # ties
+    t = torch.from_numpy(img).to(DEVICE)
+    ref = np.stack([[cv2.medianBlur(c, ksize) for c in pair] for pair in img[:, :2]])
+    # The solver filters u[:, :2] of a 3-channel flow: a strided channel slice.
+    out = triton_tvl1.median_blur_triton(t[:, :2], ksize).cpu().numpy()
+    np.testing.assert_array_equal(out.view(np.int32), ref.view(np.int32))
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+@pytest.mark.parametrize("iterations", [1, 4])
+def test_fused_iterations_match_eager(channels, iterations):
+    solver, state, consts = _state(c=channels)
+    eager = tuple(t.clone() for t in state)
+    active = None
+    for _ in range(iterations):
+        err = solver.iterate(*eager, consts, active)
+        going = (err > 1e-12).view(-1, 1, 1, 1)
+        active = going if active is None else active & going
+    fused = triton_tvl1.FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut)
+    mask = fused.run(state, consts, 1e-12, iterations)
+    # float32 rounding only: FMA contraction, sqrt(x*x + y*y) for hypot, another sum order of
+    # the error. Values are ~1; after 4 iterations the differences are ~1e-7.
+    for a, b in zip(state, eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
+    assert mask.equal(active)
+
+
+def test_stopped_pairs_are_frozen():
+    solver, state, consts = _state()
+    before = tuple(t.clone() for t in state)
+    fused = triton_tvl1.FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut)
+    # An epsilon no change can pass: every pair stops after its first iteration, as in eager
+    # "masked" mode, whose first iteration still updates.
+    one = tuple(t.clone() for t in state)
+    fused.run(one, consts, float("inf"), 1)
+    mask = fused.run(state, consts, float("inf"), 3)
+    assert not mask.any()
+    for a, b, c in zip(state, one, before):
+        assert a.equal(b) and not a.equal(c)
+
+
+def test_solve_matches_eager():
+    prev, nxt = _textures()
+    eager = tvl1_torch(prev, nxt, impl="eager", early_stop="masked", **SMALL)
+    fused = tvl1_torch(prev, nxt, impl="triton", **SMALL)
+    # Six inner iterations, two medians, one resize: rounding stays ~1e-6 px.
+    torch.testing.assert_close(fused, eager, rtol=0, atol=1e-4)
+
+
+def test_deterministic_and_batch_independent():
+    prev, nxt = _textures(b=3)
+    first = tvl1_torch(prev, nxt, impl="triton", **SMALL)
+    again = tvl1_torch(prev, nxt, impl="triton", **SMALL)
+    assert first.equal(again)  # no atomics: the error sums run in a fixed order
+    alone = tvl1_torch(prev[1:2], nxt[1:2], impl="triton", **SMALL)
+    # The kernels are per pair; only the pyramid's batched matmuls may round differently.
+    torch.testing.assert_close(alone, first[1:2], rtol=0, atol=1e-5)
+
+
+def test_impl_choice():
+    assert solver_mod.resolve_impl("auto", DEVICE) == ("triton" if ON_CUDA else "eager")
+    assert solver_mod.resolve_impl("triton", DEVICE) == "triton"
+    prev, nxt = _textures(b=1)
+    with pytest.raises(Exception, match="early_stop should be 'auto' or 'masked'"):
+        tvl1_torch(prev, nxt, impl="triton", early_stop="compact", **SMALL)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent")
+def test_full_size_face_pair_matches_opencv():
+    # 128x128, SPEC's 5-level pyramid; fewer iterations than SPEC (the interpreter takes ~0.05 s
+    # a launch), the same for OpenCV. SPEC-default solves on many pairs: benchmarks/gpu_check.py.
+    a, b = face_pairs(6, (0,))
+    params = dict(warps=1, outer_iterations=2, inner_iterations=10)
+    out = tvl1_torch(torch.from_numpy(a).to(DEVICE), torch.from_numpy(b).to(DEVICE), impl="triton", **params)
+    ref = tvl1_opencv(a, b, **params)
+    epe = np.sqrt(((out.cpu().numpy() - ref) ** 2).sum(1)).mean()
+    assert epe <= 0.05  # the bound of test_matches_opencv_on_faces; measured ~5e-6 px
+
+
+def test_median_network_matches_the_eager_one():
+    flow = torch.randn(1, 2, 12, 13).to(DEVICE)
+    assert triton_tvl1.median_blur_triton(flow, 5).equal(median_blur_torch(flow, 5))
