@@ -69,13 +69,15 @@ def train_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bars."),
     restart: bool = typer.Option(False, "--restart", help="Train every fold again; without it, folds in OUT made "
                                  "with other settings are refused."),
+    backbone: str = typer.Option("softnet", "--backbone", help="Network to train: softnet (the paper's), "
+                                 "mobilenet_v2, resnet18, resnet50 or vgg16 (spotnet.models)."),
 ) -> None:
     """Leave-one-subject-out training and evaluation (resumes the folds in OUT made with the same settings)."""
     from spotnet.training import train_loso
 
     result = train_loso(store, expression=expression, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
                         p=p, seed=seed, subjects=subjects or None, device=device, progress=not no_progress,
-                        control=control, restart=restart)
+                        control=control, restart=restart, backbone=backbone)
     typer.echo(result.format_table())
     typer.echo(f"report: {out / 'report.html'}")
 

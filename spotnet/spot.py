@@ -79,7 +79,7 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
     Raises:
         SpotnetError: the store lacks a model's k, or its features are incomplete.
     """
-    from spotnet.training import predict_video
+    from spotnet.inference import cpu_threads, model_threads, predict_video
 
     ks = store_ks(store_path)
     out, scores = [], {}
@@ -92,7 +92,8 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
                 f"extract the videos again with --k {k}"
             )
         for v in list_videos(store_path, k, only=None if only is None else only.get(k, set())):
-            s = predict_video(group, store_path, v)  # features read once for the whole ensemble
+            with model_threads(cpu_threads(group)):
+                s = predict_video(group, store_path, v)  # features read once for the whole ensemble
             scores[(kind, v.video)] = s
             out += spot_video(s, v, kind, p=p)
     return (out, scores) if return_scores else out

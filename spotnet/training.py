@@ -1,8 +1,9 @@
-"""Leave-one-subject-out training of SOFTNet on a flowkit store (SPEC sections 6-8).
+"""Leave-one-subject-out training of SOFTNet (or another registered backbone) on a flowkit store
+(SPEC sections 6-8).
 
-Recipe per fold: re-initialised SOFTNet (Keras defaults), SGD without momentum, MSE, batch 12,
-10 epochs, fixed seeds; then every window of the held-out videos is scored and spotted with
-that type's k. Outputs under ``out_dir``::
+Recipe per fold: re-initialised SOFTNet (Keras defaults; ``--backbone`` picks another network),
+SGD without momentum, MSE, batch 12, 10 epochs, fixed seeds; then every window of the held-out
+videos is scored and spotted with that type's k. Outputs under ``out_dir``::
 
     folds/<type>/<subject>.pt    checkpoint (metadata: recipe, k, fold, expression, metrics)
     scores/<type>/<video>.npy    raw window scores of the held-out video
@@ -19,13 +20,13 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from flowkit.atomic import atomic_write
@@ -38,11 +39,11 @@ from spotnet.dataset import (
     loso_folds,
     open_store,
     training_index,
-    video_windows,
 )
 from spotnet.errors import SpotnetError
 from spotnet.evaluation import EvalInterval, evaluate, write_intervals_csv
-from spotnet.model import SOFTNet
+from spotnet.inference import predict_video
+from spotnet.models import build_model, get_spec
 from spotnet.spotting import spot_video
 
 __all__ = ["EXPRESSIONS", "Recipe", "predict_video", "train_fold", "train_loso"]
@@ -75,29 +76,12 @@ def _deterministic(threads: int | None):
         torch.set_num_threads(previous_threads)
 
 
-def predict_video(model: SOFTNet | Sequence[SOFTNet], store_path, video, *, device="cpu",
-                  batch_size: int = 256) -> np.ndarray:
-    """(n_windows,) float32 raw scores of every window of one video, in window order.
-
-    ``model`` may be a list of models (an ensemble): each batch of (B, 3, 42, 42) features is
-    read once and fed to every model, and the models' scores are averaged window by window.
-    """
-    models = [m.eval() for m in (model if isinstance(model, Sequence) else [model])]
-    outs: list[list[np.ndarray]] = [[] for _ in models]
-    with torch.no_grad():
-        for x in video_windows(store_path, video, batch_size=batch_size):
-            x = x.to(device)
-            for m, out in zip(models, outs):
-                out.append(m(x).cpu().numpy())
-    scores = [np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32) for out in outs]
-    return scores[0] if len(scores) == 1 else np.mean(scores, axis=0)
-
-
 @dataclass(frozen=True)
 class Recipe:
     """One fold's training recipe (SPEC 6 defaults): SGD without momentum, MSE, fixed seed.
 
     label_kind: pseudo-label shape (:func:`spotnet.labels.pseudo_labels`), "unit" as released.
+    backbone: the network, a name of :func:`spotnet.models.list_models` ("softnet" as released).
     """
 
     epochs: int = 10
@@ -105,26 +89,27 @@ class Recipe:
     lr: float = 5e-4
     seed: int = 0
     label_kind: str = "unit"
+    backbone: str = "softnet"
 
     def metadata(self, expression: str) -> dict:
         """The recipe as recorded in each checkpoint."""
-        return {"loss": "mse", "optimizer": "sgd", "momentum": 0.0, "lr": self.lr, "batch_size": self.batch_size,
+        return {"backbone": self.backbone, "loss": "mse", "optimizer": "sgd", "momentum": 0.0, "lr": self.lr,
+                "batch_size": self.batch_size,
                 "epochs": self.epochs, "seed": self.seed, "label_kind": self.label_kind,
                 "downsample": "drop int(max_class_count/2) label-0",
                 "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none"}
 
 
 def train_fold(store_path, videos, train, expression, *, recipe: Recipe = Recipe(), device="cpu",
-               progress=False, desc="") -> SOFTNet:
-    """Train one fold's SOFTNet from scratch on the training videos ``train`` (indices)."""
+               progress=False, desc="") -> nn.Module:
+    """Train one fold's model (``recipe.backbone``) from scratch on the training videos ``train`` (indices)."""
     _seed_all(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     index, labels, codes = training_index(videos, train, expression, rng=rng, label_kind=recipe.label_kind)
     data = WindowDataset(store_path, videos, index, labels, codes, seed=recipe.seed)
     sampler = ChunkShuffleSampler(data, seed=recipe.seed)
     loader = DataLoader(data, batch_size=recipe.batch_size, sampler=sampler, num_workers=0)
-    model = SOFTNet()
-    model.reset_parameters()
+    model = build_model(recipe.backbone)  # freshly initialised, from the seeded generator
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.0)
     loss_fn = torch.nn.MSELoss()
@@ -237,6 +222,8 @@ def _check_resumable(run: _Run, plans: list[_TypePlan]) -> None:
                 _, meta = load_checkpoint(ckpt)
             except SpotnetError:
                 continue  # unreadable: trained again
+            if isinstance(meta.get("recipe"), dict):
+                meta["recipe"].setdefault("backbone", "softnet")  # folds trained before backbones existed
             diff = _differences(meta, _fold_identity(run, plan, fold))
             if diff:
                 raise SpotnetError(
@@ -313,8 +300,9 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     label_kind: str = "unit",
     control: str | None = None,
     report: bool = True,
-    threads: int | None = 1,
+    threads: int | None = None,
     restart: bool = False,
+    backbone: str = "softnet",
 ):
     """Leave-one-subject-out training and evaluation on a flowkit feature store.
 
@@ -331,8 +319,10 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         control: None, or "random" to replace the model by uniform random scores (a sanity
             baseline: its F1 should be near 0).
         report: also write plots/ and report.html.
-        threads: torch CPU threads while training (default 1, fastest for this small model;
-            None keeps torch's setting).
+        threads: torch CPU threads while training; None follows the backbone
+            (:func:`spotnet.inference.cpu_threads`: 1 for SOFTNet, every core for the others).
+        backbone: the network to train (:func:`spotnet.models.list_models`), recorded in each
+            checkpoint; "softnet" as released.
         restart: train every fold again, even those that ``out_dir`` already holds. Without it, a
             fold in ``out_dir`` made with another recipe, k, TV-L1 setting or video split is
             refused before anything is trained.
@@ -346,13 +336,16 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         raise SpotnetError(f"control should be 'random' or None, got {control!r}")
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise SpotnetError(f"epochs and batch size should be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
+    spec = get_spec(backbone)  # an unknown backbone is refused before anything is written
     open_store(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise SpotnetError(f"run folder {out} should be writable, got a folder this user cannot write to")
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind), p, device,
+    if threads is None:
+        threads = spec.cpu_threads
+    run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind, backbone), p, device,
                tuple(subjects) if subjects else None, progress, control, restart)
     # Every type's folds and every resumed fold are checked before the first fold trains.
     plans = [_plan_type(run, kind) for kind in (("macro", "micro") if expression == "all" else (expression,))]

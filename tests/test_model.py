@@ -111,10 +111,10 @@ def test_checkpoint_roundtrip(tmp_path):
     path = tmp_path / "m.pt"
     save_model(model, path, metadata=meta)
     raw = torch.load(path, weights_only=True)  # must not need pickle
-    assert raw["format_version"] == 2
+    assert raw["format_version"] == 3 and raw["architecture"] == "softnet"
     loaded, got = load_checkpoint(path)
     assert not loaded.training
-    assert got == {**meta, "n_params": 314_817, "format_version": 2}
+    assert got == {**meta, "n_params": 314_817, "format_version": 3}
     x = torch.rand(3, 3, 42, 42)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), loaded(x))
