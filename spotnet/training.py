@@ -42,7 +42,7 @@ from spotnet.dataset import (
 )
 from spotnet.errors import SpotnetError
 from spotnet.evaluation import EvalInterval, evaluate, write_intervals_csv
-from spotnet.inference import predict_video
+from spotnet.inference import model_threads, predict_video
 from spotnet.models import build_model, get_spec
 from spotnet.spotting import spot_video
 
@@ -60,20 +60,17 @@ def _seed_all(seed: int) -> None:
 
 @contextmanager
 def _deterministic(threads: int | None):
-    # SOFTNet's layers are tiny: on a busy 2-core CPU, intra-op threading made a batch of 12
-    # 60x slower (0.3 s vs 5 ms), and one thread also fixes the reduction order.
-    # cuBLAS is only deterministic with a fixed workspace; this must be set before its first use.
+    # A fixed thread count also fixes the reduction order (spotnet.inference.cpu_threads says
+    # why SOFTNet gets one). cuBLAS is only deterministic with a fixed workspace, set before its
+    # first use.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     previous = torch.are_deterministic_algorithms_enabled()
-    previous_threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if threads:
-        torch.set_num_threads(threads)
     try:
-        yield
+        with model_threads(threads):
+            yield
     finally:
         torch.use_deterministic_algorithms(previous)
-        torch.set_num_threads(previous_threads)
 
 
 @dataclass(frozen=True)
