@@ -383,12 +383,18 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
         assert report["median"]["eager_network"]["equal_to_network"]
 
 
-def test_extract_checks_flow_impl_once():
-    from flowkit.extract import _check_flow_impl
+def test_extract_checks_flow_impl_before_anything_is_written(tmp_path):
+    """A bad --flow-impl is refused by extract() itself, before the store is created."""
+    import cv2
 
-    assert _check_flow_impl("auto", "opencv", None) == "auto"
-    assert _check_flow_impl("eager", "torch", torch.device("cpu")) == "eager"
+    from flowkit.extract import extract
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"img{i + 1}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
     with pytest.raises(FlowkitError, match="flow_impl should be 'auto' with the opencv backend"):
-        _check_flow_impl("triton", "opencv", None)
+        extract([folder], tmp_path / "a.zarr", ks=[1], flow_backend="opencv", flow_impl="triton", progress=False)
     with pytest.raises(FlowkitError, match="impl should be one of"):
-        _check_flow_impl("fast", "torch", None)
+        extract([folder], tmp_path / "b.zarr", ks=[1], flow_backend="torch", flow_impl="fast", progress=False)
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
