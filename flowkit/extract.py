@@ -39,7 +39,8 @@ from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["extract", "ExtractionReport", "ExtractionSettings", "VideoResult", "FAST_TVL1", "TEST_TVL1"]
+__all__ = ["extract", "resolve_settings", "ExtractionReport", "ExtractionSettings", "VideoResult", "FAST_TVL1",
+           "TEST_TVL1"]
 
 #: A reduced TV-L1 preset for demos (``flowkit extract --fast``): 3 scales, 2 warps, 10 inner and
 #: 2 outer iterations instead of OpenCV's 5/5/30/10. Not SPEC-exact; roughly 5-7x faster.
@@ -383,23 +384,17 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     Raises:
         FlowkitError: bad arguments, an unusable store, or a store locked by another writer.
     """
-    from flowkit.flow import resolve_backend
-    from flowkit.flow.params import check_params
     from flowkit.landmarks import make_landmarker
 
     t_start = time.perf_counter()
-    params = check_params(dict(flow_params or {})).to_dict()
-    backend, dev = resolve_backend(flow_backend, device, gpu)
-    if chunk_windows < 1:
-        raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
+    settings = resolve_settings(flow_backend=flow_backend, device=device, gpu=gpu, flow_params=flow_params,
+                                flow_impl=flow_impl, workers=workers, chunk_windows=chunk_windows,
+                                batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
     videos = _as_inputs(inputs)
     if not videos:
         raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")
     report = ExtractionReport(store=Path(store_path))
     by_video, ks, kbt = _annotation_setup(annotations, videos, ks, report)
-    settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
-                         batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
-    settings = replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev))
 
     store = FeatureStore(store_path, mode="a")
     landmarker = None
@@ -407,8 +402,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     try:
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
-        kwargs = {"model_path": model_path} if landmark_backend == "mediapipe" else {}
-        landmarker = make_landmarker(landmark_backend, **kwargs)
+        landmarker = make_landmarker(landmark_backend, model_path=model_path)
         executor = _make_executor(settings.workers, settings.threaded)
         bars = ProgressBars(progress, len(videos), estimated_pairs(videos, store, ks) if progress else {})
         for video in videos:
@@ -456,6 +450,37 @@ def _settings(backend: str, dev, params: dict, *, workers: int | None, chunk_win
         threaded=threaded,
         landmark_backend=landmark_backend,
     )
+
+
+def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extract(), resolved in one place
+    *,
+    flow_backend: str = "auto",
+    device=None,
+    gpu: bool = False,
+    flow_params: dict | None = None,
+    flow_impl: str = "auto",
+    workers: int | None = None,
+    chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
+    batch_windows: int | None = None,
+    save_flow: bool = False,
+    landmark_backend: str = "mediapipe",
+) -> ExtractionSettings:
+    """The checked :class:`ExtractionSettings` of :func:`extract`'s options (see its docstring), for
+    extract itself and for anything else that solves windows the same way (``spotnet live``).
+
+    Raises:
+        FlowkitError: a bad TV-L1 parameter, backend, device, implementation or count.
+    """
+    from flowkit.flow import resolve_backend
+    from flowkit.flow.params import check_params
+
+    params = check_params(dict(flow_params or {})).to_dict()
+    backend, dev = resolve_backend(flow_backend, device, gpu)
+    if chunk_windows < 1:
+        raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
+    settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
+                         batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
+    return replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev))
 
 
 def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
