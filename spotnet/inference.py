@@ -13,7 +13,7 @@ from torch import nn
 
 from spotnet.dataset import video_windows
 
-__all__ = ["cpu_threads", "model_threads", "predict_video"]
+__all__ = ["cpu_threads", "ensemble_scores", "model_threads", "predict_video"]
 
 
 def cpu_threads(models: Sequence[nn.Module]) -> int | None:
@@ -38,6 +38,14 @@ def model_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def ensemble_scores(models: Sequence[nn.Module], x: torch.Tensor) -> np.ndarray:
+    """(B,) float32 scores of (B, 3, 42, 42) min-max normalised windows ``x``, averaged over
+    ``models`` window by window (one model: its scores)."""
+    with torch.no_grad():
+        scores = [m(x).cpu().numpy().astype(np.float32) for m in models]
+    return scores[0] if len(scores) == 1 else np.mean(scores, axis=0)
+
+
 def predict_video(model: nn.Module | Sequence[nn.Module], store_path, video, *, device="cpu",
                   batch_size: int = 256) -> np.ndarray:
     """(n_windows,) float32 raw scores of every window of one video, in window order.
@@ -46,11 +54,5 @@ def predict_video(model: nn.Module | Sequence[nn.Module], store_path, video, *, 
     read once and fed to every model, and the models' scores are averaged window by window.
     """
     models = [m.eval() for m in (model if isinstance(model, Sequence) else [model])]
-    outs: list[list[np.ndarray]] = [[] for _ in models]
-    with torch.no_grad():
-        for x in video_windows(store_path, video, batch_size=batch_size):
-            x = x.to(device)
-            for m, out in zip(models, outs):
-                out.append(m(x).cpu().numpy())
-    scores = [np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32) for out in outs]
-    return scores[0] if len(scores) == 1 else np.mean(scores, axis=0)
+    batches = [ensemble_scores(models, x.to(device)) for x in video_windows(store_path, video, batch_size=batch_size)]
+    return np.concatenate(batches) if batches else np.zeros(0, np.float32)

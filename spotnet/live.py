@@ -103,11 +103,10 @@ class _Scorer:
     def scores(self, kind: str, features: np.ndarray) -> np.ndarray:
         import torch
 
+        from spotnet.inference import ensemble_scores
         from spotnet.normalize import minmax_normalize
 
-        x = minmax_normalize(torch.from_numpy(features)).to(self.device)
-        with torch.no_grad():
-            return np.mean([m(x).cpu().numpy() for m in self.models[kind][1]], axis=0)
+        return ensemble_scores(self.models[kind][1], minmax_normalize(torch.from_numpy(features)).to(self.device))
 
 
 def run_live(checkpoints, source, *, options: LiveOptions = LiveOptions(), realtime: bool = False,  # noqa: PLR0913 - the run's inputs, its two callbacks and the extraction options of flowkit extract
@@ -223,26 +222,21 @@ class _LiveRun:
 
 def _setup(models: dict, source, options: LiveOptions, realtime: bool, extract_options: dict):
     from flowkit.errors import FlowkitError
-    from flowkit.extract import ExtractionSettings
-    from flowkit.flow import resolve_backend
-    from flowkit.flow.params import check_params
+    from flowkit.extract import resolve_settings
     from flowkit.landmarks import make_landmarker
     from flowkit.live import FaceTracking, LiveExtractor, open_stream
 
     recorded = [m.flow_params for _, group in models.values() for m in group if getattr(m, "flow_params", None)]
     try:
-        params = check_params(dict(recorded[0] if recorded else {})).to_dict()
-        backend, dev = resolve_backend(extract_options.get("flow_backend", "auto"), extract_options.get("device"),
-                                       extract_options.get("gpu", False))
+        settings = resolve_settings(
+            flow_backend=extract_options.get("flow_backend", "auto"), device=extract_options.get("device"),
+            gpu=extract_options.get("gpu", False), flow_params=recorded[0] if recorded else None,
+            flow_impl=extract_options.get("flow_impl", "auto"), workers=1, chunk_windows=options.batch,
+            batch_windows=options.batch, landmark_backend=extract_options.get("landmark_backend", "mediapipe"))
         stream = open_stream(source, realtime=realtime)
-        landmark_backend = extract_options.get("landmark_backend", "mediapipe")
-        kwargs = {"model_path": extract_options.get("model_path")} if landmark_backend == "mediapipe" else {}
-        landmarker = make_landmarker(landmark_backend, **kwargs)
+        landmarker = make_landmarker(settings.landmark_backend, model_path=extract_options.get("model_path"))
     except FlowkitError as exc:
         raise SpotnetError(str(exc)) from None
-    settings = ExtractionSettings(backend=backend, device=dev, backend_name=backend, params=params, save_flow=False,
-                                  chunk_windows=options.batch, batch_windows=options.batch, workers=1, threaded=False,
-                                  landmark_backend=landmark_backend, flow_impl=extract_options.get("flow_impl", "auto"))
     extractor = LiveExtractor([k for k, _ in models.values()], landmarker=landmarker, settings=settings,
                               fps=stream.fps, batch=options.batch, tracking=FaceTracking(no_face_s=options.no_face_s))
-    return stream, extractor, _Scorer(models, dev if backend == "torch" else None)
+    return stream, extractor, _Scorer(models, settings.device if settings.backend == "torch" else None)
