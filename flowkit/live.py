@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from flowkit.crop import clamp_box, crop_face, crop_landmarks
 from flowkit.errors import FlowkitError
 
 __all__ = ["FaceTracking", "LiveStream", "LiveWindows", "LiveExtractor", "open_stream"]
@@ -162,7 +163,7 @@ class LiveExtractor:
             seg = self._lock(index, frame)
             if seg is None:
                 return out
-        crop = _crop(frame, seg.box)
+        crop = crop_face(frame, seg.box)
         seg.crops.append((seg.n, crop))
         seg.n += 1
         while len(seg.crops) > self.ks[-1] + 1 + 2 * self.batch:  # what pending windows may still need
@@ -182,7 +183,6 @@ class LiveExtractor:
 
     # ------------------------------------------------------------------ segments
     def _lock(self, index: int, frame: np.ndarray) -> _Segment | None:
-        from flowkit.crop import clamp_box, crop_landmarks
 
         face = self.landmarker.detect(frame)
         if face is None:
@@ -193,7 +193,7 @@ class LiveExtractor:
         self._last_face = index
         h, w = frame.shape[:2]
         box = clamp_box(face.box, w, h)
-        landmarks, _ = crop_landmarks(self.landmarker, _crop(frame, box), reference=face, frame_shape=frame.shape)
+        landmarks, _ = crop_landmarks(self.landmarker, crop_face(frame, box), reference=face, frame_shape=frame.shape)
         self.segment = _Segment(self._segments, index, box, np.asarray(landmarks, np.float32),
                                 pending={k: 0 for k in self.ks})
         self._segments += 1
@@ -232,9 +232,3 @@ class LiveExtractor:
             seg.pending[k] = b
         self.pairs += len(prev)
         return out
-
-
-def _crop(frame: np.ndarray, box) -> np.ndarray:
-    from flowkit.crop import crop_face
-
-    return crop_face(frame, box)
