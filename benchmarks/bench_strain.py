@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,15 +70,6 @@ RTOL = ATOL = 1e-6
 _MEDIANS: dict[str, tuple[float, float]] = {}  # (wall, CPU) seconds per pair, from the cases of this run
 
 
-def _commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True)
-        return done.stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
 def _info(benchmark, **extra) -> None:
     benchmark.extra_info.update(
         device="cpu",
@@ -88,7 +78,6 @@ def _info(benchmark, **extra) -> None:
         torch=torch.__version__,
         opencv=cv2.__version__,
         numpy=np.__version__,
-        commit=_commit(),
         load_avg_1min=os.getloadavg()[0],
         **extra,
     )

@@ -6,6 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
@@ -39,3 +41,16 @@ def face_pairs(k: int, starts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
     frames = face_frames(max(starts) + k + 1)
     idx = np.asarray(starts)
     return frames[idx].copy(), frames[idx + k].copy()
+
+
+#: Torch devices for parametrised flow tests: the CPU always, CUDA where present (marked, skipped with a reason).
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ],
+    ),
+]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import FACE_VIDEO, face_frames, face_pairs
+from flow_fixtures import DEVICES, FACE_VIDEO, face_frames, face_pairs
 
 from flowkit.errors import FlowkitError
 from flowkit.flow.median import median_blur, median_blur_torch
@@ -15,16 +15,6 @@ from flowkit.flow.pyramid import pyramid_sizes, resize_linear
 from flowkit.flow.remap import remap_cubic
 from flowkit.flow.torch_tvl1 import centered_gradient, divergence, forward_gradient, tvl1_torch
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-        ],
-    ),
-]
 needs_video = pytest.mark.skipif(
     not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent"
 )

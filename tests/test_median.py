@@ -8,21 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import FACE_VIDEO, face_pairs
+from flow_fixtures import DEVICES, FACE_VIDEO, face_pairs
 
 from flowkit.flow.median import median_blur, median_blur_torch, median_network, sorting_network
 from flowkit.flow.opencv_tvl1 import tvl1_opencv
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-        ],
-    ),
-]
 
 
 @pytest.fixture
