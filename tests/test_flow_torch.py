@@ -15,6 +15,8 @@ from flowkit.flow.pyramid import pyramid_sizes, resize_linear
 from flowkit.flow.remap import remap_cubic
 from flowkit.flow.torch_tvl1 import centered_gradient, divergence, forward_gradient, tvl1_torch
 
+# GPU images often carry opencv-python-headless, which has no contrib modules.
+needs_optflow = pytest.mark.skipif(not hasattr(cv2, "optflow"), reason="cv2.optflow (opencv-contrib) is absent")
 needs_video = pytest.mark.skipif(
     not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent"
 )
@@ -151,6 +153,7 @@ def _texture_pairs():
     return to_u8(prev), to_u8(tex.transpose(2, 0, 1))
 
 
+@needs_optflow
 @pytest.mark.parametrize("device", DEVICES)
 def test_matches_opencv_on_textures(device):
     prev, nxt = _texture_pairs()
@@ -171,6 +174,7 @@ def test_matches_opencv_on_textures(device):
 STABLE_PAIRS = {6: (0, 10, 50), 18: (0, 110)}
 
 
+@needs_optflow
 @needs_video
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
@@ -197,6 +201,7 @@ def _synthetic_pair():
     return prev[None], base[None], truth
 
 
+@needs_optflow
 @needs_video
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
@@ -236,6 +241,7 @@ def test_early_stop_modes_agree(device):
     assert epe(compact.cpu(), masked.cpu()).max() <= 1e-3
 
 
+@needs_optflow
 @needs_video
 def test_gamma_matches_opencv():
     a, b = face_pairs(6, (0,))
@@ -246,6 +252,7 @@ def test_gamma_matches_opencv():
     assert epe(out, ref).max() <= 0.05
 
 
+@needs_optflow
 @needs_video
 @pytest.mark.slow
 def test_cuda_code_path_on_the_cpu(monkeypatch):

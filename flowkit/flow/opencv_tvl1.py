@@ -41,6 +41,9 @@ def create_solver(params):
     """One ``cv2.optflow.DualTVL1OpticalFlow`` object configured from ``TVL1Params``."""
     import cv2
 
+    if not hasattr(cv2, "optflow"):
+        raise FlowkitError(f"the opencv backend needs cv2.optflow (opencv-contrib-python); "
+                           f"this OpenCV {cv2.__version__} has no contrib modules")
     return cv2.optflow.DualTVL1OpticalFlow_create(
         tau=params.tau,
         lambda_=params.lambda_,
