@@ -13,7 +13,7 @@ $(BIN)/activate: pyproject.toml
 	# torch and torchvision first, pinned as a pair (PyPI's torchvision does not import beside the
 	# torch 2.13.0 CPU wheel); a bare or open-ended torch would pull the newest multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev,dlib,demo]'
+	$(BIN)/python -m pip install -q -e '.[dev,dlib,demo,dask]'
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate

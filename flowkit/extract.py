@@ -1,25 +1,28 @@
-"""The extraction pipeline: sources -> reference face -> 128x128 crops -> TV-L1 -> features -> store.
+"""The extraction driver: inputs -> prepared videos -> work units on an engine -> complete store.
 
-Per video (SPEC 1-4):
+Per run (SPEC 1-4):
 
-1. A first pass decodes the video to find the reference frame (the first with a face) and to
-   count the frames (container headers can be wrong). A rerun reuses what the store recorded.
-2. The landmarks are found again on the crop of frame 0 (falling back to the reference face's
-   points mapped into the crop).
-3. A second pass crops every frame with the reference box and keeps a rolling buffer of
-   ``max(k) + chunk`` crops, so a long video is never held in memory. Window i pairs crops i and
-   i + k. Batches of windows go to worker processes (TV-L1 + features); the main process decodes,
-   crops and is the only writer of the store. This pass lives in :mod:`flowkit.second_pass`.
+1. Prepare each video (here, in the driver): the reference frame is the first with a face
+   (frames up to it are decoded; they are decoded once more by their unit); the frame count
+   comes from the folder listing or the video's packet index (:mod:`flowkit.video_index`), not
+   from a decode pass; the crop box and the crop landmarks of frame 0. A rerun reuses what the
+   store recorded.
+2. Plan (:func:`flowkit.plan.plan_units`, pure): the chunks still to compute, cut into units of
+   about ``unit_windows`` windows of one video, for every k at once.
+3. Run the units on an engine (:mod:`flowkit.engines`): inline, a local process pool (CPU), a
+   batched solver fed by decoder processes (torch, CUDA), or Dask. Workers decode their own
+   frames once (plus max(k) frames of overlap), solve, and write whole chunks.
+4. The driver alone writes metadata: a video whose frames could not be found by seeking is
+   read sequentially in a second round; a count that differs from the plan resizes its arrays;
+   then ``complete`` is set per (video, k).
 
 Resume: complete (video, k) pairs are skipped and only chunks whose ``written`` flag is false
 are computed again. The computation is deterministic, so a resumed store equals an
-uninterrupted one.
+uninterrupted one, whichever engine computed it.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import os
 import time
 import warnings
@@ -27,14 +30,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.progress import ProgressBars, estimated_pairs
-from flowkit.second_pass import ChunkAssembler, plan_tasks, stream_windows
+from flowkit.plan import VideoWork, plan_units
+from flowkit.progress import ProgressBars
 from flowkit.sources import DATA_ERRORS
 from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
+from flowkit.units import UnitTask, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -49,8 +52,10 @@ FAST_TVL1 = {"nscales": 3, "warps": 2, "inner_iterations": 10, "outer_iterations
 TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations": 1}
 
 # A video failing with one of these is reported and the others go on; anything else is a bug.
-# flowkit.progress keeps the same set for its estimates.
 _FAILURE_ERRORS = DATA_ERRORS
+#: Windows per work unit by default (4 chunks of 64): a unit re-decodes max(k) frames of overlap
+#: and, for video files, the frames from the keyframe before it, so units are not much shorter.
+DEFAULT_UNIT_WINDOWS = 256
 
 
 #: Headers of healthy files are estimates: the shared no_face.mp4 announces 98 frames and decodes
@@ -83,6 +88,7 @@ class ExtractionReport:
     pairs: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    engine: dict = field(default_factory=dict)
 
     @property
     def failures(self) -> list[VideoResult]:
@@ -133,70 +139,41 @@ class ExtractionSettings:
     threaded: bool
     landmark_backend: str
     flow_impl: str = "auto"
+    unit_windows: int = DEFAULT_UNIT_WINDOWS
+    decoders: int = 1
+    unit_threads: int | None = None
 
+    @property
+    def on_gpu(self) -> bool:
+        from flowkit.flow.backend import backend_info
 
-# ---------------------------------------------------------------------- workers
-def _init_worker(driver_pid: int) -> None:
-    import torch
+        return backend_info(self.backend).on_gpu(self.device)
 
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    _exit_with_driver(driver_pid)
+    def solve(self, prev: np.ndarray, nxt: np.ndarray):
+        """TV-L1 of (B, H, W) uint8 pairs with this run's backend: (B, 2, H, W), a tensor on
+        ``device`` for torch, else numpy."""
+        from flowkit.flow import tvl1
+        from flowkit.flow.backend import backend_info
 
+        info = backend_info(self.backend)
+        if info.takes_tensors:
+            import torch
 
-def _exit_with_driver(driver_pid: int, period_s: float = 0.5) -> None:
-    """End this worker soon after the driver process dies, even by SIGKILL.
+            dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
+            prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
+        impl = {"impl": self.flow_impl} if info.has_impls else {}
+        return tvl1(prev, nxt, backend=self.backend, device=self.device, **impl, **self.params)
 
-    A worker's parent is the forkserver, not the driver, so a parent-death signal would not see
-    the driver go; a daemon thread polls the driver's pid instead (any POSIX system).
-    """
-    import threading
+    def limit_threads(self) -> None:
+        """In a worker that shares the machine with others, one OpenCV and one torch thread."""
+        if self.unit_threads is None:
+            return
+        import cv2
+        import torch
 
-    def watch() -> None:
-        while True:
-            time.sleep(period_s)
-            try:
-                os.kill(driver_pid, 0)
-            except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user)
-                os._exit(1)  # nothing to clean up: the driver was the only writer
-
-    threading.Thread(target=watch, name="flowkit-driver-watch", daemon=True).start()
-
-
-class _InlineExecutor:
-    """The executor interface, running each task at submit time (workers <= 1, GPU backends)."""
-
-    def submit(self, fn, *args):
-        fut: cf.Future = cf.Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:  # delivered to the caller through the future, like a pool
-            fut.set_exception(exc)
-        return fut
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        pass
-
-
-def _make_executor(workers: int, threaded: bool):
-    if threaded:
-        # One thread runs the batched solver (on the GPU, or with torch's own threads on the CPU)
-        # while the main thread decodes and crops the next frames: OpenCV decoding, CUDA waits
-        # and torch's CPU kernels release the GIL, so decoding overlaps compute.
-        return cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkit-solver")
-    if workers <= 1:
-        return _InlineExecutor()
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        # Workers fork from a server that already imported these, so each starts in milliseconds
-        # instead of importing torch and cv2 again (ignored when the server already runs).
-        ctx.set_forkserver_preload(["flowkit.extract", "flowkit.second_pass", "flowkit.features", "flowkit.flow",
-                                    "cv2", "torch"])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(os.getpid(),))
+        cv2.setNumThreads(self.unit_threads)
+        if torch.get_num_threads() != self.unit_threads:
+            torch.set_num_threads(self.unit_threads)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -245,31 +222,207 @@ class _Frames:
         return frame
 
 
-def _prepare(video, source, landmarker, landmark_backend: str) -> tuple[dict, np.ndarray]:
-    """First pass: reference face, crop box, frame count and crop landmarks ((68, 2) float32)."""
+@dataclass
+class _Video:
+    """A prepared video in the driver: what its units need, and what happened to it."""
+
+    input: object
+    intervals: list | None
+    attrs: dict
+    landmarks: np.ndarray
+    files: list[str] | None = None
+    index: object | None = None
+    messages: list[str] = field(default_factory=list)
+    failed: str | None = None
+    pairs: int = 0
+
+    @property
+    def vid(self) -> str:
+        return self.input.video_id
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.attrs["n_frames"])
+
+    @property
+    def sequential(self) -> bool:
+        return self.attrs.get("reader") == "sequential"
+
+    def task(self, unit, store_path: str) -> UnitTask:
+        first, stop = unit.frames
+        files = tuple(self.files[first:stop]) if self.files is not None and not unit.sequential else None
+        index = self.index.window(first, stop) if self.index is not None and not unit.sequential else None
+        shape = self.attrs.get("frame_shape")
+        return UnitTask(unit, str(self.input.path), store_path, tuple(self.attrs["crop_box"]), self.landmarks,
+                        files=files, index=index, frame_shape=tuple(shape) if shape else None)
+
+
+def _describe_source(source) -> tuple[str, list[str] | None, object | None]:
+    """(reader, image files, video index) of an opened source: how its units find frames."""
+    from flowkit.sources import ImageFolderSource
+
+    if isinstance(source, ImageFolderSource):
+        return "images", [str(f) for f in source.files], None
+    index = source.index
+    return ("seek" if index is not None else "sequential"), None, index
+
+
+def _first_pass(video, source, landmarker, landmark_backend: str) -> tuple[dict, np.ndarray]:
+    """Reference face, crop box and crop landmarks ((68, 2) float32), decoding only up to the
+    reference frame; the frame count from the listing or the packet index."""
     from flowkit.crop import clamp_box, crop_face, crop_landmarks, find_reference
 
     frames = _Frames(source)
     reference, face = find_reference(frames, landmarker)
     ref_frame = frames.last
-    for _ in frames:  # count the rest without detection
-        pass
-    n_frames = frames.count
     h, w = ref_frame.shape[:2]
     box = clamp_box(face.box, w, h)
     points, _ = crop_landmarks(landmarker, crop_face(frames.first, box), reference=face,
                                frame_shape=ref_frame.shape)
+    reader, _, _ = _describe_source(source)
     attrs = {
         "source": str(Path(video.path).resolve()),
-        "n_frames": int(n_frames),
+        "n_frames": int(source.planned_frames()),
         "fps": source.fps,
         "crop_box": [int(v) for v in box],
         "reference_frame": int(reference),
         "landmark_backend": landmark_backend,
         # What the container promised; more than n_frames means a truncated or damaged file.
-        "header_frames": int(source.n_frames or n_frames),
+        "header_frames": int(source.n_frames or source.planned_frames()),
+        "frame_shape": [int(v) for v in ref_frame.shape],
+        "reader": reader,
     }
     return attrs, points
+
+
+def _prepare(video, intervals, store: FeatureStore, landmarker, settings: ExtractionSettings) -> _Video:
+    """The video's store entry (made now, or found from an earlier run) and its readers."""
+    from flowkit.sources import open_source
+
+    vid = video.video_id
+    source = open_source(video.path)
+    subject = intervals[0].subject if intervals else video.subject
+    ann = [iv.to_attr() for iv in sorted(intervals or [], key=lambda iv: (iv.onset, iv.offset))]
+    attrs = store.video_attrs(vid) if store.has_video(vid) else {}
+    if attrs.get("crop_box") is not None:  # prepared by an earlier run
+        if attrs.get("source") != str(Path(video.path).resolve()):
+            raise FlowkitError(f"video id {vid!r} is already in the store from {attrs.get('source')}, "
+                               f"got another source {video.path}")
+        if intervals is not None:
+            store.set_video_attrs(vid, subject=subject, annotations=ann)
+        landmarks = store.landmarks(vid)
+    else:
+        attrs, landmarks = _first_pass(video, source, landmarker, settings.landmark_backend)
+        attrs.update(subject=subject, annotations=ann)
+        store.add_video(vid, attrs, landmarks)
+    reader, files, index = _describe_source(source)
+    out = _Video(video, intervals, dict(attrs), np.asarray(landmarks, np.float32), files, index)
+    if out.attrs.get("reader") == "sequential":
+        out.index = None
+    _check_interval_bounds(out)
+    return out
+
+
+def _check_interval_bounds(video: _Video) -> None:
+    bad = _outside(video.intervals or [], video.n_frames)
+    if bad is not None:
+        raise FlowkitError(f"annotation row '{_row(bad)}' should lie within the video, got beyond its last "
+                           f"decodable frame {video.n_frames}")
+
+
+def _prepare_all(videos, intervals_of: dict | None, store, landmarker, *, settings, report, bars) -> list[_Video]:
+    """Prepare every video; ``intervals_of`` is None when no annotations were given (a resumed
+    video then keeps the annotations and subject stored by an earlier run)."""
+    prepared = []
+    for video in videos:
+        intervals = intervals_of.get(video.video_id, []) if intervals_of is not None else None
+        try:
+            prepared.append(_prepare(video, intervals, store, landmarker, settings))
+        except _FAILURE_ERRORS as exc:
+            report.videos.append(VideoResult(video.video_id, "failed", one_line(exc)))
+            bars.video_done()
+        bars.prepared()
+    return prepared
+
+
+def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings: ExtractionSettings, ks,
+                bars: ProgressBars) -> None:
+    """Plan and run units until every video is complete or failed.
+
+    A round normally finishes everything; a video found not to be seekable (a gap) gets a
+    second, sequential round, and one whose count changes gets its arrays resized.
+    """
+    for _ in range(4):  # seek -> sequential -> recount -> done, at most
+        active = [v for v in prepared if v.failed is None]
+        work = []
+        for v in active:
+            todo, v.messages = _chunks_to_compute(v.vid, store, settings, ks=ks, n_frames=v.n_frames)
+            work.append(VideoWork(v.vid, v.n_frames, todo, settings.chunk_windows, sequential=v.sequential))
+        units = plan_units(work, unit_windows=settings.unit_windows)
+        if not units:
+            return
+        by_id = {v.vid: v for v in active}
+        bars.add_pairs(sum(u.pairs for u in units))
+        outcome: dict[str, dict] = {v.vid: {} for v in active}
+        for result in engine.run([by_id[u.video_id].task(u, str(store.path)) for u in units]):
+            bars.pairs(result.pairs)
+            by_id[result.video_id].pairs += result.pairs
+            seen = outcome[result.video_id]
+            if result.error:
+                seen.setdefault("error", result.error)
+            seen["gap"] = seen.get("gap", False) or result.gap
+            if result.n_frames is not None:
+                seen["n_frames"] = result.n_frames
+        for v in active:
+            _apply_outcome(v, outcome[v.vid], store)
+    raise FlowkitError("extraction should finish within 4 rounds of work units; run extract again to resume")
+
+
+def _apply_outcome(video: _Video, seen: dict, store: FeatureStore) -> None:
+    """The driver's metadata writes after a round: failure, sequential reading, a new count."""
+    if seen.get("error"):
+        video.failed = seen["error"]
+        return
+    if seen.get("gap") and not video.sequential:
+        # Frames could not be found by seeking: decode the video from the start, every chunk again.
+        store.set_video_attrs(video.vid, reader="sequential")
+        video.attrs["reader"], video.index = "sequential", None
+        for k in store.ks(video.vid):
+            store.unflag_chunks(video.vid, k, range(len(store.written(video.vid, k))))
+        return
+    n = seen.get("n_frames")
+    if n is not None and n != video.n_frames:
+        for k in store.ks(video.vid):
+            if n - k >= 1:
+                store.resize_windows(video.vid, k, n - k)
+            else:
+                store.drop_k(video.vid, k)
+        store.set_video_attrs(video.vid, n_frames=int(n))
+        video.attrs["n_frames"] = int(n)
+        try:
+            _check_interval_bounds(video)
+        except FlowkitError as exc:
+            video.failed = str(exc)
+
+
+def _finish(video: _Video, store: FeatureStore, ks) -> VideoResult:
+    """Set ``complete`` per k and say what happened to the video."""
+    vid, n_frames = video.vid, video.n_frames
+    if video.failed is not None:
+        return VideoResult(vid, "failed", video.failed, pairs=video.pairs)
+    done_ks = [k for k in ks if n_frames >= k + 1]
+    for k in done_ks:
+        if not store.mark_complete(vid, k):
+            raise FlowkitError(f"video {vid} k={k}: some chunks were not written; run extract again")
+    messages = [f"k={k} skipped: the video has {n_frames} frames, fewer than k + 1 = {k + 1}"
+                for k in ks if k not in done_ks]
+    status = "done" if not messages else ("partial" if done_ks else "skipped")
+    header = int(video.attrs.get("header_frames") or n_frames)
+    if header - n_frames > TRUNCATION_TOLERANCE * header and done_ks:
+        status = "truncated"
+        messages.insert(0, f"truncated: the header announces {header} frames but only {n_frames} decode; "
+                           f"the features cover those {n_frames}")
+    return VideoResult(vid, status, "; ".join(messages), done_ks, video.pairs)
 
 
 # ---------------------------------------------------------------------- the pipeline
@@ -350,6 +503,9 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     save_flow: bool = False,
     chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
     batch_windows: int | None = None,
+    unit_windows: int = DEFAULT_UNIT_WINDOWS,
+    decoders: int | None = None,
+    scheduler: str | None = None,
     progress: bool = True,
 ) -> ExtractionReport:
     """Extract SOFTNet features of every input video into a Zarr store (docs/STORE.md).
@@ -375,7 +531,14 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         batch_windows: pairs per TV-L1 call (a task may span chunks). Default: 2 with a pool,
             so that the last tasks of a video keep every worker busy; on CUDA, what half the
             free memory holds (:func:`flowkit.flow.memory.pairs_per_batch`); else a chunk.
-        progress: tqdm bars per video and overall (pairs/s).
+        unit_windows: windows per work unit (rounded up to whole chunks): the unit of
+            parallel work and of retries.
+        decoders: processes decoding and cropping for the batched (torch) solver; default:
+            the CPU count minus one, at least 1.
+        scheduler: run the units on Dask: "tcp://HOST:PORT" (an existing cluster, workers
+            that see ``store_path``) or "local:N" (an embedded LocalCluster of N workers).
+            Needs the ``dask`` extra. Default: the local engine (:mod:`flowkit.engines`).
+        progress: tqdm bars: videos prepared, then pairs (pairs/s).
 
     Returns:
         :class:`ExtractionReport`. A video that fails (no face, unreadable) is recorded there and
@@ -384,58 +547,79 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     Raises:
         FlowkitError: bad arguments, an unusable store, or a store locked by another writer.
     """
+    from flowkit.engines import make_engine
     from flowkit.landmarks import make_landmarker
 
     t_start = time.perf_counter()
     settings = resolve_settings(flow_backend=flow_backend, device=device, gpu=gpu, flow_params=flow_params,
                                 flow_impl=flow_impl, workers=workers, chunk_windows=chunk_windows,
                                 batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
+    if unit_windows < 1:
+        raise FlowkitError(f"unit_windows should be >= 1, got {unit_windows}")
+    pooled = scheduler is not None or (not settings.threaded and settings.workers > 1)
+    settings = replace(settings, unit_windows=int(unit_windows), unit_threads=1 if pooled else None,
+                       decoders=_decoders(decoders))
     videos = _as_inputs(inputs)
     if not videos:
         raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")
     report = ExtractionReport(store=Path(store_path))
     by_video, ks, kbt = _annotation_setup(annotations, videos, ks, report)
 
-    store = FeatureStore(store_path, mode="a")
-    landmarker = None
-    executor = None
+    store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
+    bars = ProgressBars(progress, len(videos))
+    engine = None
     try:
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
         landmarker = make_landmarker(landmark_backend, model_path=model_path)
-        executor = _make_executor(settings.workers, settings.threaded)
-        bars = ProgressBars(progress, len(videos), estimated_pairs(videos, store, ks) if progress else {})
-        for video in videos:
-            ivs = by_video.get(video.video_id, []) if annotations is not None else None
-            result = _run_video(video, ivs, store, landmarker=landmarker, executor=executor, settings=settings,
-                                ks=ks, bars=bars)
-            report.videos.append(result)
-            report.pairs += result.pairs
-            bars.video_done(video.video_id)
-        bars.close()
+        try:
+            prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
+                                    settings=settings, report=report, bars=bars)
+        finally:
+            if hasattr(landmarker, "close"):
+                landmarker.close()
+        engine = make_engine(settings, scheduler)
+        _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
+        for video in prepared:
+            report.videos.append(_finish(video, store, ks))
+            bars.video_done()
+        report.engine = dict(engine.stats)
     finally:
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        if landmarker is not None and hasattr(landmarker, "close"):
-            landmarker.close()
+        bars.close()
+        if engine is not None:
+            engine.close()
         store.close()
+    order = {v.video_id: n for n, v in enumerate(videos)}
+    report.videos.sort(key=lambda r: order[r.video_id])
+    report.pairs = sum(r.pairs for r in report.videos)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _decoders(decoders: int | None) -> int:
+    if decoders is None:
+        return max(1, (os.cpu_count() or 1) - 1)
+    if decoders < 1:
+        raise FlowkitError(f"decoders should be >= 1, got {decoders}")
+    return int(decoders)
 
 
 def _settings(backend: str, dev, params: dict, *, workers: int | None, chunk_windows: int, batch_windows: int | None,
               save_flow: bool, landmark_backend: str) -> ExtractionSettings:
     """The run's settings: worker layout and batch size filled in and checked."""
-    on_gpu = dev is not None and getattr(dev, "type", "cpu") != "cpu" or backend == "opencv-cuda"
-    # The torch solver batches pairs and threads internally, so by default it runs in one thread
-    # of this process, like on the GPU; OpenCV solves one pair per call, so it gets processes.
-    threaded = on_gpu or (backend == "torch" and workers is None)
+    from flowkit.flow.backend import backend_info
+
+    info = backend_info(backend)
+    # A batched solver (torch) threads internally and gains from big batches, so by default one
+    # solver in this process takes the windows of every unit (BatchedEngine), like on the GPU;
+    # OpenCV solves one pair per call, so it gets one process per core.
+    threaded = info.on_gpu(dev) or (info.batched and workers is None)
     if workers is None:
         workers = 1 if threaded else (os.cpu_count() or 1)
     if workers < 1:
         raise FlowkitError(f"workers should be >= 1, got {workers}")
     if batch_windows is None:
-        batch_windows = _default_batch(backend, dev, workers, chunk_windows, threaded)
+        batch_windows = _default_batch(backend, dev, chunk_windows)
     if batch_windows < 1:
         raise FlowkitError(f"batch_windows should be >= 1, got {batch_windows}")
     return ExtractionSettings(
@@ -485,88 +669,29 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
 
 def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
     """``flow_impl`` checked against the backend and device once, before any video is read."""
-    if flow_impl != "auto" and backend != "torch":
+    from flowkit.flow.backend import backend_info
+
+    has_impls = backend_info(backend).has_impls
+    if flow_impl != "auto" and not has_impls:
         raise FlowkitError(f"flow_impl should be 'auto' with the {backend} backend (it is the torch solver's), "
                            f"got {flow_impl!r}")
-    if backend == "torch":
+    if has_impls:
         from flowkit.flow.torch_tvl1 import resolve_impl
 
         resolve_impl(flow_impl, dev if dev is not None else "cpu")
     return flow_impl
 
 
-def _default_batch(backend: str, dev, workers: int, chunk_windows: int, threaded: bool) -> int:
-    if backend == "torch" and dev is not None and dev.type == "cuda":
+def _default_batch(backend: str, dev, chunk_windows: int) -> int:
+    """On a GPU, what half its free memory holds; else a chunk (units are the parallel grain)."""
+    from flowkit.flow.backend import backend_info
+
+    info = backend_info(backend)
+    if info.batched and info.on_gpu(dev):
         from flowkit.flow.memory import pairs_per_batch
 
         return pairs_per_batch(dev)
-    return 2 if workers > 1 and not threaded else chunk_windows
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if isinstance(exc, (FlowkitError, cv2.error)) else f"{type(exc).__name__}: {text}"
-
-
-def _run_video(video, intervals, store: FeatureStore, *, landmarker, executor, settings: ExtractionSettings, ks,
-               bars: ProgressBars) -> VideoResult:
-    """One video; a failure of that video is recorded in its result, and the run goes on."""
-    try:
-        return _extract_video(video, intervals, store, landmarker=landmarker, executor=executor,
-                              settings=settings, ks=ks, bars=bars)
-    except _FAILURE_ERRORS as exc:
-        return VideoResult(video.video_id, "failed", _one_line(exc))
-    except cf.BrokenExecutor as exc:
-        raise FlowkitError(f"a worker process died while extracting {video.video_id}: {exc}") from None
-
-
-def _extract_video(video, intervals, store: FeatureStore, *, landmarker, executor, settings: ExtractionSettings, ks,
-                   bars: ProgressBars) -> VideoResult:
-    """One video; ``intervals`` is None when no annotations were given (a resumed video keeps the
-    annotations and subject stored by an earlier run)."""
-    from flowkit.sources import open_source
-
-    vid = video.video_id
-    source = open_source(video.path)
-    subject = intervals[0].subject if intervals else video.subject
-    ann = [iv.to_attr() for iv in sorted(intervals or [], key=lambda iv: (iv.onset, iv.offset))]
-    attrs = store.video_attrs(vid) if store.has_video(vid) else {}
-    if attrs.get("crop_box") is not None:  # prepared by an earlier run
-        if attrs.get("source") != str(Path(video.path).resolve()):
-            raise FlowkitError(f"video id {vid!r} is already in the store from {attrs.get('source')}, "
-                               f"got another source {video.path}")
-        if intervals is not None:
-            store.set_video_attrs(vid, subject=subject, annotations=ann)
-        landmarks = store.landmarks(vid)
-    else:
-        attrs, landmarks = _prepare(video, source, landmarker, settings.landmark_backend)
-        attrs.update(subject=subject, annotations=ann)
-        store.add_video(vid, attrs, landmarks)
-    n_frames = int(attrs["n_frames"])
-    bad = _outside(intervals or [], n_frames)
-    if bad is not None:
-        raise FlowkitError(f"annotation row '{_row(bad)}' should lie within the video, got beyond its last "
-                           f"decodable frame {n_frames}")
-
-    todo, messages = _chunks_to_compute(vid, store, settings, ks=ks, n_frames=n_frames)
-    done_ks = [k for k in ks if n_frames >= k + 1]
-    pairs = 0
-    if todo:
-        plan = plan_tasks(todo, n_frames, chunk=settings.chunk_windows, batch=settings.batch_windows)
-        bars.start_video(vid, plan.pairs)
-        assembler = ChunkAssembler(store, vid, plan, save_flow=settings.save_flow)
-        pairs = stream_windows(source, plan, assembler, box=attrs["crop_box"], landmarks=landmarks,
-                               executor=executor, settings=settings, bars=bars)
-        for k in todo:
-            if not store.mark_complete(vid, k):
-                raise FlowkitError(f"video {vid} k={k}: some chunks were not written; run extract again")
-    status = "done" if not messages else ("partial" if done_ks else "skipped")
-    header = int(attrs.get("header_frames") or n_frames)
-    if header - n_frames > TRUNCATION_TOLERANCE * header and done_ks:
-        status = "truncated"
-        messages.insert(0, f"truncated: the header announces {header} frames but only {n_frames} decode; "
-                           f"the features cover those {n_frames}")
-    return VideoResult(vid, status, "; ".join(messages), done_ks, pairs)
+    return chunk_windows
 
 
 def _chunks_to_compute(vid: str, store: FeatureStore, settings: ExtractionSettings, *, ks,

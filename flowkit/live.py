@@ -3,7 +3,7 @@
 The offline pipeline (:mod:`flowkit.extract`) knows the whole video before it starts; here frames
 come one at a time and windows are computed as soon as their second frame exists, with the same
 SPEC 1-4 steps (:func:`flowkit.crop.crop_face`, :func:`flowkit.crop.crop_landmarks`,
-:func:`flowkit.second_pass.compute_windows`):
+:func:`flowkit.units.compute_windows`):
 
 - the crop locks on the first face found; every ``check_s`` seconds the face is detected again,
   and when it has moved or resized by more than ``tolerance`` of the box, or has been lost for
@@ -216,7 +216,7 @@ class LiveExtractor:
         return sum(max(seg.n - k - seg.pending[k], 0) for k in self.ks)
 
     def _compute(self, seg: _Segment) -> list[LiveWindows]:
-        from flowkit.second_pass import compute_windows
+        from flowkit.units import compute_windows
 
         crops = dict(seg.crops)
         spans = [(k, seg.pending[k], seg.n - k) for k in self.ks if seg.n - k > seg.pending[k]]

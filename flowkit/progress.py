@@ -1,98 +1,60 @@
-"""Progress of an extraction run in frame pairs: tqdm bars and the per-video estimates behind them.
+"""Progress of an extraction run: a bar over the videos while they are prepared, then one in pairs.
 
-:func:`flowkit.extract.extract` shows one bar per video and one overall bar. The overall total
-starts from :func:`estimated_pairs` and takes each video's exact count when the video is opened,
-so its rate and ETA cover the whole run from the start.
+:func:`flowkit.extract.extract` prepares every video first (reference face, frame count; no full
+decode), so the pairs bar knows its exact total from the start and its rate and ETA cover the
+whole run, whichever videos the engine's workers are on.
 """
 
 from __future__ import annotations
 
-from flowkit.sources import DATA_ERRORS
-
-__all__ = ["ProgressBars", "estimated_pairs"]
-
-# What a video that extract will report as failed raises here (the same set as
-# flowkit.extract's per-video failures); the estimate only counts it as 0 pairs.
-_UNREADABLE = DATA_ERRORS
-
-
-def estimated_pairs(videos, store, ks) -> dict[str, int]:
-    """Pairs each video should still need, for the overall progress bar only.
-
-    Frame counts come from the store when an earlier run recorded them, else from the container
-    header (exact for image folders); a complete (video, k) counts 0, and so does a video that
-    cannot be opened (its own turn reports why). Each video corrects its estimate when it is
-    opened (:meth:`ProgressBars.start_video`).
-
-    Args:
-        videos: :class:`flowkit.sources.VideoInput` items.
-        store: the open :class:`flowkit.store.FeatureStore`.
-        ks: window lengths of the run.
-
-    Returns:
-        {video_id: pairs}, where a video of n frames needs n - k pairs per k < n.
-    """
-    from flowkit.sources import open_source
-
-    out = {}
-    for v in videos:
-        known = store.has_video(v.video_id)
-        try:
-            n = int(store.video_attrs(v.video_id).get("n_frames") or 0) if known else open_source(v.path).n_frames
-        except _UNREADABLE:
-            n = 0
-        out[v.video_id] = sum(max(0, n - k) for k in ks if not (known and store.is_complete(v.video_id, k)))
-    return out
+__all__ = ["ProgressBars"]
 
 
 class ProgressBars:
-    """tqdm bars counting pairs: one per video, one overall.
+    """tqdm bars: :meth:`preparing` counts videos, :meth:`pairs` counts computed pairs of the run.
 
-    The overall total starts from ``estimates`` ({video_id: pairs}) and takes each video's exact
-    count in :meth:`start_video`; :meth:`video_done` takes back the estimate of a video that
-    failed or had nothing to do. With ``enabled`` False every method does nothing.
+    With ``enabled`` False every method does nothing.
     """
 
-    def __init__(self, enabled: bool, n_videos: int, estimates: dict[str, int]):
+    def __init__(self, enabled: bool, n_videos: int):
         self.enabled = enabled
         self.n_videos = n_videos
-        self.estimates = dict(estimates)
-        self.index = 0
-        self.overall = None
-        self.video = None
+        self.done = 0
+        self.bar = None
         if enabled:
             from tqdm import tqdm
 
             self._tqdm = tqdm
-            self.overall = tqdm(total=sum(self.estimates.values()), unit="pair", desc=f"video 1/{n_videos}",
-                                position=0, dynamic_ncols=True)
+            self.bar = tqdm(total=n_videos, unit="video", desc="preparing", dynamic_ncols=True)
 
-    def start_video(self, name: str, pairs: int):
-        """Open the bar of video ``name``, which needs ``pairs`` pairs."""
-        if self.enabled:
-            self.overall.total += pairs - self.estimates.pop(name, 0)
-            self.overall.refresh()
-            self.video = self._tqdm(total=pairs, unit="pair", desc=name[:30], position=1, leave=False,
-                                    dynamic_ncols=True)
+    def prepared(self) -> None:
+        """One more video prepared."""
+        if self.bar is not None:
+            self.bar.update(1)
 
-    def pairs(self, n: int):
+    def add_pairs(self, total: int) -> None:
+        """Start (or extend) the pairs bar: ``total`` more pairs are planned."""
+        if not self.enabled:
+            return
+        if self.bar is not None and self.bar.unit == "video":
+            self.bar.close()
+            self.bar = self._tqdm(total=0, unit="pair", desc=self._desc(), dynamic_ncols=True)
+        self.bar.total += total
+        self.bar.refresh()
+
+    def pairs(self, n: int) -> None:
         """Count ``n`` more computed pairs."""
-        if self.video is not None:
-            self.video.update(n)
-            self.overall.update(n)
+        if self.bar is not None and self.bar.unit == "pair":
+            self.bar.update(n)
 
-    def video_done(self, name: str):
-        """Close the video's bar (or drop its estimate) and move the overall bar to the next."""
-        if self.video is not None:
-            self.video.close()
-            self.video = None
-        if self.overall is not None and name in self.estimates:  # failed or had nothing to do
-            self.overall.total -= self.estimates.pop(name)
-            self.overall.refresh()
-        self.index += 1
-        if self.overall is not None and self.index < self.n_videos:
-            self.overall.set_description(f"video {self.index + 1}/{self.n_videos}")
+    def video_done(self) -> None:
+        self.done += 1
+        if self.bar is not None and self.bar.unit == "pair":
+            self.bar.set_description(self._desc())
 
-    def close(self):
-        if self.overall is not None:
-            self.overall.close()
+    def _desc(self) -> str:
+        return f"videos {self.done}/{self.n_videos}"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -33,6 +33,7 @@ __all__ = [
     "natural_key",
     "open_source",
     "discover_videos",
+    "read_image_files",
     "to_bgr8",
 ]
 
@@ -40,7 +41,8 @@ quiet_ffmpeg()  # a damaged file is reported once by flowkit, not once per packe
 
 #: Errors that mean one video's data is unusable (unreadable, no face, corrupt): the video is
 #: reported as failed and the others go on.
-DATA_ERRORS = (FlowkitError, OSError, ValueError, cv2.error)
+#: ValueError is not among them: from our own code it is a bug, and the run stops.
+DATA_ERRORS = (FlowkitError, OSError, cv2.error)
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -101,6 +103,24 @@ class FrameSource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, fps={self.fps}, n_frames={self.n_frames})"
 
+    def planned_frames(self) -> int:
+        """The frame count to plan work units with, found without decoding: exact for image
+        folders; for video files the packets of the stream (a unit that finds fewer frames
+        says so, and the video is then read sequentially)."""
+        return self.n_frames
+
+    def read_range(self, start: int, stop: int, *, sequential: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Frames ``start`` .. ``stop - 1`` (fewer when the source ends first) as (i, (H, W, 3) uint8 BGR).
+
+        ``sequential`` decodes from the first frame and numbers the frames that decode, the
+        fallback for video files whose frames cannot be found by seeking.
+        """
+        for i, frame in enumerate(self):
+            if i >= stop:
+                return
+            if i >= start:
+                yield i, frame
+
 
 class VideoFileSource(FrameSource):
     """A video file read with ``cv2.VideoCapture``.
@@ -130,6 +150,33 @@ class VideoFileSource(FrameSource):
             self.height, self.width = frame.shape[:2]
         finally:
             cap.release()
+
+    def planned_frames(self) -> int:
+        index = self.index
+        return index.n_frames if index is not None else self.n_frames
+
+    @property
+    def index(self):
+        """The :class:`flowkit.video_index.VideoIndex` (demux only, cached), or None when frames
+        cannot be numbered by timestamp."""
+        if not hasattr(self, "_index"):
+            from flowkit.video_index import index_video
+
+            self._index = index_video(self.path)
+        return self._index
+
+    def read_range(self, start: int, stop: int, *, sequential: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """See :meth:`FrameSource.read_range`; seeks raise :class:`flowkit.video_index.FrameGap`
+        when the index and the decoder disagree."""
+        from flowkit.video_index import read_range, read_sequential
+
+        if sequential or self.index is None:
+            for i, frame in read_sequential(self.path, start):
+                if i >= stop:
+                    return
+                yield i, frame
+        else:
+            yield from read_range(self.path, self.index, start, stop)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(str(self.path))
@@ -170,20 +217,32 @@ class ImageFolderSource(FrameSource):
         self.n_frames = len(self.files)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        shape = None
-        for f in self.files:
-            image = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                raise FlowkitError(f"image file should be a readable image, got {str(f)!r} which could not be decoded")
-            frame = to_bgr8(image)
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise FlowkitError(
-                    f"images of a sequence should all have size {shape[1]}x{shape[0]}, got "
-                    f"{frame.shape[1]}x{frame.shape[0]} in {str(f)!r}"
-                )
+        for _, frame in self.read_range(0, len(self.files)):
             yield frame
+
+    def read_range(self, start: int, stop: int, *, sequential: bool = False,
+                   shape: tuple | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """See :meth:`FrameSource.read_range`; every image must have ``shape`` (default: the
+        first one read)."""
+        yield from read_image_files(self.files[start:stop], start, shape=shape)
+
+
+def read_image_files(files, first: int = 0, *, shape: tuple | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first + n, (H, W, 3) uint8 BGR) for each of ``files``; every image must have ``shape``
+    (default: the first one's)."""
+    for i, f in enumerate(files, start=first):
+        image = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise FlowkitError(f"image file should be a readable image, got {str(f)!r} which could not be decoded")
+        frame = to_bgr8(image)
+        if shape is None:
+            shape = frame.shape
+        elif frame.shape != tuple(shape):
+            raise FlowkitError(
+                f"images of a sequence should all have size {shape[1]}x{shape[0]}, got "
+                f"{frame.shape[1]}x{frame.shape[0]} in {str(f)!r}"
+            )
+        yield i, frame
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -5,11 +5,14 @@ live here and nowhere else. :class:`FeatureReader` reads a store (plain zarr, no
 refuses an unknown schema version; :class:`FeatureStore` adds the writer. spotnet reads only
 through :class:`FeatureReader`.
 
-A store is written by one process at a time: a writer (``mode="a"``) holds an exclusive,
-non-blocking ``fcntl.flock`` on ``<store>/.lock`` until :meth:`FeatureStore.close`. Crash safety
-comes from the order of writes: a chunk's data, then its ``written`` flag, then (when every flag
-is set) ``complete``. zarr's local store replaces each object file atomically, so a killed writer
-leaves either the old or the new version of a chunk, never half of one.
+A store has one driver at a time: a writer (``mode="a"``) holds an exclusive, non-blocking
+``fcntl.flock`` on ``<store>/.lock`` until :meth:`FeatureStore.close`, and alone writes metadata.
+Workers of that driver, in other processes or on other machines, write chunks through
+:class:`ChunkWriter` without the lock: every chunk and every ``written`` flag is its own object.
+Crash safety comes from the order of writes: a chunk's data, then its ``written`` flag, then
+(when every flag is set) ``complete``, by the driver. zarr's local store replaces each object
+file atomically, so a killed writer leaves either the old or the new version of a chunk, never
+half of one.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "FLOW_SHAPE",
     "SCHEMA_VERSION",
     "FeatureReader",
+    "ChunkWriter",
     "FeatureStore",
     "StoreProblem",
     "flowkit_version",
@@ -480,6 +484,7 @@ class FeatureStore(FeatureReader):
             if save_flow and "flow" not in g[name]:
                 mismatch.append("save_flow")
             if not mismatch:
+                _one_object_per_flag(g[name])
                 self.unflag_chunks(video_id, k, self.missing_chunks(video_id, k))
                 return
             raise FlowkitError(
@@ -493,7 +498,8 @@ class FeatureStore(FeatureReader):
         kg.create_array("features", shape=(n_windows, *FEATURE_SHAPE), chunks=(chunk, *FEATURE_SHAPE),
                         dtype="float32", fill_value=0.0, dimension_names=("window", "channel", "y", "x"),
                         config=every_chunk)
-        kg.create_array("written", shape=(n_chunks,), chunks=(n_chunks,), dtype="bool", fill_value=False,
+        # One object per flag, so that writers of different chunks never rewrite the same file.
+        kg.create_array("written", shape=(n_chunks,), chunks=(1,), dtype="bool", fill_value=False,
                         dimension_names=("chunk",))
         if save_flow:
             kg.create_array("flow", shape=(n_windows, *FLOW_SHAPE), chunks=(chunk, *FLOW_SHAPE),
@@ -509,30 +515,35 @@ class FeatureStore(FeatureReader):
         flow: (n, 2, 128, 128) float32, required when the group was made with ``save_flow``.
         """
         self._writable()
+        _write_chunk(self._kgroup(video_id, k), chunk_index, features, flow)
+
+    def resize_windows(self, video_id: str, k: int, n_windows: int) -> None:
+        """Change a k group's window count (the video turned out to have another frame count):
+        features, flow and flags are cut or extended."""
+        self._writable()
         kg = self._kgroup(video_id, k)
-        chunk = int(kg.attrs["chunk"])
-        n_windows = int(kg.attrs["n_windows"])
-        start = chunk_index * chunk
-        stop = min(start + chunk, n_windows)
-        if not 0 <= start < n_windows:
-            raise FlowkitError(f"chunk index should be in [0, {math.ceil(n_windows / chunk)}), got {chunk_index}")
-        feats = np.asarray(features, dtype=np.float32)
-        if feats.shape != (stop - start, *FEATURE_SHAPE):
-            raise FlowkitError(f"chunk {chunk_index} features should have shape {(stop - start, *FEATURE_SHAPE)}, "
-                               f"got {feats.shape}")
-        has_flow = "flow" in kg
-        if has_flow:
-            if flow is None:
-                raise FlowkitError(f"chunk {chunk_index} should come with its flow (store made with save_flow)")
-            flow = np.asarray(flow, dtype=np.float32)
-            if flow.shape != (stop - start, *FLOW_SHAPE):
-                raise FlowkitError(f"chunk {chunk_index} flow should have shape {(stop - start, *FLOW_SHAPE)}, "
-                                   f"got {flow.shape}")
-        kg["features"][start:stop] = feats
-        if has_flow:
-            kg["flow"][start:stop] = flow
-        # The flag goes last: a crash before this line leaves the chunk to be recomputed.
-        kg["written"][chunk_index] = True
+        old, chunk = int(kg.attrs["n_windows"]), int(kg.attrs["chunk"])
+        if n_windows < 1:
+            raise FlowkitError(f"n_windows should be >= 1, got {n_windows}")
+        if n_windows == old:
+            return
+        kg.attrs.update({"complete": False})
+        for name in ("features", "flow"):
+            if name in kg:
+                kg[name].resize((n_windows, *kg[name].shape[1:]))
+        kg["written"].resize((math.ceil(n_windows / chunk),))
+        if n_windows > old:  # the old last chunk was short: it needs its new windows
+            kg["written"][(old - 1) // chunk] = False
+        # Shrinking keeps every flag: window i's features do not depend on the frame count, and
+        # zarr drops the chunks past the new end.
+        kg.attrs.update({"n_windows": int(n_windows)})
+
+    def drop_k(self, video_id: str, k: int) -> None:
+        """Remove ``videos/<id>/k<k>`` (the video turned out too short for k)."""
+        self._writable()
+        g = self._video(video_id)
+        if k_group(k) in g:
+            del g[k_group(k)]
 
     def unflag_chunks(self, video_id: str, k: int, chunks) -> None:
         """Clear the ``written`` flags of ``chunks`` (and ``complete``), so that extract recomputes them."""
@@ -553,3 +564,68 @@ class FeatureStore(FeatureReader):
         if done:
             kg.attrs["complete"] = True
         return done
+
+
+def _one_object_per_flag(kg) -> None:
+    """Rewrite a ``written`` array kept in one object (stores made before flowkit 0.3) as one
+    object per flag, so that concurrent writers can resume it."""
+    flags = kg["written"]
+    if flags.chunks == (1,):
+        return
+    values = np.asarray(flags[...], dtype=bool)
+    new = kg.create_array("written", shape=values.shape, chunks=(1,), dtype="bool", fill_value=False,
+                          dimension_names=("chunk",), overwrite=True)
+    new[...] = values
+
+
+def _write_chunk(kg, chunk_index: int, features, flow=None, n_windows: int | None = None) -> None:
+    """Chunk ``chunk_index`` of the k group ``kg``: data first, then its flag (a crash between the
+    two leaves the chunk to be recomputed). ``n_windows`` caps the group's window count when the
+    video turned out shorter than planned (the driver then cuts the arrays to it)."""
+    chunk = int(kg.attrs["chunk"])
+    total = int(kg.attrs["n_windows"]) if n_windows is None else min(n_windows, int(kg.attrs["n_windows"]))
+    start = chunk_index * chunk
+    stop = min(start + chunk, total)
+    if not 0 <= start < total:
+        raise FlowkitError(f"chunk index should be in [0, {math.ceil(total / chunk)}), got {chunk_index}")
+    feats = np.asarray(features, dtype=np.float32)
+    if feats.shape != (stop - start, *FEATURE_SHAPE):
+        raise FlowkitError(f"chunk {chunk_index} features should have shape {(stop - start, *FEATURE_SHAPE)}, "
+                           f"got {feats.shape}")
+    has_flow = "flow" in kg
+    if has_flow:
+        if flow is None:
+            raise FlowkitError(f"chunk {chunk_index} should come with its flow (store made with save_flow)")
+        flow = np.asarray(flow, dtype=np.float32)
+        if flow.shape != (stop - start, *FLOW_SHAPE):
+            raise FlowkitError(f"chunk {chunk_index} flow should have shape {(stop - start, *FLOW_SHAPE)}, "
+                               f"got {flow.shape}")
+    kg["features"][start:stop] = feats
+    if has_flow:
+        kg["flow"][start:stop] = flow
+    kg["written"][chunk_index] = True
+
+
+class ChunkWriter:
+    """Writes whole chunks of existing k groups, from any process or machine, without a lock.
+
+    The driver (:class:`FeatureStore`, which holds the store's lock) creates the groups and alone
+    writes metadata and ``complete``; workers write chunk data and flags through this. Each chunk
+    and each flag is its own object, replaced atomically, so writers of different chunks never
+    touch the same file, and a chunk written twice (a rerun task) holds the same bytes.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._groups: dict[tuple[str, int], object] = {}
+
+    def write_chunk(self, video_id: str, k: int, chunk_index: int, features, flow=None, *,
+                    n_windows: int | None = None) -> None:
+        """As :meth:`FeatureStore.write_chunk`; ``n_windows`` as in a video found shorter than planned."""
+        key = (video_id, k)
+        if key not in self._groups:
+            import zarr
+
+            self._groups[key] = zarr.open_group(str(self.path / VIDEOS / video_id / k_group(k)), mode="r+",
+                                                zarr_format=3)
+        _write_chunk(self._groups[key], chunk_index, features, flow, n_windows)

@@ -3,12 +3,51 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 from flowkit.errors import FlowkitError
 
-__all__ = ["BACKENDS", "available_backends", "resolve_backend"]
+__all__ = ["BACKENDS", "FlowBackend", "available_backends", "backend_info", "resolve_backend"]
 
 BACKENDS = ("auto", "opencv", "torch", "opencv-cuda")
+
+
+@dataclass(frozen=True)
+class FlowBackend:
+    """What the pipeline needs to know of a concrete backend, so that it never tests names.
+
+    takes_tensors: its input moves to the run's torch device as tensors (else numpy).
+    has_impls: it takes ``impl`` (the torch solver's eager / triton).
+    batched: one call solves a whole batch at once and gains from large batches, so a run feeds
+        one solver from many units (:class:`flowkit.engines.BatchedEngine`) instead of one
+        process per core.
+    gpu_only: it always runs on a GPU (else: on the GPU when its torch device is CUDA).
+    """
+
+    name: str
+    takes_tensors: bool
+    has_impls: bool
+    batched: bool
+    gpu_only: bool = False
+
+    def on_gpu(self, device) -> bool:
+        return self.gpu_only or (device is not None and getattr(device, "type", "cpu") != "cpu")
+
+
+_REGISTRY = {
+    "opencv": FlowBackend("opencv", takes_tensors=False, has_impls=False, batched=False),
+    "torch": FlowBackend("torch", takes_tensors=True, has_impls=True, batched=True),
+    "opencv-cuda": FlowBackend("opencv-cuda", takes_tensors=False, has_impls=False, batched=False, gpu_only=True),
+}
+
+
+def backend_info(name: str) -> FlowBackend:
+    """The :class:`FlowBackend` of a concrete backend ("opencv", "torch", "opencv-cuda")."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise FlowkitError(f"backend should be one of {', '.join(_REGISTRY)}, got {name!r}") from None
+
 
 _warned_no_cuda = False
 

@@ -1,0 +1,116 @@
+"""Work units: what is left to extract, cut into independent pieces that any engine can run.
+
+Pure: no I/O. The driver reads each video's state from the store (:class:`VideoWork`) and
+:func:`plan_units` turns it into :class:`WorkUnit` s. A unit covers a range of windows of one
+video, for every k at once, aligned to whole chunks of the store, so that a unit decodes its
+frames once for all k (plus max(k) frames of overlap with the next unit) and writes whole chunks
+that no other unit writes. Window i of length k pairs frames i and i + k.
+
+Units are the retry grain: a unit killed with its worker is simply run again, and writes the
+same bytes. A video whose frames cannot be found by seeking (``sequential``) is one unit that
+decodes it from the start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+__all__ = ["VideoWork", "WorkUnit", "plan_units", "windows_of"]
+
+
+@dataclass(frozen=True)
+class VideoWork:
+    """One video's remaining work.
+
+    n_frames: frames the units may read (exact for image folders, the packet count for video
+        files until a unit finds otherwise).
+    todo: {k: chunk indices whose ``written`` flag is false}; k has n_frames - k windows.
+    chunk: windows per stored chunk.
+    sequential: decode from the first frame (the frames cannot be found by seeking).
+    """
+
+    video_id: str
+    n_frames: int
+    todo: Mapping[int, Iterable[int]]
+    chunk: int
+    sequential: bool = False
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Windows ``start`` .. ``stop - 1`` of one video: the chunks to compute there, per k.
+
+    chunks: ((k, (j, ...)), ...) sorted; chunk j of k holds windows j * chunk .. (j + 1) * chunk - 1
+        (fewer for the last chunk of k).
+    """
+
+    video_id: str
+    start: int
+    stop: int
+    chunks: tuple[tuple[int, tuple[int, ...]], ...]
+    n_frames: int
+    chunk: int
+    sequential: bool = False
+
+    @property
+    def frames(self) -> tuple[int, int]:
+        """(first, stop) of the frames the unit reads: its windows' first frames and, for the
+        largest k it computes, their partners k frames later."""
+        last = max(windows_of(self, k, j)[1] - 1 + k for k, js in self.chunks for j in js)
+        return self.first_window, last + 1
+
+    @property
+    def first_window(self) -> int:
+        return min(windows_of(self, k, js[0])[0] for k, js in self.chunks)
+
+    @property
+    def pairs(self) -> int:
+        """Frame pairs (windows) the unit computes, all k together."""
+        return sum(e - s for k, js in self.chunks for s, e in (windows_of(self, k, j) for j in js))
+
+
+def windows_of(unit: WorkUnit | VideoWork, k: int, j: int, n_frames: int | None = None) -> tuple[int, int]:
+    """(start, stop) of the windows in chunk j of k, for a video of ``n_frames`` (default: the
+    unit's). ``stop`` may equal ``start`` when the video is too short for that chunk.
+
+    >>> unit = WorkUnit("v", 0, 64, ((2, (0, 1)),), n_frames=40, chunk=32)
+    >>> windows_of(unit, 2, 0), windows_of(unit, 2, 1)
+    ((0, 32), (32, 38))
+    """
+    n = unit.n_frames if n_frames is None else n_frames
+    start = j * unit.chunk
+    return start, max(start, min(start + unit.chunk, n - k))
+
+
+def plan_units(videos: Sequence[VideoWork], *, unit_windows: int) -> list[WorkUnit]:
+    """Cut each video's remaining chunks into units of about ``unit_windows`` windows.
+
+    ``unit_windows`` is rounded up to whole chunks. Units follow the videos' order and, within a
+    video, the windows' order; a range with nothing left to compute gives no unit.
+
+    >>> work = VideoWork("v", n_frames=100, todo={2: {0, 1, 2}, 6: {3}}, chunk=25)
+    >>> [(u.start, u.stop, u.chunks) for u in plan_units([work], unit_windows=50)]
+    [(0, 50, ((2, (0, 1)),)), (50, 100, ((2, (2,)), (6, (3,))))]
+    >>> plan_units([work], unit_windows=50)[1].frames  # window 93 of k = 6 needs frame 99
+    (50, 100)
+    """
+    out: list[WorkUnit] = []
+    for v in videos:
+        todo = {k: sorted(set(js)) for k, js in sorted(v.todo.items()) if js}
+        if not todo:
+            continue
+        if v.sequential:
+            chunks = tuple((k, tuple(js)) for k, js in todo.items())
+            out.append(WorkUnit(v.video_id, 0, v.n_frames, chunks, v.n_frames, v.chunk, sequential=True))
+            continue
+        per_unit = max(1, -(-unit_windows // v.chunk))  # chunks per unit
+        last_chunk = max(js[-1] for js in todo.values())
+        for first in range(0, last_chunk + 1, per_unit):
+            span = range(first, first + per_unit)
+            chunks = tuple((k, tuple(j for j in js if j in span)) for k, js in todo.items())
+            chunks = tuple((k, js) for k, js in chunks if js)
+            if chunks:
+                out.append(WorkUnit(v.video_id, first * v.chunk, (first + per_unit) * v.chunk, chunks, v.n_frames,
+                                    v.chunk))
+    return out
