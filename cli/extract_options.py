@@ -13,11 +13,14 @@ import typer
 
 __all__ = [
     "BatchWindows",
+    "Decoders",
     "Device",
     "FlowBackend",
     "FlowImpl",
     "Gpu",
     "LandmarkBackend",
+    "Scheduler",
+    "UnitWindows",
     "Workers",
     "extract_kwargs",
     "landmark_model_option",
@@ -35,11 +38,19 @@ Gpu = Annotated[bool, typer.Option(
     "--gpu", help="Run TV-L1 on CUDA when available (falls back to the CPU with a warning).")]
 LandmarkBackend = Annotated[str, typer.Option("--landmarks", help="Landmark backend: mediapipe or dlib.")]
 Workers = Annotated[Optional[int], typer.Option(
-    "--workers", help="Worker processes for OpenCV (default: CPU count); the torch solver and CUDA default to "
-    "one solver thread.")]
+    "--workers", help="Worker processes running work units with OpenCV (default: CPU count); the torch solver "
+    "and CUDA default to one batched solver fed by --decoders processes.")]
 BatchWindows = Annotated[Optional[int], typer.Option(
-    "--batch-windows", help="Pairs per TV-L1 call (default: 2 per task with worker processes; sized to free GPU "
-    "memory on CUDA).")]
+    "--batch-windows", help="Pairs per TV-L1 call (default: a chunk on the CPU; sized to free GPU memory on "
+    "CUDA, where a batch spans units, videos and k values).")]
+Scheduler = Annotated[Optional[str], typer.Option(
+    "--scheduler", help="Run the work units on Dask: tcp://HOST:PORT (a running cluster whose workers see the "
+    "store) or local:N (an embedded cluster of N workers). Needs the dask extra.")]
+UnitWindows = Annotated[int, typer.Option(
+    "--unit-windows", help="Windows per work unit (rounded up to whole chunks): the grain of parallel work and "
+    "of retries.")]
+Decoders = Annotated[Optional[int], typer.Option(
+    "--decoders", help="Processes decoding and cropping for the batched torch/CUDA solver (default: CPU count - 1).")]
 
 
 def landmark_model_option(flag: str):

@@ -43,6 +43,9 @@ def extract_cmd(
                               "outer 2 iterations. NOT SPEC-exact (SPEC: 5, 5, 30, 10)."),
     chunk_windows: int = typer.Option(64, "--chunk-windows", help="Windows per stored chunk (the unit of resume)."),
     batch_windows: opt.BatchWindows = None,
+    scheduler: opt.Scheduler = None,
+    unit_windows: opt.UnitWindows = 256,
+    decoders: opt.Decoders = None,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
@@ -52,7 +55,8 @@ def extract_cmd(
                                  landmark_model=model, workers=workers, batch_windows=batch_windows,
                                  flow_impl=flow_impl)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
-                     flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, progress=not quiet)
+                     flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, scheduler=scheduler,
+                     unit_windows=unit_windows, decoders=decoders, progress=not quiet)
     typer.echo(report.summary())
     if report.failures:
         typer.echo(f"flowkit: {len(report.failures)} video(s) not extracted: "

@@ -353,11 +353,15 @@ def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings
     second, sequential round, and one whose count changes gets its arrays resized.
     """
     for _ in range(4):  # seek -> sequential -> recount -> done, at most
-        active = [v for v in prepared if v.failed is None]
         work = []
-        for v in active:
-            todo, v.messages = _chunks_to_compute(v.vid, store, settings, ks=ks, n_frames=v.n_frames)
+        for v in [v for v in prepared if v.failed is None]:
+            try:  # a store made with other settings fails this video alone
+                todo, v.messages = _chunks_to_compute(v.vid, store, settings, ks=ks, n_frames=v.n_frames)
+            except _FAILURE_ERRORS as exc:
+                v.failed = one_line(exc)
+                continue
             work.append(VideoWork(v.vid, v.n_frames, todo, settings.chunk_windows, sequential=v.sequential))
+        active = [v for v in prepared if v.failed is None]
         units = plan_units(work, unit_windows=settings.unit_windows)
         if not units:
             return

@@ -11,8 +11,7 @@ from video_clips import write_frames
 
 from flowkit.errors import FlowkitError
 from flowkit.extract import TEST_TVL1, ExtractionSettings, extract
-from flowkit.progress import ProgressBars, estimated_pairs
-from flowkit.second_pass import ChunkAssembler, chunk_runs, plan_tasks, stream_windows
+from flowkit.progress import ProgressBars
 from flowkit.store import FeatureStore
 
 
@@ -147,144 +146,80 @@ def test_video_file_input(data_dir, mediapipe_model, tmp_path):
     assert s.features(vid, 66).shape == (6, 3, 42, 42) and s.is_complete(vid, 66)
 
 
-def _settings(workers: int, chunk: int, batch: int) -> ExtractionSettings:
+def _settings(chunk: int, batch: int) -> ExtractionSettings:
     return ExtractionSettings(backend="opencv", device=None, backend_name="opencv", params={}, save_flow=False,
-                              chunk_windows=chunk, batch_windows=batch, workers=workers, threaded=False,
+                              chunk_windows=chunk, batch_windows=batch, workers=1, threaded=False,
                               landmark_backend="mediapipe")
 
 
-def _second_pass(source, store, executor, todo, n_frames, settings) -> int:
-    """The second pass as extract runs it: plan, assembler, streaming loop."""
-    plan = plan_tasks(todo, n_frames, chunk=settings.chunk_windows, batch=settings.batch_windows)
-    assembler = ChunkAssembler(store, "v", plan, save_flow=settings.save_flow)
-    pairs = stream_windows(source, plan, assembler, box=(0, 0, 96, 64), landmarks=np.zeros((68, 2), np.float32),
-                           executor=executor, settings=settings, bars=_NoBars())
-    assert pairs == plan.pairs
-    return pairs
+def _numbered_frames(folder, n: int):
+    """n PNG frames of 64x96 whose every pixel is i % 256 in frame i, so that a window's
+    features can carry its frames' indices back (the crop of a constant frame is constant)."""
+    folder.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(folder / f"img{i + 1}.png"), np.full((64, 96, 3), i % 256, np.uint8))
+    return folder
 
 
-class _NoBars:
-    def pairs(self, n):
-        pass
+def _index_features(prev, nxt, landmarks, settings):
+    """compute_windows's stand-in: channel 0 carries prev's frame value, channel 1 nxt's."""
+    feats = np.zeros((prev.shape[0], 3, 42, 42), np.float32)
+    feats[:, 0] = prev[:, :1, :1]
+    feats[:, 1] = nxt[:, :1, :1]
+    return feats, None
 
 
-def test_stream_keeps_a_bounded_buffer():
-    """2000 frames through the second pass: every window is dispatched once, chunks are written, and
-    peak memory stays far below holding all crops (2000 x 16 KiB = 31 MiB). What remains is the
-    crops of max(k) + batch frames, the frame being decoded and the features of unfinished chunks
-    (1.3 MiB per 64-window chunk)."""
-    import concurrent.futures as cf
-    import tracemalloc
+@pytest.mark.parametrize("batch, todo, unit_windows", [(100, {0, 1, 2, 5, 7}, 64), (5, {1, 3}, 128),
+                                                       (1000, set(range(8)), 256)])
+def test_units_write_exactly_their_chunks(tmp_path, monkeypatch, batch, todo, unit_windows):
+    """The planned units, run one by one: every chunk still to compute gets exactly its own windows
+    (frame i paired with frame i + k), whatever the batch and unit sizes and the gaps a resume left."""
+    from flowkit import units
+    from flowkit.plan import VideoWork, plan_units
+    from flowkit.sources import ImageFolderSource
 
-    class Source:
-        path = "fake"
-
-        def __iter__(self):
-            rng = np.random.default_rng(0)
-            for _ in range(2000):
-                yield rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
-
-    class Executor:
-        def __init__(self):
-            self.windows = []
-
-        def submit(self, fn, prev, nxt, *args):
-            self.windows.append(prev.shape[0])
-            fut = cf.Future()
-            fut.set_result((np.zeros((prev.shape[0], 3, 42, 42), np.float32), None))
-            return fut
-
-    class Store:
-        def __init__(self):
-            self.chunks = {}
-
-        def write_chunk(self, vid, k, j, feats, flow=None):
-            self.chunks[(k, j)] = feats.shape[0]
-
-    ex, store = Executor(), Store()
-    todo = {6: set(range(32)), 30: {0, 20}}  # k=6: 1994 windows in 32 chunks of 64; k=30: two chunks only
-    tracemalloc.start()
-    pairs = _second_pass(Source(), store, ex, todo, 2000, _settings(workers=2, chunk=64, batch=4))
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert pairs == 1994 + 64 + 64 == sum(ex.windows)
-    assert store.chunks[(6, 31)] == 1994 - 31 * 64 and store.chunks[(30, 20)] == 64 and len(store.chunks) == 34
-    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
-
-
-@pytest.mark.parametrize("batch, todo", [(100, {0, 1, 2, 5, 7}), (5, {1, 3}), (1000, set(range(8)))])
-def test_stream_batches_across_chunks(batch, todo):
-    """Tasks larger than a chunk (GPU batches) or smaller, over gaps left by a resume: every chunk
-    gets exactly its own windows, in order. Frame i is the constant i % 256, so a window's
-    feature can carry its first frame's index back."""
-    import concurrent.futures as cf
-
-    n_frames, k, chunk = 500, 6, 64
-
-    class Source:
-        path = "fake"
-
-        def __iter__(self):
-            for i in range(n_frames):
-                yield np.full((64, 96, 3), i % 256, np.uint8)
-
-    class Executor:
-        def __init__(self):
-            self.sizes = []
-
-        def submit(self, fn, prev, nxt, *args):
-            self.sizes.append(prev.shape[0])
-            feats = np.zeros((prev.shape[0], 3, 42, 42), np.float32)
-            feats[:, 0] = prev[:, :1, :1].astype(np.float32)
-            feats[:, 1] = nxt[:, :1, :1].astype(np.float32)
-            fut = cf.Future()
-            fut.set_result((feats, None))
-            return fut
-
-    class Store:
-        def __init__(self):
-            self.chunks = {}
-
-        def write_chunk(self, vid, k, j, feats, flow=None):
-            assert (k, j) not in self.chunks, "a chunk was written twice"
-            self.chunks[(k, j)] = feats
-
-    ex, store = Executor(), Store()
-    pairs = _second_pass(Source(), store, ex, {k: set(todo)}, n_frames, _settings(workers=1, chunk=chunk, batch=batch))
+    n_frames, k, chunk = 300, 6, 32
+    source = ImageFolderSource(_numbered_frames(tmp_path / "v", n_frames))
+    with FeatureStore(tmp_path / "s.zarr", mode="a") as store:
+        store.add_video("v", {"n_frames": n_frames}, np.zeros((68, 2), np.float32))
+        store.create_features("v", k, n_frames - k, "opencv", {}, chunk=chunk)
+    monkeypatch.setattr(units, "compute_windows", _index_features)
+    plan = plan_units([VideoWork("v", n_frames, {k: todo}, chunk)], unit_windows=unit_windows)
+    pairs = 0
+    for unit in plan:
+        first, stop = unit.frames
+        task = units.UnitTask(unit, str(source.path), str(tmp_path / "s.zarr"), (0, 0, 96, 64),
+                              np.zeros((68, 2), np.float32), files=tuple(map(str, source.files[first:stop])))
+        result = units.run_unit(task, _settings(chunk, batch))
+        assert result.error is None and not result.gap
+        pairs += result.pairs
     n_windows = n_frames - k
-    expected_pairs = sum(min(chunk, n_windows - j * chunk) for j in todo)
-    assert pairs == expected_pairs == sum(ex.sizes) and max(ex.sizes) <= batch
-    assert sorted(j for _, j in store.chunks) == sorted(todo)
-    for (_, j), feats in store.chunks.items():
+    assert pairs == sum(min(chunk, n_windows - j * chunk) for j in todo)
+    s = FeatureStore(tmp_path / "s.zarr")
+    assert set(np.flatnonzero(s.written("v", k)).tolist()) == todo
+    feats = s.features("v", k)[:]
+    for j in todo:
         first = np.arange(j * chunk, min((j + 1) * chunk, n_windows))
-        np.testing.assert_array_equal(feats[:, 0, 0, 0], first % 256)
-        np.testing.assert_array_equal(feats[:, 1, 0, 0], (first + k) % 256)
+        np.testing.assert_array_equal(feats[first, 0, 0, 0], first % 256)
+        np.testing.assert_array_equal(feats[first, 1, 0, 0], (first + k) % 256)
 
 
-def test_stream_refuses_a_source_shorter_than_the_first_pass():
-    class Source:
-        path = "short.mp4"
+def test_a_sequential_unit_counts_the_frames_and_writes_short_chunks(data_dir, tmp_path, monkeypatch):
+    """A video read from the start (its frames could not be found by seeking), planned with more
+    frames than it has (80 against 72): the unit reports 72 and writes the windows that exist."""
+    from flowkit import units
+    from flowkit.plan import VideoWork, plan_units
 
-        def __iter__(self):
-            for _ in range(5):
-                yield np.zeros((64, 96, 3), np.uint8)
-
-    with pytest.raises(FlowkitError, match="should yield 10 frames as in the first pass, got 5"):
-        _second_pass(Source(), None, None, {2: {0}}, 10, _settings(workers=1, chunk=8, batch=8))
-
-
-def test_runs_of_chunk_indices():
-    assert chunk_runs([0, 1, 2, 5, 7, 8]) == [(0, 2), (5, 5), (7, 8)]
-    assert chunk_runs([]) == [] and chunk_runs([4]) == [(4, 4)]
-
-
-def test_plan_counts_the_tasks_overlapping_each_chunk():
-    """Per chunk, as many parts as tasks overlap it; the tasks cover exactly the chunks' windows."""
-    plan = plan_tasks({2: {0, 1, 3}, 5: {2}}, 30, chunk=8, batch=5)  # k=2: 28 windows, k=5: 25
-    assert plan.tasks[2] == ((0, 5), (5, 10), (10, 15), (15, 16), (24, 28))
-    assert plan.tasks[5] == ((16, 21), (21, 24))
-    assert plan.parts == {(2, 0): 2, (2, 1): 3, (2, 3): 1, (5, 2): 2}
-    assert plan.pairs == 8 + 8 + 4 + 8
+    monkeypatch.setattr(units, "compute_windows", _index_features)
+    with FeatureStore(tmp_path / "s.zarr", mode="a") as store:
+        store.add_video("v", {"n_frames": 80}, np.zeros((68, 2), np.float32))
+        store.create_features("v", 6, 80 - 6, "opencv", {}, chunk=16)
+    (unit,) = plan_units([VideoWork("v", 80, {6: range(5)}, 16, sequential=True)], unit_windows=16)
+    task = units.UnitTask(unit, str(data_dir / "single_face.mp4"), str(tmp_path / "s.zarr"), (0, 0, 640, 360),
+                          np.zeros((68, 2), np.float32))
+    result = units.run_unit(task, _settings(16, 16))
+    assert result.n_frames == 72 and result.pairs == 72 - 6 and not result.gap
+    assert sorted(result.written) == [(6, j) for j in range(5)]  # chunk 4 holds windows 64 .. 65 only
 
 
 TORCH_DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
@@ -316,21 +251,15 @@ def test_torch_path_features_match_opencv_path(data_dir, mediapipe_model, tmp_pa
     assert np.abs(feats["opencv"]).mean() > 10 * diff.mean(), "the features should carry signal"
 
 
-def test_overall_progress_total_from_estimates(clips, tmp_path):
-    """The overall bar starts from per-video estimates (image folders: exact frame counts) and ends
-    with the pairs really computed: a failed video's estimate is taken back."""
-    from flowkit.sources import discover_videos
-
-    videos = discover_videos(clips)
-    with FeatureStore(tmp_path / "est.zarr", mode="a") as store:
-        estimates = estimated_pairs(videos, store, [2, 30])
-    assert estimates == {"good": 20 - 2, "noface": 12 - 2}  # k=30 is longer than both clips
-
-    bars = ProgressBars(True, 2, estimates)
-    assert bars.overall.total == 28
-    bars.start_video("good", 18)
+def test_progress_counts_videos_then_pairs():
+    """The bar counts videos while they are prepared, then the planned pairs of the run."""
+    bars = ProgressBars(True, 2)
+    bars.prepared()
+    bars.prepared()
+    assert bars.bar.n == 2 and bars.bar.unit == "video"
+    bars.add_pairs(18)
     bars.pairs(18)
-    bars.video_done("good")
-    bars.video_done("noface")  # failed before start_video
-    assert bars.overall.total == bars.overall.n == 18
+    bars.video_done()
+    assert bars.bar.unit == "pair" and bars.bar.total == bars.bar.n == 18
+    assert bars.bar.desc.startswith("videos 1/2")
     bars.close()
