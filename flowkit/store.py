@@ -600,9 +600,12 @@ def _write_chunk(kg, chunk_index: int, features, flow=None, n_windows: int | Non
         if flow.shape != (stop - start, *FLOW_SHAPE):
             raise FlowkitError(f"chunk {chunk_index} flow should have shape {(stop - start, *FLOW_SHAPE)}, "
                                f"got {flow.shape}")
-    kg["features"][start:stop] = feats
+    # Every chunk gets its object, even one equal to the fill value (a perfectly still video has
+    # zero features): the config is not stored with the array, so each writer asks for it.
+    every_chunk = {"write_empty_chunks": True}
+    kg["features"].with_config(every_chunk)[start:stop] = feats
     if has_flow:
-        kg["flow"][start:stop] = flow
+        kg["flow"].with_config(every_chunk)[start:stop] = flow
     kg["written"][chunk_index] = True
 
 
