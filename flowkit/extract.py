@@ -222,6 +222,23 @@ class _Frames:
         return frame
 
 
+class _LazyLandmarker:
+    """A landmarker made on the first ``detect``."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._landmarker = None
+
+    def detect(self, image):
+        if self._landmarker is None:
+            self._landmarker = self._factory()
+        return self._landmarker.detect(image)
+
+    def close(self) -> None:
+        if self._landmarker is not None and hasattr(self._landmarker, "close"):
+            self._landmarker.close()
+
+
 @dataclass
 class _Video:
     """A prepared video in the driver: what its units need, and what happened to it."""
@@ -575,13 +592,13 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     try:
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
-        landmarker = make_landmarker(landmark_backend, model_path=model_path)
+        # Loaded at the first video that needs a face: a resumed run needs no model.
+        landmarker = _LazyLandmarker(lambda: make_landmarker(landmark_backend, model_path=model_path))
         try:
             prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
                                     settings=settings, report=report, bars=bars)
         finally:
-            if hasattr(landmarker, "close"):
-                landmarker.close()
+            landmarker.close()
         engine = make_engine(settings, scheduler)
         _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
         for video in prepared:

@@ -35,7 +35,8 @@ def test_units_cover_each_chunk_once_and_read_the_frames_it_needs(todo, unit_win
 
 def test_a_sequential_video_is_one_unit():
     (unit,) = plan_units([VideoWork("v", 50, {2: [0, 3], 6: [1]}, 8, sequential=True)], unit_windows=8)
-    assert unit.sequential and unit.chunks == ((2, (0, 3)), (6, (1,))) and unit.frames == (0, 34)  # window 31 of k=2 pairs frame 33
+    # chunk 3 of k=2 ends at window 31, which pairs frame 33
+    assert unit.sequential and unit.chunks == ((2, (0, 3)), (6, (1,))) and unit.frames == (0, 34)
 
 
 @pytest.mark.parametrize("name", SHARED_VIDEOS)
