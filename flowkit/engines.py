@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchedEngine", "DaskEngine", "InlineEngine", "ProcessEngine", "make_engine"]
 
+#: The batched solver's batch, at most: on an H200 the Triton solver gave 916 pairs/s at B = 1024
+#: and 1007 at 4096 (benchmarks/results/gpu_check_h200.json), so batches beyond ~2048 gain little,
+#: while a batch as large as the GPU's memory would wait for every unit's decoding before solving.
+BATCH_TARGET = 2048
+WRITERS = 4
+
 
 def make_engine(settings: ExtractionSettings, scheduler: str | None = None):
     """The engine for ``settings`` (see the module docstring); ``scheduler`` picks Dask."""
@@ -164,8 +170,10 @@ class BatchedEngine:
         self.settings = settings
         self.decoders = max(1, settings.decoders)
         self.pool = process_pool(self.decoders) if self.decoders > 1 else None
-        self.writer = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkit-writer")
-        self.stats: dict = {"engine": "batched", "decoders": self.decoders, "solver_busy_s": 0.0, "wall_s": 0.0}
+        # Compression and file writes release the GIL: a few writer threads keep up with the solver.
+        self.writer = cf.ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="flowkit-writer")
+        self.stats: dict = {"engine": "batched", "decoders": self.decoders, "batch_windows": settings.batch_windows,
+                            "solver_busy_s": 0.0, "decode_wait_s": 0.0, "write_wait_s": 0.0, "wall_s": 0.0}
 
     def _decode(self, task: UnitTask) -> cf.Future:
         if self.pool is None:
@@ -182,14 +190,16 @@ class BatchedEngine:
         decoding: deque[cf.Future] = deque()
         pairs: deque = deque()
         open_units: list[_UnitState] = []
-        batch = self.settings.batch_windows
+        batch = min(self.settings.batch_windows, BATCH_TARGET)
         prefetch = 2 * self.decoders + 2
         while todo or decoding or pairs or open_units:
             while todo and len(decoding) < prefetch:
                 decoding.append(self._decode(todo.popleft()))
             # Fill a batch from decoded units, waiting for the oldest decode only when it is not full.
             while len(pairs) < batch and decoding:
+                t_wait = time.perf_counter()
                 decoded = decoding.popleft().result()
+                self.stats["decode_wait_s"] += time.perf_counter() - t_wait
                 if todo:
                     decoding.append(self._decode(todo.popleft()))
                 if decoded.gap or decoded.error:
@@ -202,7 +212,9 @@ class BatchedEngine:
             if pairs:
                 self._solve([pairs.popleft() for _ in range(min(batch, len(pairs)))])
             elif open_units:  # everything solved: wait for the writer
+                t_wait = time.perf_counter()
                 cf.wait([f for st in open_units for f in st.writes], return_when=cf.FIRST_COMPLETED)
+                self.stats["write_wait_s"] += time.perf_counter() - t_wait
             for state in [st for st in open_units if not st.left and all(f.done() for f in st.writes)]:
                 open_units.remove(state)
                 for f in state.writes:
@@ -286,7 +298,7 @@ class DaskEngine:
                 n = 0
             if n < 1:
                 raise FlowkitError(f"scheduler 'local:N' should name N >= 1 workers, got {scheduler!r}")
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
             self.client = Client(self.cluster)
         elif scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
             try:

@@ -347,6 +347,13 @@ def _check_interval_bounds(video: _Video) -> None:
                            f"decodable frame {video.n_frames}")
 
 
+def _parallel_units(settings: ExtractionSettings, engine) -> int:
+    """Units the engine can run at once: workers, decoders, or Dask workers."""
+    if settings.threaded:
+        return settings.decoders
+    return max(settings.workers, int(engine.stats.get("workers") or 1))
+
+
 def _prepare_all(videos, intervals_of: dict | None, store, landmarker, *, settings, report, bars) -> list[_Video]:
     """Prepare every video; ``intervals_of`` is None when no annotations were given (a resumed
     video then keeps the annotations and subject stored by an earlier run)."""
@@ -379,7 +386,7 @@ def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings
                 continue
             work.append(VideoWork(v.vid, v.n_frames, todo, settings.chunk_windows, sequential=v.sequential))
         active = [v for v in prepared if v.failed is None]
-        units = plan_units(work, unit_windows=settings.unit_windows)
+        units = plan_units(work, unit_windows=settings.unit_windows, min_units=2 * _parallel_units(settings, engine))
         if not units:
             return
         by_id = {v.vid: v for v in active}

@@ -83,19 +83,25 @@ def windows_of(unit: WorkUnit | VideoWork, k: int, j: int, n_frames: int | None 
     return start, max(start, min(start + unit.chunk, n - k))
 
 
-def plan_units(videos: Sequence[VideoWork], *, unit_windows: int) -> list[WorkUnit]:
+def plan_units(videos: Sequence[VideoWork], *, unit_windows: int, min_units: int = 1) -> list[WorkUnit]:
     """Cut each video's remaining chunks into units of about ``unit_windows`` windows.
 
-    ``unit_windows`` is rounded up to whole chunks. Units follow the videos' order and, within a
-    video, the windows' order; a range with nothing left to compute gives no unit.
+    ``unit_windows`` is rounded up to whole chunks, and cut down (to one chunk at least) when the
+    run would otherwise give fewer than ``min_units`` units, so that a short run still keeps
+    every worker busy. Units follow the videos' order and, within a video, the windows' order; a
+    range with nothing left to compute gives no unit.
 
     >>> work = VideoWork("v", n_frames=100, todo={2: {0, 1, 2}, 6: {3}}, chunk=25)
     >>> [(u.start, u.stop, u.chunks) for u in plan_units([work], unit_windows=50)]
     [(0, 50, ((2, (0, 1)),)), (50, 100, ((2, (2,)), (6, (3,))))]
     >>> plan_units([work], unit_windows=50)[1].frames  # window 93 of k = 6 needs frame 99
     (50, 100)
+    >>> [u.start for u in plan_units([work], unit_windows=50, min_units=4)]  # one chunk each
+    [0, 25, 50, 75]
     """
     out: list[WorkUnit] = []
+    spans = sum(max(max(js) + 1 for js in v.todo.values() if js) for v in videos
+                if not v.sequential and any(v.todo.values()))
     for v in videos:
         todo = {k: sorted(set(js)) for k, js in sorted(v.todo.items()) if js}
         if not todo:
@@ -104,7 +110,7 @@ def plan_units(videos: Sequence[VideoWork], *, unit_windows: int) -> list[WorkUn
             chunks = tuple((k, tuple(js)) for k, js in todo.items())
             out.append(WorkUnit(v.video_id, 0, v.n_frames, chunks, v.n_frames, v.chunk, sequential=True))
             continue
-        per_unit = max(1, -(-unit_windows // v.chunk))  # chunks per unit
+        per_unit = max(1, min(-(-unit_windows // v.chunk), spans // max(1, min_units)))  # chunks per unit
         last_chunk = max(js[-1] for js in todo.values())
         for first in range(0, last_chunk + 1, per_unit):
             span = range(first, first + per_unit)
