@@ -300,7 +300,9 @@ def planned_units(n_frames: int) -> list[int]:
 
     chunk = UNIT_WINDOWS or DEFAULT_CHUNK_WINDOWS
     todo = {k: range(-(-(n_frames - k) // chunk)) for k in KS if n_frames > k}
-    units = plan_units([VideoWork("v", n_frames, todo, chunk)], unit_windows=UNIT_WINDOWS or DEFAULT_UNIT_WINDOWS)
+    # min_units as extract plans a local pool of 2 workers (flowkit.extract._parallel_units)
+    units = plan_units([VideoWork("v", n_frames, todo, chunk)], unit_windows=UNIT_WINDOWS or DEFAULT_UNIT_WINDOWS,
+                       min_units=4)
     return [u.pairs for u in units]
 
 

@@ -304,6 +304,23 @@ def test_impl_errors(monkeypatch):
         tvl1(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), impl="eager")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_resize_is_batch_invariant_and_equals_the_matrices(device):
+    """An image's resize does not depend on its batch, bit for bit (on CUDA a matrix product's
+    kernel, and so its rounding, changed with the batch: benchmarks/results/gpu_batch_bisect_h200.json);
+    and it equals the interpolation matrices' product to 2 float32 ulps at 255 (6.1e-5: fused
+    against separate multiply-adds)."""
+    from flowkit.flow.pyramid import resize_matrices
+
+    x = torch.from_numpy(np.stack([_rand((53, 47)) for _ in range(16)])).to(device).reshape(8, 2, 53, 47)
+    for size, scale in [((42, 38), (0.8, 0.8)), ((66, 59), None)]:
+        batch = resize_linear(x, size, scale)
+        alone = torch.cat([resize_linear(x[i : i + 1], size, scale) for i in range(8)])
+        assert torch.equal(batch, alone)
+        ry, rx = resize_matrices((53, 47), size, scale, device, torch.float32)
+        assert (batch - ry @ (x @ rx)).abs().max() <= 6.1e-5
+
+
 def test_resize_matrices_are_cached():
     from flowkit.flow.pyramid import resize_matrices
 

@@ -3,8 +3,12 @@
 OpenCV's image pyramid for TV-L1 resizes each level from the previous one with ``fx = fy =
 scale_step``: the output size is ``round(size * scale_step)`` but the sampling step is exactly
 ``1 / scale_step`` (not in/out), so ``torch.nn.functional.interpolate`` (which floors the size)
-cannot be used as is. Resizing is expressed as two small interpolation matrices, applied
-horizontally first and vertically second, like OpenCV's row buffer.
+cannot be used as is. Each output pixel is two taps per axis, horizontally first and
+vertically second, like OpenCV's row buffer, computed elementwise (gather, multiply, add): a
+matrix product would give the same weights but, on CUDA, cuBLAS picks its kernel by the batch
+size, so a pair's result would change in the last bit with its batch, and TV-L1 grows such bits
+into pixels (benchmarks/results/gpu_batch_bisect_h200.json: 0.2 px after one iteration over 5
+scales). The matrices remain available (:func:`resize_matrices`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["pyramid_sizes", "resize_linear", "resize_matrices"]
+__all__ = ["pyramid_sizes", "resize_linear", "resize_matrices", "resize_taps"]
 
 
 def pyramid_sizes(
@@ -90,10 +94,44 @@ def _cached_matrices(src, dst, scale, device, dtype) -> tuple[torch.Tensor, torc
     return ry, rx
 
 
+def resize_taps(
+    src: tuple[int, int], dst: tuple[int, int], scale: tuple[float, float] | None, device, dtype
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Per axis (rows, then columns): first tap index, second tap index, their weights, each (n_dst,).
+
+    The same weights as :func:`resize_matrices` (a row of those matrices has at most two non-zero
+    entries). Built once per (sizes, scale, device, dtype) and cached.
+    """
+    scale = None if scale is None else (float(scale[0]), float(scale[1]))
+    return _cached_taps(tuple(src), tuple(dst), scale, torch.device(device), dtype)
+
+
+@lru_cache(maxsize=256)
+def _cached_taps(src, dst, scale, device, dtype):
+    (hs, ws), (hd, wd) = src, dst
+    if scale is None:
+        sy, sx = 1.0 / (hd / hs), 1.0 / (wd / ws)
+    else:
+        sy, sx = 1.0 / scale[0], 1.0 / scale[1]
+
+    def taps(n_in: int, n_out: int, step: float):
+        m = _linear_matrix(n_in, n_out, step)
+        first = m.argmax(axis=1) if n_in == 1 else (m != 0).argmax(axis=1)
+        second = np.minimum(first + 1, n_in - 1)
+        w0 = m[np.arange(n_out), first]
+        w1 = np.where(second != first, m[np.arange(n_out), second], np.float32(0))
+        as_t = lambda a, t: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=t)  # noqa: E731
+        return as_t(first, torch.long), as_t(second, torch.long), as_t(w0, dtype), as_t(w1, dtype)
+
+    return taps(hs, hd, sy), taps(ws, wd, sx)
+
+
 def resize_linear(
     img: torch.Tensor, size: tuple[int, int], scale: tuple[float, float] | None = None
 ) -> torch.Tensor:
     """Resize (..., H, W) float images to ``size`` like ``cv2.resize(INTER_LINEAR)``.
+
+    Elementwise, so a pair's result does not depend on the other images of its batch.
 
     Args:
         img: images (..., H, W) float.
@@ -103,5 +141,7 @@ def resize_linear(
     Returns:
         images (..., H', W').
     """
-    ry, rx = resize_matrices(tuple(img.shape[-2:]), size, scale, img.device, img.dtype)
-    return ry @ (img @ rx)
+    (r0, r1, rw0, rw1), (c0, c1, cw0, cw1) = resize_taps(tuple(img.shape[-2:]), size, scale, img.device,
+                                                         img.dtype)
+    rows = img.index_select(-1, c0) * cw0 + img.index_select(-1, c1) * cw1
+    return rows.index_select(-2, r0) * rw0[:, None] + rows.index_select(-2, r1) * rw1[:, None]
