@@ -222,21 +222,14 @@ class _Frames:
         return frame
 
 
-class _LazyLandmarker:
-    """A landmarker made on the first ``detect``."""
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._landmarker = None
+class _NoLandmarker:
+    """Stands in for the landmarker when every video was prepared by an earlier run."""
 
     def detect(self, image):
-        if self._landmarker is None:
-            self._landmarker = self._factory()
-        return self._landmarker.detect(image)
+        raise FlowkitError("a landmarker should be loaded for a video without a stored face, got none")
 
     def close(self) -> None:
-        if self._landmarker is not None and hasattr(self._landmarker, "close"):
-            self._landmarker.close()
+        pass
 
 
 @dataclass
@@ -599,13 +592,18 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     try:
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
-        # Loaded at the first video that needs a face: a resumed run needs no model.
-        landmarker = _LazyLandmarker(lambda: make_landmarker(landmark_backend, model_path=model_path))
+        # Loaded only when a video still needs its face (a resumed run needs no model), and then
+        # before any video, so that a missing model or bad backend is one error, not a failure per video.
+        landmarker = _NoLandmarker()
+        if any(store.video_attrs(v.video_id).get("crop_box") is None if store.has_video(v.video_id) else True
+               for v in videos):
+            landmarker = make_landmarker(landmark_backend, model_path=model_path)
         try:
             prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
                                     settings=settings, report=report, bars=bars)
         finally:
-            landmarker.close()
+            if hasattr(landmarker, "close"):
+                landmarker.close()
         engine = make_engine(settings, scheduler)
         _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
         for video in prepared:
@@ -685,7 +683,11 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
     """
     from flowkit.flow import resolve_backend
     from flowkit.flow.params import check_params
+    from flowkit.landmarks import LANDMARK_BACKENDS
 
+    if landmark_backend not in LANDMARK_BACKENDS:
+        raise FlowkitError(f"landmark backend should be one of {', '.join(LANDMARK_BACKENDS)}, "
+                           f"got {landmark_backend!r}")
     params = check_params(dict(flow_params or {})).to_dict()
     backend, dev = resolve_backend(flow_backend, device, gpu)
     if chunk_windows < 1:

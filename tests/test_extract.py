@@ -263,3 +263,20 @@ def test_progress_counts_videos_then_pairs():
     assert bars.bar.unit == "pair" and bars.bar.total == bars.bar.n == 18
     assert bars.bar.desc.startswith("videos 1/2")
     bars.close()
+
+
+def test_a_resumed_run_needs_no_landmark_model(extracted, clips, tmp_path, monkeypatch):
+    """Every video already prepared: no model is loaded (a GPU node without MediaPipe can finish a
+    store); a video still to prepare needs it, and a missing model is one error before any video."""
+    store, _, _ = extracted
+    monkeypatch.delenv("FLOWKIT_MEDIAPIPE_MODEL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    missing = tmp_path / "missing.task"
+    report = extract([clips / "good"], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=8,
+                     model_path=missing, progress=False)
+    assert report.ok and report.pairs == 0
+    with pytest.raises(FlowkitError, match="missing.task"):
+        extract([clips / "good"], tmp_path / "new.zarr", ks=[2], flow_params=TEST_TVL1, workers=1,
+                model_path=missing, progress=False)
+    with pytest.raises(FlowkitError, match="landmark backend should be one of mediapipe, dlib"):
+        extract([clips / "good"], tmp_path / "new2.zarr", ks=[2], landmark_backend="openface", progress=False)

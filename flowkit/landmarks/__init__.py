@@ -1,8 +1,24 @@
-"""Face landmarks in the dlib 68-point scheme, from MediaPipe or dlib."""
+"""Face landmarks in the dlib 68-point scheme, from MediaPipe or dlib, behind a small registry."""
 
 from flowkit.landmarks.face import Face
 
-__all__ = ["Face", "make_landmarker"]
+__all__ = ["Face", "LANDMARK_BACKENDS", "make_landmarker"]
+
+
+def _mediapipe(model_path=None, **kwargs):
+    from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+
+    return MediaPipeLandmarker(model_path, **kwargs)
+
+
+def _dlib(model_path=None, **kwargs):
+    from flowkit.landmarks.dlib_backend import DlibLandmarker
+
+    return DlibLandmarker(**kwargs)  # its model comes with its package
+
+
+#: name -> factory(model_path=None, **kwargs) of an object with ``.detect(image_bgr) -> Face | None``.
+LANDMARK_BACKENDS = {"mediapipe": _mediapipe, "dlib": _dlib}
 
 
 def make_landmarker(backend: str = "mediapipe", *, model_path=None, **kwargs):
@@ -11,14 +27,9 @@ def make_landmarker(backend: str = "mediapipe", *, model_path=None, **kwargs):
     ``model_path`` is MediaPipe's ``face_landmarker.task`` (None: looked up as the README says);
     dlib's model comes with its package, so the dlib backend ignores it.
     """
-    if backend == "mediapipe":
-        from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+    factory = LANDMARK_BACKENDS.get(backend)
+    if factory is None:
+        from flowkit.errors import FlowkitError
 
-        return MediaPipeLandmarker(model_path, **kwargs)
-    if backend == "dlib":
-        from flowkit.landmarks.dlib_backend import DlibLandmarker
-
-        return DlibLandmarker(**kwargs)
-    from flowkit.errors import FlowkitError
-
-    raise FlowkitError(f"landmark backend should be 'mediapipe' or 'dlib', got {backend!r}")
+        raise FlowkitError(f"landmark backend should be one of {', '.join(LANDMARK_BACKENDS)}, got {backend!r}")
+    return factory(model_path=model_path, **kwargs)
