@@ -74,6 +74,12 @@ class InlineEngine:
 
 # ---------------------------------------------------------------------- local processes
 def _init_worker(driver_pid: int) -> None:
+    import cv2
+    import torch
+
+    # One process per core: more OpenCV or torch threads per process only contend.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     _exit_with_driver(driver_pid)
 
 
