@@ -129,7 +129,7 @@ def test_face_validation():
 
 
 def test_unknown_backend():
-    with pytest.raises(FlowkitError, match="'mediapipe' or 'dlib'"):
+    with pytest.raises(FlowkitError, match="should be one of mediapipe, dlib, got 'haar'"):
         make_landmarker("haar")
 
 
