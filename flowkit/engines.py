@@ -171,8 +171,6 @@ class BatchedEngine:
     """
 
     def __init__(self, settings: ExtractionSettings):
-        from flowkit.store import ChunkWriter  # noqa: F401 - imported here so a bad install fails early
-
         self.settings = settings
         self.decoders = max(1, settings.decoders)
         self.pool = process_pool(self.decoders) if self.decoders > 1 else None
@@ -252,21 +250,23 @@ class BatchedEngine:
         for n, (st, k, j, i) in enumerate(items):
             st.parts.setdefault((k, j), []).append((i, feats[n], None if flows is None else flows[n]))
             st.left[(k, j)] -= 1
-            if st.left[(k, j)] == 0:
+            if st.left[(k, j)] == 0:  # the chunk is whole: its result is counted here, written there
                 del st.left[(k, j)]
-                st.writes.append(self.writer.submit(self._write, st, k, j))
+                parts = st.parts.pop((k, j))
+                st.result.pairs += len(parts)
+                st.result.written.append((k, j))
+                st.writes.append(self.writer.submit(self._write, st.task, k, j, parts))
+                if not st.left and st.task.unit.frames[1] >= st.task.unit.n_frames:
+                    st.result.n_frames = st.task.unit.n_frames  # the last indexed frame decoded
 
-    def _write(self, st: _UnitState, k: int, j: int) -> None:
+    def _write(self, task: UnitTask, k: int, j: int, parts: list) -> None:
+        """One chunk, on a writer thread: (window, features (3, 42, 42), flow or None) parts."""
         from flowkit.store import ChunkWriter
 
-        parts = sorted(st.parts.pop((k, j)), key=lambda p: p[0])
+        parts = sorted(parts, key=lambda p: p[0])
         feats = np.stack([p[1] for p in parts])
         flow = np.stack([p[2] for p in parts]) if self.settings.save_flow else None
-        ChunkWriter(st.task.store).write_chunk(st.task.unit.video_id, k, j, feats, flow)
-        st.result.pairs += len(parts)
-        st.result.written.append((k, j))
-        if st.task.unit.frames[1] >= st.task.unit.n_frames:
-            st.result.n_frames = st.task.unit.n_frames
+        ChunkWriter(task.store).write_chunk(task.unit.video_id, k, j, feats, flow)
 
     def close(self) -> None:
         if self.pool is not None:
