@@ -325,10 +325,10 @@ def _prepare(video, intervals, store: FeatureStore, landmarker, settings: Extrac
         attrs, landmarks = _first_pass(video, source, landmarker, settings.landmark_backend)
         attrs.update(subject=subject, annotations=ann)
         store.add_video(vid, attrs, landmarks)
-    reader, files, index = _describe_source(source)
+    _, files, index = _describe_source(source)
+    if attrs.get("reader") == "sequential":  # an earlier round found it cannot be seeked
+        index = None
     out = _Video(video, intervals, dict(attrs), np.asarray(landmarks, np.float32), files, index)
-    if out.attrs.get("reader") == "sequential":
-        out.index = None
     _check_interval_bounds(out)
     return out
 

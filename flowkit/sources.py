@@ -109,18 +109,6 @@ class FrameSource:
         says so, and the video is then read sequentially)."""
         return self.n_frames
 
-    def read_range(self, start: int, stop: int, *, sequential: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-        """Frames ``start`` .. ``stop - 1`` (fewer when the source ends first) as (i, (H, W, 3) uint8 BGR).
-
-        ``sequential`` decodes from the first frame and numbers the frames that decode, the
-        fallback for video files whose frames cannot be found by seeking.
-        """
-        for i, frame in enumerate(self):
-            if i >= stop:
-                return
-            if i >= start:
-                yield i, frame
-
 
 class VideoFileSource(FrameSource):
     """A video file read with ``cv2.VideoCapture``.
@@ -165,19 +153,6 @@ class VideoFileSource(FrameSource):
             self._index = index_video(self.path)
         return self._index
 
-    def read_range(self, start: int, stop: int, *, sequential: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-        """See :meth:`FrameSource.read_range`; seeks raise :class:`flowkit.video_index.FrameGap`
-        when the index and the decoder disagree."""
-        from flowkit.video_index import read_range, read_sequential
-
-        if sequential or self.index is None:
-            for i, frame in read_sequential(self.path, start):
-                if i >= stop:
-                    return
-                yield i, frame
-        else:
-            yield from read_range(self.path, self.index, start, stop)
-
     def __iter__(self) -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(str(self.path))
         count = 0
@@ -217,14 +192,8 @@ class ImageFolderSource(FrameSource):
         self.n_frames = len(self.files)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for _, frame in self.read_range(0, len(self.files)):
+        for _, frame in read_image_files(self.files):
             yield frame
-
-    def read_range(self, start: int, stop: int, *, sequential: bool = False,
-                   shape: tuple | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """See :meth:`FrameSource.read_range`; every image must have ``shape`` (default: the
-        first one read)."""
-        yield from read_image_files(self.files[start:stop], start, shape=shape)
 
 
 def read_image_files(files, first: int = 0, *, shape: tuple | None = None) -> Iterator[tuple[int, np.ndarray]]:
