@@ -32,7 +32,7 @@ import numpy as np
 
 from flowkit.errors import FlowkitError
 from flowkit.plan import windows_of
-from flowkit.units import DecodedUnit, UnitResult, UnitTask, decode_unit, run_unit
+from flowkit.units import DecodedUnit, UnitResult, UnitTask, decode_unit, run_unit, to_host
 
 if TYPE_CHECKING:
     from flowkit.extract import ExtractionSettings
@@ -245,7 +245,7 @@ class BatchedEngine:
             idx = rows if len(rows) < len(items) else slice(None)
             f = features_from_flow(flow[idx], np.asarray(st.task.landmarks, np.float32))
             feats[rows] = f.detach().cpu().numpy()
-        flows = _host(flow) if self.settings.save_flow else None
+        flows = to_host(flow) if self.settings.save_flow else None
         self.stats["solver_busy_s"] += time.perf_counter() - t0
         for n, (st, k, j, i) in enumerate(items):
             st.parts.setdefault((k, j), []).append((i, feats[n], None if flows is None else flows[n]))
@@ -272,12 +272,6 @@ class BatchedEngine:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
         self.writer.shutdown(wait=True)
-
-
-def _host(flow) -> np.ndarray:
-    import torch
-
-    return flow.detach().cpu().numpy() if isinstance(flow, torch.Tensor) else np.asarray(flow, np.float32)
 
 
 # ---------------------------------------------------------------------- Dask

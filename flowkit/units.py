@@ -10,6 +10,7 @@ reads, and the store's path (chunks are written through :class:`flowkit.store.Ch
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
@@ -22,7 +23,7 @@ from flowkit.sources import DATA_ERRORS
 if TYPE_CHECKING:
     from flowkit.extract import ExtractionSettings
 
-__all__ = ["UnitTask", "UnitResult", "DecodedUnit", "run_unit", "decode_unit", "compute_windows", "one_line"]
+__all__ = ["UnitTask", "UnitResult", "DecodedUnit", "run_unit", "decode_unit", "compute_windows", "one_line", "to_host"]
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,12 @@ def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, se
     feats = features_from_flow(flow, landmarks)
     feats = feats.detach().cpu().numpy().astype(np.float32, copy=False)
     if settings.save_flow:
-        return feats, _host(flow)
+        return feats, to_host(flow)
     return feats, None
 
 
-def _host(flow) -> np.ndarray:
+def to_host(flow) -> np.ndarray:
+    """A flow (B, 2, H, W) as float32 numpy on the host, from a torch tensor or numpy."""
     import torch
 
     flow = flow.detach().cpu().numpy() if isinstance(flow, torch.Tensor) else np.asarray(flow)
@@ -116,20 +118,29 @@ def unit_frames(task: UnitTask) -> Iterator[tuple[int, np.ndarray]]:
 
 
 class _Chunks:
-    """The unit's chunks in the order their last frame arrives, computed as soon as it has."""
+    """The unit's chunks, per k in window order, each computed as soon as its last frame is in.
+
+    Per frame this looks at the first waiting chunk of each k only: a sequential unit covers a
+    whole video, thousands of chunks.
+    """
 
     def __init__(self, unit: WorkUnit):
         self.unit = unit
-        self.pending = sorted(((windows_of(unit, k, j)[1] - 1 + k, k, j) for k, js in unit.chunks for j in js))
+        self.queues = {k: deque(js) for k, js in unit.chunks}
 
     def ready(self, last_frame: int) -> list[tuple[int, int]]:
         out = []
-        while self.pending and self.pending[0][0] <= last_frame:
-            out.append(self.pending.pop(0)[1:])
+        for k, queue in self.queues.items():
+            while queue and windows_of(self.unit, k, queue[0])[1] - 1 + k <= last_frame:
+                out.append((k, queue.popleft()))
         return out
 
+    @property
+    def pending(self) -> bool:
+        return any(self.queues.values())
+
     def oldest_frame(self) -> int | None:
-        return min((windows_of(self.unit, k, j)[0] for _, k, j in self.pending), default=None)
+        return min((windows_of(self.unit, k, q[0])[0] for k, q in self.queues.items() if q), default=None)
 
 
 def run_unit(task: UnitTask, settings: ExtractionSettings) -> UnitResult:
