@@ -186,6 +186,22 @@ def test_extract_torch_cpu_vs_opencv(benchmark, tmp_path):
           f"load {m['load_avg_1min']:.2f})")
 
 
+def _cuda_rounds(benchmark, inputs, out: Path, rounds: int):
+    """``extract(gpu=True)`` at k = 6 and 18 into a fresh store per round, the first round (CUDA
+    context, kernel compilation) untimed; returns the last report and the median seconds."""
+    from flowkit.extract import extract
+
+    def run(i):
+        report = extract(inputs, out / f"out{i}.zarr", ks=[6, 18], model_path=MODEL, gpu=True, progress=False)
+        assert report.ok, report.summary()
+        return report
+
+    run("warm")
+    numbers = iter(range(100))
+    report = benchmark.pedantic(lambda: run(next(numbers)), rounds=rounds, iterations=1)
+    return report, benchmark.stats.stats.median
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_extract_torch_cuda(benchmark, tmp_path):
@@ -194,44 +210,13 @@ def test_extract_torch_cuda(benchmark, tmp_path):
     CUDA (context, kernels) and is not timed."""
     import torch
 
-    from flowkit.extract import extract
-
-    def run(i):
-        report = extract([VIDEO], tmp_path / f"out{i}.zarr", ks=[6, 18], model_path=MODEL, gpu=True,
-                         progress=False)
-        assert report.ok, report.summary()
-        return report
-
-    run("warm")
-    rounds = iter(range(100))
-    report = benchmark.pedantic(lambda: run(next(rounds)), rounds=3, iterations=1)
-    seconds = benchmark.stats.stats.median
+    report, seconds = _cuda_rounds(benchmark, [VIDEO], tmp_path, rounds=3)
     benchmark.extra_info.update(
         pairs=report.pairs, extract_pairs_per_s=report.pairs / seconds, tvl1="SPEC defaults",
         device=torch.cuda.get_device_name(), torch=torch.__version__, commit=_commit(),
     )
     print(f"\nextract --gpu: {report.pairs} pairs, median {seconds:.2f} s, {report.pairs / seconds:.1f} pairs/s "
           f"on {torch.cuda.get_device_name()}")
-
-
-def write_videos(root: Path, n_videos: int, frames: int) -> Path:
-    """``n_videos`` JPEG folders (the dataset layout of CAS(ME)^2) of ``frames`` frames each, cut
-    from the video at different offsets so that each is its own face video."""
-    cap = cv2.VideoCapture(str(VIDEO))
-    all_frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        all_frames.append(frame)
-    cap.release()
-    step = max(1, (len(all_frames) - frames) // max(1, n_videos - 1))
-    for v in range(n_videos):
-        folder = root / f"v{v}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(frames):
-            cv2.imwrite(str(folder / f"img{i + 1}.jpg"), all_frames[min(v * step + i, len(all_frames) - 1)])
-    return root
 
 
 @pytest.mark.cuda
@@ -241,23 +226,12 @@ def test_extract_many_videos_cuda(benchmark, tmp_path):
     fraction (BatchedEngine: decoder processes feed one solver whose batches span videos and k).
     SPEC-default TV-L1; sizes from BENCH_VIDEOS (default 6) and BENCH_FRAMES (default 200)."""
     import torch
-
-    from flowkit.extract import extract
+    from gpu_engine_check import write_videos  # the JPEG folders gpu_engine_check.py measures on
 
     n_videos = int(os.environ.get("BENCH_VIDEOS", "6"))
     frames = int(os.environ.get("BENCH_FRAMES", "200"))
-    root = write_videos(tmp_path / "videos", n_videos, frames)
-
-    def run(i):
-        report = extract([root], tmp_path / f"many{i}.zarr", ks=[6, 18], model_path=MODEL, gpu=True,
-                         progress=False)
-        assert report.ok, report.summary()
-        return report
-
-    run("warm")
-    rounds = iter(range(100))
-    report = benchmark.pedantic(lambda: run(next(rounds)), rounds=2, iterations=1)
-    seconds = benchmark.stats.stats.median
+    write_videos(VIDEO, tmp_path / "videos", n_videos, frames)
+    report, seconds = _cuda_rounds(benchmark, [tmp_path / "videos"], tmp_path, rounds=2)
     benchmark.extra_info.update(
         videos=n_videos, frames_per_video=frames, pairs=report.pairs, extract_pairs_per_s=report.pairs / seconds,
         engine=report.engine, tvl1="SPEC defaults", device=torch.cuda.get_device_name(), torch=torch.__version__,

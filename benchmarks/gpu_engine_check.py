@@ -56,16 +56,14 @@ def make_assets() -> None:
     print(f"wrote {ASSETS}")
 
 
-def write_videos(root: Path, n_videos: int, frames: int) -> list[Path]:
+def write_videos(video: Path, root: Path, n_videos: int, frames: int) -> list[Path]:
+    """``n_videos`` JPEG folders (CAS(ME)^2's layout) of ``frames`` frames each, cut from ``video``
+    at different offsets so that each is its own face video."""
     import cv2
 
-    cap = cv2.VideoCapture(str(ASSETS / "video.mp4"))
-    decoded = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        decoded.append(frame)
+    from flowkit.sources import open_source
+
+    decoded = list(open_source(video))
     step = max(1, (len(decoded) - frames) // max(1, n_videos - 1))
     folders = []
     for v in range(n_videos):
@@ -180,7 +178,7 @@ def main(argv=None) -> None:
     save()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "videos"
-        folders = write_videos(root, n_videos, frames)
+        folders = write_videos(ASSETS / "video.mp4", root, n_videos, frames)
         cpus = os.cpu_count() or 2
         runs = []
         # warm-up: CUDA context, Triton compilation, worker start (not reported)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 
-import cv2
 import numpy as np
 import pytest
 from video_clips import write_frames
@@ -43,16 +42,11 @@ def test_a_sequential_video_is_one_unit():
 def test_a_seek_yields_the_frames_of_a_sequential_decode(data_dir, name):
     """Every start a unit may seek to (around each keyframe, and the end): frame i from a seek is
     frame i of cv2.VideoCapture's sequential decode, bit for bit."""
+    from flowkit.sources import open_source
     from flowkit.video_index import index_video, read_range
 
     path = data_dir / name
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
+    frames = list(open_source(path))  # cv2.VideoCapture, in order
     index = index_video(path)
     assert index is not None and index.n_frames == len(frames)
     keys = index.keyframes.tolist()
