@@ -10,8 +10,8 @@ themselves (:class:`flowkit.store.ChunkWriter`).
   parallel too (the CPU default: one process per core).
 - :class:`BatchedEngine`: for a solver that wants big batches (torch, on CUDA above all):
   decoder processes read and crop units, and one solver in this process takes the windows of
-  every decoded unit, across videos and k values, into batches of ``batch_windows``; a writer
-  thread writes the chunks, off the solver's thread.
+  every decoded unit, across videos and k values, into batches of at most ``batch_windows``
+  (and ``BATCH_TARGET``); ``WRITERS`` threads write the chunks, off the solver's thread.
 - :class:`DaskEngine`: the units as Dask tasks on a cluster (``scheduler="tcp://host:port"``)
   or on an embedded LocalCluster (``scheduler="local:N"``). A worker that dies takes its units
   with it and Dask runs them again elsewhere; they rewrite the same bytes.
@@ -162,9 +162,9 @@ class _UnitState:
 
 
 class BatchedEngine:
-    """Decoder processes feed one batched solver in this thread; a writer thread stores the chunks.
+    """Decoder processes feed one batched solver in this thread; writer threads store the chunks.
 
-    Pairs from every decoded unit (any video, any k) go into batches of ``settings.batch_windows``;
+    Pairs from every decoded unit (any video, any k) go into batches of ``min(settings.batch_windows, BATCH_TARGET)``;
     the solver never waits for one video's decoding while another's frames are ready. CUDA
     out-of-memory errors halve the batch inside the solver (``tvl1_torch``) and never lose a
     written chunk. ``stats`` reports the solver's busy seconds and idle fraction.
