@@ -4,6 +4,7 @@ and which errors fail a video (data) and which stop the run (bugs)."""
 from __future__ import annotations
 
 import multiprocessing
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -66,6 +67,101 @@ def test_frames_that_do_not_decode_are_a_gap(data_dir):
     index = index_video(data_dir / "no_face.mp4")
     with pytest.raises(FrameGap):
         list(read_range(data_dir / "no_face.mp4", index, 0, 10))
+
+
+class _CountedContainer:
+    """A PyAV container whose decode() counts each frame it yields by the frame's number."""
+
+    def __init__(self, container, pts: np.ndarray, counts: Counter):
+        self._container, self._pts, self._counts = container, pts, counts
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def decode(self, *args):
+        for frame in self._container.decode(*args):
+            self._counts[int(np.searchsorted(self._pts, frame.pts))] += 1
+            yield frame
+
+
+class _DecodeCounter:
+    """What a run decodes: the frame numbers the driver decodes (cv2.VideoCapture, while it looks
+    for the reference face), those the work units decode (PyAV, including the frames a seek decodes
+    before a unit's first frame), and the frame range of each unit the engine ran."""
+
+    def __init__(self, monkeypatch, path):
+        import flowkit.engines as engines
+        import flowkit.sources as sources
+        import flowkit.video_index as video_index
+
+        self.driver, self.units, self.ranges = Counter(), Counter(), []
+        pts = video_index.index_video(path).pts
+        iterate, open_video, run = sources.VideoFileSource.__iter__, video_index._open, engines.InlineEngine.run
+
+        def driver_frames(source):
+            for n, frame in enumerate(iterate(source)):
+                self.driver[n] += 1
+                yield frame
+
+        def unit_container(video):
+            container, stream = open_video(video)
+            return _CountedContainer(container, pts, self.units), stream
+
+        def run_units(engine, tasks):
+            self.ranges += [t.unit.frames for t in tasks]
+            return run(engine, tasks)
+
+        monkeypatch.setattr(sources.VideoFileSource, "__iter__", driver_frames)
+        monkeypatch.setattr(video_index, "_open", unit_container)
+        monkeypatch.setattr(engines.InlineEngine, "run", run_units)
+
+
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory, data_dir):
+    """The first 40 frames of single_face.mp4 re-encoded (mp4v, cv2's default GOP of 12 frames)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    cap = cv2.VideoCapture(str(data_dir / "single_face.mp4"))
+    writer = None
+    for _ in range(40):
+        ok, frame = cap.read()
+        assert ok
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    return path
+
+
+def test_a_run_decodes_each_frame_once(short_video, mediapipe_model, tmp_path, monkeypatch):
+    """Issue 10's one decode per frame: with one unit for the video, the units decode every frame
+    exactly once, and the driver decodes only the frames up to the reference face (frame 0 here);
+    the frame count comes from the packet index, not from decoding."""
+    counter = _DecodeCounter(monkeypatch, short_video)
+    report = extract([short_video], tmp_path / "o.zarr", ks=[2, 6], flow_params=TEST_TVL1, workers=1,
+                     chunk_windows=8, unit_windows=1000, model_path=mediapipe_model, progress=False)
+    assert report.ok and report.pairs == (40 - 2) + (40 - 6)
+    assert dict(counter.units) == {i: 1 for i in range(40)}
+    assert dict(counter.driver) == {0: 1}
+
+
+def test_units_decode_again_only_their_overlap_and_seek_preroll(short_video, mediapipe_model, tmp_path,
+                                                                monkeypatch):
+    """With several units, a frame is decoded again only where a unit starts: the max(k) frames it
+    shares with the unit before and the frames from the keyframe before it (a seek's pre-roll)."""
+    from flowkit.video_index import index_video
+
+    counter = _DecodeCounter(monkeypatch, short_video)
+    report = extract([short_video], tmp_path / "o.zarr", ks=[2, 6], flow_params=TEST_TVL1, workers=1,
+                     chunk_windows=8, unit_windows=8, model_path=mediapipe_model, progress=False)
+    assert report.ok
+    keyframes = index_video(short_video).keyframes
+    expected = Counter(i for first, stop in counter.ranges
+                       for i in range(int(keyframes[np.searchsorted(keyframes, first, side="right") - 1]), stop))
+    assert len(counter.ranges) > 1 and dict(counter.units) == dict(expected)
+    assert sorted(counter.units) == list(range(40))
 
 
 def _write_chunks(path: str, chunks: list[int]) -> None:
