@@ -1,0 +1,63 @@
+"""Extra decoding that work units cost, computed from the plan (no decoding, no timing).
+
+A unit decodes its own frames, the max(k) frames it shares with the unit before it, and in a
+video file the frames from the keyframe before its first frame (a seek's pre-roll). This prints,
+for the shared videos (their real keyframes, from the packet index) and for 4,400-frame inputs
+(about one CAS(ME)^2 video) as JPEG folders and as videos with a keyframe every 12 or 250
+frames: the units flowkit plans for ``--workers`` and the frames decoded beyond one per frame.
+
+    python benchmarks/decode_overhead.py [--workers 2] [--k 6 --k 18]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from flowkit.extract import DEFAULT_UNIT_WINDOWS
+from flowkit.plan import VideoWork, plan_units
+from flowkit.store import DEFAULT_CHUNK_WINDOWS
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "noface_face.mov"]
+
+
+def extra_decoding(n_frames: int, keyframes: np.ndarray, ks: list[int], workers: int) -> tuple[int, float]:
+    """(units, frames decoded / n_frames - 1) for one video planned as extract plans it."""
+    todo = {k: range(-(-(n_frames - k) // DEFAULT_CHUNK_WINDOWS)) for k in ks if n_frames > k}
+    units = plan_units([VideoWork("v", n_frames, todo, DEFAULT_CHUNK_WINDOWS)], unit_windows=DEFAULT_UNIT_WINDOWS,
+                       min_units=2 * workers if workers > 1 else 1)
+    decoded = sum(u.frames[1] - int(keyframes[np.searchsorted(keyframes, u.frames[0], side="right") - 1])
+                  for u in units)
+    return len(units), decoded / n_frames - 1
+
+
+def main() -> None:
+    from flowkit.video_index import index_video
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--k", type=int, action="append", dest="ks")
+    args = parser.parse_args()
+    ks = args.ks or [6, 18]
+    rows = []
+    for name in VIDEOS:
+        if (SHARED / name).is_file():
+            index = index_video(SHARED / name)
+            if index is not None:
+                gaps = np.diff(index.keyframes)
+                gop = f"a keyframe every {gaps.max()} frames at most" if gaps.size else "one keyframe"
+                rows.append((f"{name} ({gop})", index.n_frames, index.keyframes))
+    n = 4400
+    rows += [("JPEG folder", n, np.arange(n)), ("video, keyframe every 12", n, np.arange(0, n, 12)),
+             ("video, keyframe every 250", n, np.arange(0, n, 250))]
+    print(f"workers {args.workers}, k {ks}, {DEFAULT_UNIT_WINDOWS} windows per unit, {DEFAULT_CHUNK_WINDOWS} per chunk")
+    for label, frames, keyframes in rows:
+        units, extra = extra_decoding(frames, keyframes, ks, args.workers)
+        print(f"{label}: {frames} frames, {units} units, {extra:.1%} more decoding than once per frame")
+
+
+if __name__ == "__main__":
+    main()
