@@ -163,7 +163,9 @@ def test_truncated_video_exits_non_zero(data_dir, mediapipe_model, tmp_path):
     assert "0 of 1 video(s) extracted" in r.stdout
     assert "truncated: the header announces 472 frames but only 137 decode" in r.stdout
     assert "1 video(s) not extracted: cut (truncated" in r.stderr
-    assert FeatureReader(tmp_path / "o.zarr").is_complete("cut", 130), "the decodable frames are kept"
+    store = FeatureReader(tmp_path / "o.zarr")
+    assert store.is_complete("cut", 130), "the decodable frames are kept"
+    assert store.features("cut", 130).shape[0] == 137 - 130, "n_frames - k windows, whatever the header said"
 
 
 def test_video_too_short_for_every_k_exits_non_zero(data_dir, mediapipe_model, tmp_path):
