@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from video_clips import write_frames
+from video_clips import write_frames, write_video
 
 from flowkit.extract import TEST_TVL1, extract
 from flowkit.plan import VideoWork, plan_units, windows_of
@@ -119,20 +119,7 @@ class _DecodeCounter:
 @pytest.fixture(scope="module")
 def short_video(tmp_path_factory, data_dir):
     """The first 40 frames of single_face.mp4 re-encoded (mp4v, cv2's default GOP of 12 frames)."""
-    import cv2
-
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    cap = cv2.VideoCapture(str(data_dir / "single_face.mp4"))
-    writer = None
-    for _ in range(40):
-        ok, frame = cap.read()
-        assert ok
-        if writer is None:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, frame.shape[1::-1])
-        writer.write(frame)
-    writer.release()
-    cap.release()
-    return path
+    return write_video(data_dir / "single_face.mp4", tmp_path_factory.mktemp("video") / "clip.mp4", 40)
 
 
 def test_a_run_decodes_each_frame_once(short_video, mediapipe_model, tmp_path, monkeypatch):
