@@ -15,7 +15,7 @@ import typer
 from cli import extract_options as opt
 from cli.entry import new_app, run_app
 
-__all__ = ["app", "main"]
+__all__ = ["LiveStatusPrinter", "app", "main"]
 
 app = new_app("spotnet", "SOFTNet spotting: train with LOSO, spot intervals, evaluate them, import released weights.")
 
@@ -151,7 +151,7 @@ def live_cmd(
     if out is not None:
         check_writable(out)
     found = []
-    status = _LiveStatusPrinter(enabled=not quiet)
+    status = LiveStatusPrinter(enabled=not quiet)
 
     def report(it) -> None:
         found.append(it)
@@ -177,7 +177,7 @@ def live_cmd(
     typer.echo(f"spotnet: {len(found)} interval(s) spotted" + (f", written to {out}" if out else ""), err=True)
 
 
-class _LiveStatusPrinter:
+class LiveStatusPrinter:
     """The one-line status on a terminal, and a one-time warning when the stream outpaces us."""
 
     def __init__(self, *, enabled: bool):

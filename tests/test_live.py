@@ -131,3 +131,20 @@ def test_extractor_relocks_in_a_new_segment_and_never_mixes_crops():
         ex.segment = None
         for i in range(40, 80):
             ex.feed(i, rng.integers(0, 255, (200, 240, 3), dtype=np.uint8))
+
+
+def test_falling_behind_is_said_once_with_by_how_much(capsys):
+    """On a CPU that cannot keep up, spotnet live says so once, with the rates that show by how much
+    (30 fps at two k is 60 pairs/s needed; 5 computed)."""
+    from cli.spotnet_app import LiveStatusPrinter
+    from spotnet.live import LiveStatus
+
+    printer = LiveStatusPrinter(enabled=False)
+    printer.show(LiveStatus(frames=30, pairs=10, elapsed_s=2.0, behind_s=1.0, fps=30.0, ks=(6, 18)))
+    assert capsys.readouterr().err == "", "no warning while the lag is small"
+    for elapsed in (6.0, 8.0):
+        printer.show(LiveStatus(frames=60, pairs=int(5 * elapsed), elapsed_s=elapsed, behind_s=3.0, fps=30.0,
+                                ks=(6, 18)))
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["spotnet: warning: cannot keep up: 5.0 pairs/s computed against 60.0 arriving (0.33x real "
+                   "time); reports lag 3.0 s and the lag grows"]
