@@ -102,8 +102,9 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[Cluster]:
     folder.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(folder)
     # Workers import flowkit from this checkout; one OpenCV/BLAS thread each, as on a shared machine.
+    # DASK_CONFIG: the worker settings the README gives (docs/dask/flowkit.yaml).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "DASK_CONFIG": str(REPO / "docs" / "dask")}
     try:
         cluster.scheduler = cluster._start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", "0",
                                                          "--no-dashboard", "--scheduler-file",
@@ -180,6 +181,25 @@ def assert_same_features(store: Path, reference: Path) -> None:
             a, b = got.features(v, k)[:], want.features(v, k)[:]
             # Deterministic single-threaded TV-L1 and features on both sides: the same bytes.
             assert a.shape == b.shape and np.array_equal(a, b), f"{v} k={k}"
+
+
+def _malloc_trim_of_workers(client: Client) -> set:
+    return set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
+
+
+def test_workers_keep_glibc_memory_defaults(cluster):
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (units then run ~5 % slower); docs/dask/flowkit.yaml,
+    which the README gives to `dask worker`, leaves it unset, as flowkit's own local:N cluster does."""
+    from flowkit.engines import DaskEngine
+    from flowkit.extract import resolve_settings
+
+    with Client(cluster.address, timeout="30s") as client:
+        assert _malloc_trim_of_workers(client) == {None}
+    engine = DaskEngine(resolve_settings(workers=1), "local:1")
+    try:
+        assert _malloc_trim_of_workers(engine.client) == {None}
+    finally:
+        engine.close()
 
 
 def test_features_equal_a_local_run(dask_run, local_store):
