@@ -37,7 +37,8 @@ from flowkit.units import DecodedUnit, UnitResult, UnitTask, decode_unit, run_un
 if TYPE_CHECKING:
     from flowkit.extract import ExtractionSettings
 
-__all__ = ["BatchedEngine", "DaskEngine", "InlineEngine", "ProcessEngine", "make_engine"]
+__all__ = ["WORKER_PRELOAD", "BatchedEngine", "DaskEngine", "InlineEngine", "ProcessEngine", "check_scheduler",
+           "make_engine", "start_engine"]
 
 #: The batched solver's batch, at most: on an H200 the Triton solver gave 916 pairs/s at B = 1024
 #: and 1007 at 4096 (benchmarks/results/gpu_check_h200.json), so batches beyond ~2048 gain little,
@@ -50,6 +51,22 @@ def make_engine(settings: ExtractionSettings, scheduler: str | None = None):
     """The engine for ``settings`` (see the module docstring); ``scheduler`` picks Dask."""
     if scheduler:
         return DaskEngine(settings, scheduler)
+    return _local_engine(settings)
+
+
+def start_engine(settings: ExtractionSettings, scheduler: str | None = None) -> cf.Future:
+    """:func:`make_engine` in a thread, so that a Dask cluster starts (and its workers import
+    torch) while the driver prepares the videos; a bad ``scheduler`` string fails here, at once."""
+    if scheduler:
+        check_scheduler(scheduler)
+    starter = cf.ThreadPoolExecutor(1, thread_name_prefix="flowkit-engine-start")
+    try:
+        return starter.submit(make_engine, settings, scheduler)
+    finally:
+        starter.shutdown(wait=False)
+
+
+def _local_engine(settings: ExtractionSettings):
     if settings.threaded:
         return BatchedEngine(settings)
     if settings.workers <= 1:
@@ -101,13 +118,19 @@ def _exit_with_driver(driver_pid: int, period_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="flowkit-driver-watch", daemon=True).start()
 
 
+#: What a worker imports before its first unit (the forkserver of the local pool, Dask's local:N workers).
+WORKER_PRELOAD = ("flowkit.units", "flowkit.features", "flowkit.flow", "flowkit.store", "cv2", "torch", "zarr")
+
+
 def process_pool(workers: int) -> cf.ProcessPoolExecutor:
     """``workers`` processes that exit with this one, started from a forkserver that has the
     heavy imports done (each worker starts in milliseconds instead of importing torch again)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["flowkit.units", "flowkit.features", "flowkit.flow", "flowkit.store", "cv2",
-                                    "torch", "zarr"])
+        ctx.set_forkserver_preload(list(WORKER_PRELOAD))
+        forkserver.ensure_running()  # its imports now, not at the first unit (start_engine runs this early)
     else:
         ctx = multiprocessing.get_context("spawn")
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
@@ -275,6 +298,22 @@ class BatchedEngine:
 
 
 # ---------------------------------------------------------------------- Dask
+def check_scheduler(scheduler: str) -> int:
+    """N for "local:N", 0 for a cluster address; a FlowkitError for anything else.
+
+    >>> check_scheduler("local:4"), check_scheduler("tcp://10.0.0.1:8786")
+    (4, 0)
+    """
+    if scheduler.startswith("local:"):
+        n = scheduler.split(":", 1)[1]
+        if not n.isdigit() or int(n) < 1:
+            raise FlowkitError(f"scheduler 'local:N' should name N >= 1 workers, got {scheduler!r}")
+        return int(n)
+    if scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+        return 0
+    raise FlowkitError(f"scheduler should be 'tcp://HOST:PORT' or 'local:N', got {scheduler!r}")
+
+
 class DaskEngine:
     """Units as Dask tasks: ``scheduler`` is "tcp://host:port" (an existing cluster) or "local:N"
     (a LocalCluster of N single-threaded worker processes, started and stopped here).
@@ -291,29 +330,23 @@ class DaskEngine:
                                "got no distributed package") from None
         self.settings = settings
         self.cluster = None
-        if scheduler.startswith("local:"):
-            try:
-                n = int(scheduler.split(":", 1)[1])
-            except ValueError:
-                n = 0
-            if n < 1:
-                raise FlowkitError(f"scheduler 'local:N' should name N >= 1 workers, got {scheduler!r}")
+        n = check_scheduler(scheduler)
+        if n:
             import dask
 
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers: glibc then hands freed
             # memory back to the OS at once, and every unit's TV-L1 and feature temporaries fault their
             # pages in again (a unit ran ~5 % slower than in a local pool); None leaves glibc's default.
+            # The workers import what a unit needs as they start (preload), not at their first unit.
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0")
+                                            dashboard_address=":0", preload=list(WORKER_PRELOAD))
             self.client = Client(self.cluster)
-        elif scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+        else:
             try:
                 self.client = Client(scheduler, timeout="30s")
             except OSError as exc:
                 raise FlowkitError(f"scheduler {scheduler} should be reachable, got {exc}") from None
-        else:
-            raise FlowkitError(f"scheduler should be 'tcp://HOST:PORT' or 'local:N', got {scheduler!r}")
         self.run_id = uuid.uuid4().hex[:8]
         self.stats: dict = {"engine": "dask", "scheduler": scheduler,
                             "workers": len(self.client.scheduler_info().get("workers", {}))}

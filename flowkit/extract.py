@@ -570,7 +570,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     Raises:
         FlowkitError: bad arguments, an unusable store, or a store locked by another writer.
     """
-    from flowkit.engines import make_engine
+    from flowkit.engines import start_engine
     from flowkit.landmarks import make_landmarker
 
     t_start = time.perf_counter()
@@ -590,8 +590,9 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
 
     store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
     bars = ProgressBars(progress, len(videos))
-    engine = None
+    engine = starting = None
     try:
+        starting = start_engine(settings, scheduler)  # while the videos are prepared
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
         # Loaded only when a video still needs its face (a resumed run needs no model), and then
@@ -606,7 +607,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         finally:
             if hasattr(landmarker, "close"):
                 landmarker.close()
-        engine = make_engine(settings, scheduler)
+        engine = starting.result()
         _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
         for video in prepared:
             report.videos.append(_finish(video, store, ks))
@@ -614,6 +615,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         report.engine = dict(engine.stats)
     finally:
         bars.close()
+        if engine is None and starting is not None:
+            engine = _started(starting)  # no cluster or pool may outlive the run
         if engine is not None:
             engine.close()
         store.close()
@@ -622,6 +625,14 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report.pairs = sum(r.pairs for r in report.videos)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _started(starting):
+    """The engine a failed run had started, or None when its start failed too."""
+    try:
+        return starting.result()
+    except Exception:  # noqa: BLE001 - the run's own error is the one to report
+        return None
 
 
 def _decoders(decoders: int | None) -> int:
