@@ -28,12 +28,14 @@ Cases (pairs/s = pairs / median seconds of the rounds):
   with ``workers=1`` (inline, in this process), ``workers=2`` (local process pool),
   ``scheduler="local:2"`` (a Dask LocalCluster of 2 workers, started and stopped by extract, so
   its start-up counts) and ``scheduler="tcp://..."`` (a running ``dask scheduler`` with two
-  ``dask worker --nthreads 1``, started and warmed before timing, as a cluster a user already
-  has; before each of its timed rounds an untimed ``workers=2`` run of the same input, so that
-  the two are compared round by round on the same machine state). ``dask_overhead`` = 1 - dask /
-  workers2 pairs/s, against those paired runs for the running cluster (target: <= 0.10); for ``local:2``,
-  ``dask_fixed_s`` times, untimed by the benchmark, what of it does not depend on the video
-  (cluster start, the workers' first imports, close).
+  ``dask worker --nthreads 1`` with ``DASK_CONFIG=docs/dask``, started and warmed before timing,
+  as a cluster a user already has; before each of its timed rounds an untimed ``workers=2`` run
+  of the same input, so that the two are compared round by round on the same machine state).
+  ``dask_overhead`` = 1 - dask / workers2 pairs/s, against those paired runs for the running
+  cluster (target: <= 0.10); for ``local:2``, ``dask_fixed_s`` times, untimed by the benchmark,
+  what of it does not depend on the video (cluster start, the workers' first imports, close).
+- ``test_cli_local_cluster``: the commands ``flowkit extract --scheduler local:2`` and ``--workers
+  2`` on jpeg-640x480, each a fresh process as a user runs it, paired round by round.
 
 One-time costs of this process are paid by untimed warm-up extracts (imports, the forkserver
 that preloads torch for the local pool); a CLI run pays them once per invocation. extra_info also
@@ -451,7 +453,8 @@ def dask_cluster(tmp_path_factory, inputs) -> Iterator[str]:
         while not sched_file.is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = json.loads(sched_file.read_text())["address"]
-        procs += [subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-dashboard"],
+        env = {**os.environ, "DASK_CONFIG": str(REPO / "docs" / "dask")}  # the worker settings the README gives
+        procs += [subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-dashboard"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                   for _ in range(WORKERS)]
         from distributed import Client
@@ -525,6 +528,39 @@ def test_scaling(benchmark, inputs, tmp_path, engine, request):
     info["load_avg_1min"] = os.getloadavg()[0]
     benchmark.extra_info.update(info)
     print(line)
+
+
+def _cli_extract(inp: Input, store: Path, engine_args: list[str]) -> float:
+    """Seconds of one ``flowkit extract`` command, a fresh process as a user runs it."""
+    shutil.rmtree(store, ignore_errors=True)
+    cmd = [sys.executable, "-m", "cli.flowkit_app", "extract", str(inp.path), str(store), *[a for k in KS
+           for a in ("--k", str(k))], "--fast", "--quiet", "--model", str(MODEL), *engine_args]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def test_cli_local_cluster(benchmark, inputs, tmp_path):
+    """``flowkit extract --scheduler local:2`` against ``--workers 2``, each a fresh command (both pay
+    their start-up: the local pool's forkserver importing torch, the LocalCluster's start, its workers'
+    imports and its close); each timed Dask round right after an untimed local one."""
+    if not HAS_DASK:
+        pytest.skip("distributed is not installed (pip install 'flowkit[dask]')")
+    inp = inputs["jpeg-640x480"]
+    benchmark.group = f"cli {inp.name}"
+    store = tmp_path / "out.zarr"
+    paired: list[float] = []
+    _, median, rounds = _timed(benchmark, lambda: _cli_extract(inp, store, ["--scheduler", "local:2"]),
+                               setup=lambda: paired.append(_cli_extract(inp, store, ["--workers", str(WORKERS)])))
+    local = statistics.median(paired)
+    info = _common_info(inp)
+    info.update(seconds=median, round_seconds=rounds, paired_local_seconds=paired,
+                paired_ratios=[d / lo for d, lo in zip(rounds, paired)], pairs_per_s=inp.pairs / median,
+                local_workers2_pairs_per_s=inp.pairs / local, dask_overhead=1 - local / median,
+                load_avg_1min=os.getloadavg()[0])
+    benchmark.extra_info.update(info)
+    print(f"\n{inp.name} CLI: --scheduler local:2 {median:.2f} s vs --workers 2 {local:.2f} s (medians of "
+          f"{len(rounds)}); Dask overhead {info['dask_overhead']:.1%}")
 
 
 def dask_fixed_costs() -> dict:
