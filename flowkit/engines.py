@@ -334,9 +334,9 @@ class DaskEngine:
         if n:
             import dask
 
-            # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers: glibc then hands freed
-            # memory back to the OS at once, and every unit's TV-L1 and feature temporaries fault their
-            # pages in again (a unit ran ~5 % slower than in a local pool); None leaves glibc's default.
+            # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers; set at all, it turns off
+            # glibc's adaptive mmap threshold, so a unit's large temporaries are mapped and faulted in
+            # anew (a unit ran ~5 % slower than in a local pool); None leaves glibc's default.
             # The workers import what a unit needs as they start (preload), not at their first unit.
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
