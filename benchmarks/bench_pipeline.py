@@ -305,14 +305,14 @@ def run_extract(inp: Input, store: Path, **options):
 def planned_units(n_frames: int) -> list[int]:
     """Pairs of each work unit extract plans for one video of ``n_frames`` (one unit runs on one worker)."""
     from flowkit.extract import DEFAULT_UNIT_WINDOWS
-    from flowkit.plan import VideoWork, plan_units
+    from flowkit.plan import VideoWork, min_units_for, plan_units
     from flowkit.store import DEFAULT_CHUNK_WINDOWS
 
     chunk = UNIT_WINDOWS or DEFAULT_CHUNK_WINDOWS
     todo = {k: range(-(-(n_frames - k) // chunk)) for k in KS if n_frames > k}
-    # min_units as extract plans a local pool of 2 workers (flowkit.extract._parallel_units)
+    # as extract plans a local pool of WORKERS processes
     units = plan_units([VideoWork("v", n_frames, todo, chunk)], unit_windows=UNIT_WINDOWS or DEFAULT_UNIT_WINDOWS,
-                       min_units=4)
+                       min_units=min_units_for(WORKERS))
     return [u.pairs for u in units]
 
 

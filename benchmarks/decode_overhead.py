@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from flowkit.extract import DEFAULT_UNIT_WINDOWS
-from flowkit.plan import VideoWork, plan_units
+from flowkit.plan import VideoWork, min_units_for, plan_units
 from flowkit.store import DEFAULT_CHUNK_WINDOWS
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -28,7 +28,7 @@ def extra_decoding(n_frames: int, keyframes: np.ndarray, ks: list[int], workers:
     """(units, frames decoded / n_frames - 1) for one video planned as extract plans it."""
     todo = {k: range(-(-(n_frames - k) // DEFAULT_CHUNK_WINDOWS)) for k in ks if n_frames > k}
     units = plan_units([VideoWork("v", n_frames, todo, DEFAULT_CHUNK_WINDOWS)], unit_windows=DEFAULT_UNIT_WINDOWS,
-                       min_units=2 * workers if workers > 1 else 1)
+                       min_units=min_units_for(workers))
     decoded = sum(u.frames[1] - int(keyframes[np.searchsorted(keyframes, u.frames[0], side="right") - 1])
                   for u in units)
     return len(units), decoded / n_frames - 1

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.plan import VideoWork, plan_units
+from flowkit.plan import VideoWork, min_units_for, plan_units
 from flowkit.progress import ProgressBars
 from flowkit.sources import DATA_ERRORS
 from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
@@ -197,10 +197,10 @@ def _as_inputs(inputs) -> list:
 
 
 class _Frames:
-    """One pass over a source that remembers frame 0, the last frame read and the count.
+    """One pass over a source that remembers frame 0 and the last frame read.
 
-    It is its own iterator, so find_reference can stop at the reference frame and the caller
-    counts the rest; ``path`` names the source in find_reference's error message.
+    It is its own iterator, so find_reference stops at the reference frame and nothing after it
+    is decoded; ``path`` names the source in find_reference's error message.
     """
 
     def __init__(self, source):
@@ -208,7 +208,6 @@ class _Frames:
         self._it = iter(source)
         self.first = None
         self.last = None
-        self.count = 0
 
     def __iter__(self):
         return self
@@ -218,7 +217,6 @@ class _Frames:
         if self.first is None:
             self.first = frame
         self.last = frame
-        self.count += 1
         return frame
 
 
@@ -379,9 +377,8 @@ def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings
                 continue
             work.append(VideoWork(v.vid, v.n_frames, todo, settings.chunk_windows, sequential=v.sequential))
         active = [v for v in prepared if v.failed is None]
-        parallel = _parallel_units(settings, engine)
-        # Enough units to keep every worker busy; one worker gains nothing from cutting a video (only overlap).
-        units = plan_units(work, unit_windows=settings.unit_windows, min_units=2 * parallel if parallel > 1 else 1)
+        units = plan_units(work, unit_windows=settings.unit_windows,
+                           min_units=min_units_for(_parallel_units(settings, engine)))
         if not units:
             return
         by_id = {v.vid: v for v in active}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-__all__ = ["VideoWork", "WorkUnit", "plan_units", "windows_of"]
+__all__ = ["VideoWork", "WorkUnit", "min_units_for", "plan_units", "windows_of"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,17 @@ def windows_of(unit: WorkUnit | VideoWork, k: int, j: int, n_frames: int | None 
     n = unit.n_frames if n_frames is None else n_frames
     start = j * unit.chunk
     return start, max(start, min(start + unit.chunk, n - k))
+
+
+def min_units_for(parallel: int) -> int:
+    """The fewest units a run should be cut into for ``parallel`` workers: two each, so that one
+    long unit does not leave the others idle; a single worker gains nothing from cutting a video
+    (only the overlap decoded again).
+
+    >>> min_units_for(1), min_units_for(4)
+    (1, 8)
+    """
+    return 2 * parallel if parallel > 1 else 1
 
 
 def plan_units(videos: Sequence[VideoWork], *, unit_windows: int, min_units: int = 1) -> list[WorkUnit]:
