@@ -170,7 +170,8 @@ class _UnitState:
         self.result = UnitResult(self.task.unit.video_id, self.task.unit.start)
         unit = self.task.unit
         self.parts: dict[tuple[int, int], list] = {}
-        self.left = {(k, j): windows_of(unit, k, j)[1] - windows_of(unit, k, j)[0] for k, js in unit.chunks for j in js}
+        spans = {(k, j): windows_of(unit, k, j) for k, js in unit.chunks for j in js}
+        self.left = {key: stop - start for key, (start, stop) in spans.items()}
         self.writes: list[cf.Future] = []
 
     def windows(self) -> Iterator[tuple[_UnitState, int, int, int]]:
@@ -267,7 +268,7 @@ class BatchedEngine:
             st = items[rows[0]][0]
             idx = rows if len(rows) < len(items) else slice(None)
             f = features_from_flow(flow[idx], np.asarray(st.task.landmarks, np.float32))
-            feats[rows] = f.detach().cpu().numpy()
+            feats[rows] = to_host(f)
         flows = to_host(flow) if self.settings.save_flow else None
         self.stats["solver_busy_s"] += time.perf_counter() - t0
         for n, (st, k, j, i) in enumerate(items):

@@ -85,15 +85,15 @@ def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, se
     from flowkit.features import features_from_flow
 
     flow = settings.solve(prev, nxt)
-    feats = features_from_flow(flow, landmarks)
-    feats = feats.detach().cpu().numpy().astype(np.float32, copy=False)
+    feats = to_host(features_from_flow(flow, landmarks))
     if settings.save_flow:
         return feats, to_host(flow)
     return feats, None
 
 
 def to_host(flow) -> np.ndarray:
-    """A flow (B, 2, H, W) as float32 numpy on the host, from a torch tensor or numpy."""
+    """A flow (B, 2, H, W) or features (B, 3, 42, 42) as float32 numpy on the host, from a torch
+    tensor or numpy."""
     import torch
 
     flow = flow.detach().cpu().numpy() if isinstance(flow, torch.Tensor) else np.asarray(flow)
