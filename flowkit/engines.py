@@ -165,6 +165,8 @@ class _UnitState:
     """A decoded unit's chunks being filled by the batched solver."""
 
     def __init__(self, decoded: DecodedUnit):
+        from flowkit.store import ChunkWriter
+
         self.decoded = decoded
         self.task = decoded.task
         self.result = UnitResult(self.task.unit.video_id, self.task.unit.start)
@@ -173,6 +175,7 @@ class _UnitState:
         spans = {(k, j): windows_of(unit, k, j) for k, js in unit.chunks for j in js}
         self.left = {key: stop - start for key, (start, stop) in spans.items()}
         self.writes: list[cf.Future] = []
+        self.chunk_writer = ChunkWriter(self.task.store)  # opens each k group once for the unit's chunks
 
     def windows(self) -> Iterator[tuple[_UnitState, int, int, int]]:
         for k, js in self.task.unit.chunks:
@@ -279,18 +282,16 @@ class BatchedEngine:
                 parts = st.parts.pop((k, j))
                 st.result.pairs += len(parts)
                 st.result.written.append((k, j))
-                st.writes.append(self.writer.submit(self._write, st.task, k, j, parts))
+                st.writes.append(self.writer.submit(self._write, st, k, j, parts))
                 if not st.left and st.task.unit.frames[1] >= st.task.unit.n_frames:
                     st.result.n_frames = st.task.unit.n_frames  # the last indexed frame decoded
 
-    def _write(self, task: UnitTask, k: int, j: int, parts: list) -> None:
+    def _write(self, state: _UnitState, k: int, j: int, parts: list) -> None:
         """One chunk, on a writer thread: (window, features (3, 42, 42), flow or None) parts."""
-        from flowkit.store import ChunkWriter
-
         parts = sorted(parts, key=lambda p: p[0])
         feats = np.stack([p[1] for p in parts])
         flow = np.stack([p[2] for p in parts]) if self.settings.save_flow else None
-        ChunkWriter(task.store).write_chunk(task.unit.video_id, k, j, feats, flow)
+        state.chunk_writer.write_chunk(state.task.unit.video_id, k, j, feats, flow)
 
     def close(self) -> None:
         if self.pool is not None:
