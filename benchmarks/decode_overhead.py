@@ -19,24 +19,23 @@ import numpy as np
 from flowkit.extract import DEFAULT_UNIT_WINDOWS
 from flowkit.plan import VideoWork, min_units_for, plan_units
 from flowkit.store import DEFAULT_CHUNK_WINDOWS
+from flowkit.video_index import VideoIndex, index_video
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "noface_face.mov"]
 
 
-def extra_decoding(n_frames: int, keyframes: np.ndarray, ks: list[int], workers: int) -> tuple[int, float]:
+def extra_decoding(index: VideoIndex, ks: list[int], workers: int) -> tuple[int, float]:
     """(units, frames decoded / n_frames - 1) for one video planned as extract plans it."""
+    n_frames = index.n_frames
     todo = {k: range(-(-(n_frames - k) // DEFAULT_CHUNK_WINDOWS)) for k in ks if n_frames > k}
     units = plan_units([VideoWork("v", n_frames, todo, DEFAULT_CHUNK_WINDOWS)], unit_windows=DEFAULT_UNIT_WINDOWS,
                        min_units=min_units_for(workers))
-    decoded = sum(u.frames[1] - int(keyframes[np.searchsorted(keyframes, u.frames[0], side="right") - 1])
-                  for u in units)
+    decoded = sum(u.frames[1] - index.keyframe_before(u.frames[0]) for u in units)
     return len(units), decoded / n_frames - 1
 
 
 def main() -> None:
-    from flowkit.video_index import index_video
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--k", type=int, action="append", dest="ks")
@@ -49,14 +48,14 @@ def main() -> None:
             if index is not None:
                 gaps = np.diff(index.keyframes)
                 gop = f"a keyframe every {gaps.max()} frames at most" if gaps.size else "one keyframe"
-                rows.append((f"{name} ({gop})", index.n_frames, index.keyframes))
-    n = 4400
-    rows += [("JPEG folder", n, np.arange(n)), ("video, keyframe every 12", n, np.arange(0, n, 12)),
-             ("video, keyframe every 250", n, np.arange(0, n, 250))]
+                rows.append((f"{name} ({gop})", index))
+    n = 4400  # every frame of a JPEG folder is a keyframe
+    synthetic = (("JPEG folder", 1), ("video, keyframe every 12", 12), ("video, keyframe every 250", 250))
+    rows += [(label, VideoIndex(np.arange(n), np.arange(0, n, every))) for label, every in synthetic]
     print(f"workers {args.workers}, k {ks}, {DEFAULT_UNIT_WINDOWS} windows per unit, {DEFAULT_CHUNK_WINDOWS} per chunk")
-    for label, frames, keyframes in rows:
-        units, extra = extra_decoding(frames, keyframes, ks, args.workers)
-        print(f"{label}: {frames} frames, {units} units, {extra:.1%} more decoding than once per frame")
+    for label, index in rows:
+        units, extra = extra_decoding(index, ks, args.workers)
+        print(f"{label}: {index.n_frames} frames, {units} units, {extra:.1%} more decoding than once per frame")
 
 
 if __name__ == "__main__":

@@ -53,11 +53,19 @@ class VideoIndex:
         """One past the last frame indexed (the video's frame count for a whole index)."""
         return self.offset + int(len(self.pts))
 
+    def keyframe_before(self, frame: int) -> int:
+        """The last keyframe at or before ``frame``: where a decode that reaches it starts.
+
+        >>> VideoIndex(np.arange(10), np.array([0, 4, 8])).keyframe_before(7)
+        4
+        """
+        return int(self.keyframes[np.searchsorted(self.keyframes, frame, side="right") - 1])
+
     def window(self, start: int, stop: int) -> VideoIndex:
         """The part of the index that :func:`read_range` needs for frames ``start`` .. ``stop - 1``:
         from the keyframe before ``start`` on (small enough to send with a work unit)."""
         stop = min(stop, self.n_frames)
-        key = int(self.keyframes[np.searchsorted(self.keyframes, start, side="right") - 1])
+        key = self.keyframe_before(start)
         keys = self.keyframes[(self.keyframes >= key) & (self.keyframes < stop)]
         return VideoIndex(self.pts[key - self.offset : stop - self.offset].copy(), keys.copy(), key)
 
@@ -122,7 +130,7 @@ def read_range(path: str | os.PathLike, index: VideoIndex, start: int, stop: int
     if start < index.offset:
         raise FlowkitError(f"frames from {start} should be read with an index from frame {start} or before, "
                            f"got one from frame {index.offset}")
-    key = int(index.keyframes[np.searchsorted(index.keyframes, start, side="right") - 1])
+    key = index.keyframe_before(start)
     container, stream = _open(path)
     expected = start
     try:
