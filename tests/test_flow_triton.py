@@ -94,9 +94,14 @@ def test_median_kernel_matches_cv2_bitwise(ksize):
     np.testing.assert_array_equal(out.view(np.int32), ref.view(np.int32))
 
 
+def _fused(solver, steps=1):
+    return triton_tvl1.FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut, steps=steps)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
 @pytest.mark.parametrize("channels", [2, 3])
 @pytest.mark.parametrize("iterations", [1, 4])
-def test_fused_iterations_match_eager(channels, iterations):
+def test_fused_iterations_match_eager(channels, iterations, steps):
     solver, state, consts = _state(c=channels)
     eager = tuple(t.clone() for t in state)
     active = None
@@ -104,8 +109,7 @@ def test_fused_iterations_match_eager(channels, iterations):
         err = solver.iterate(*eager, consts, active)
         going = (err > 1e-12).view(-1, 1, 1, 1)
         active = going if active is None else active & going
-    fused = triton_tvl1.FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut)
-    mask = fused.run(state, consts, 1e-12, iterations)
+    mask = _fused(solver, steps).run(state, consts, 1e-12, iterations)
     # float32 rounding only: FMA contraction, sqrt(x*x + y*y) for hypot, another sum order of
     # the error. Values are ~1; after 4 iterations the differences are ~1e-7.
     for a, b in zip(state, eager):
@@ -113,10 +117,11 @@ def test_fused_iterations_match_eager(channels, iterations):
     assert mask.equal(active)
 
 
-def test_stopped_pairs_are_frozen():
+@pytest.mark.parametrize("steps", [1, 2])
+def test_stopped_pairs_are_frozen(steps):
     solver, state, consts = _state()
     before = tuple(t.clone() for t in state)
-    fused = triton_tvl1.FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut)
+    fused = _fused(solver, steps)
     # An epsilon no change can pass: every pair stops after its first iteration, as in eager
     # "masked" mode, whose first iteration still updates.
     one = tuple(t.clone() for t in state)
@@ -127,10 +132,44 @@ def test_stopped_pairs_are_frozen():
         assert a.equal(b) and not a.equal(c)
 
 
-def test_solve_matches_eager():
+def _staggered_state(steps: int, iterations: int):
+    """A state whose three pairs meet the stopping rule after different inner iterations, one of
+    them inside a launch of ``steps`` (so its last step is applied again): (solver, state, consts,
+    eps, the iteration after which each pair stops (or None))."""
+    solver, state, consts = _state(b=3)
+    for t in state:  # states scaled apart: the changes fall below eps after iterations 3, 4 and 7
+        t *= torch.tensor([0.3, 1.0, 3.0], device=t.device).view(3, 1, 1, 1)
+    probe = tuple(t.clone() for t in state)
+    errors = torch.stack([solver.iterate(*probe, consts) for _ in range(iterations)]).cpu()  # (iterations, 3)
+    eps = float(errors[:, 1].median())
+    below = errors <= eps
+    stops = [int(col.nonzero()[0]) + 1 if col.any() else None for col in below.T]
+    return solver, state, consts, eps, stops
+
+
+@pytest.mark.parametrize("steps", [2, 3])
+def test_multi_step_launches_equal_one_step_launches(steps):
+    iterations = 7
+    solver, state, consts, eps, stops = _staggered_state(steps, iterations)
+    # The case must stop pairs apart, one of them inside a multi-step launch, or it tests little.
+    assert len(set(stops)) == 3 and any(s is not None and s % steps for s in stops), stops
+    one = tuple(t.clone() for t in state)
+    mask_one = _fused(solver, 1).run(one, consts, eps, iterations)
+    mask_many = _fused(solver, steps).run(state, consts, eps, iterations)
+    assert mask_many.equal(mask_one)
+    assert mask_one.view(-1).tolist() == [s is None for s in stops]
+    for a, b in zip(state, one):
+        if INTERPRET:  # numpy evaluates both kernels' identical expressions alike
+            assert a.equal(b)
+        else:  # the compiler may contract a multiply-add differently in the larger kernel
+            torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("impl", ["triton", "triton2"])
+def test_solve_matches_eager(impl):
     prev, nxt = _textures()
     eager = tvl1_torch(prev, nxt, impl="eager", early_stop="masked", **SMALL)
-    fused = tvl1_torch(prev, nxt, impl="triton", **SMALL)
+    fused = tvl1_torch(prev, nxt, impl=impl, **SMALL)
     # Six inner iterations, two medians, one resize: rounding stays ~1e-6 px.
     torch.testing.assert_close(fused, eager, rtol=0, atol=1e-4)
 
@@ -148,6 +187,7 @@ def test_deterministic_and_batch_independent():
 def test_impl_choice():
     assert solver_mod.resolve_impl("auto", DEVICE) == ("triton" if ON_CUDA else "eager")
     assert solver_mod.resolve_impl("triton", DEVICE) == "triton"
+    assert solver_mod.resolve_impl("triton2", DEVICE) == "triton2"
     prev, nxt = _textures(b=1)
     with pytest.raises(Exception, match="early_stop should be 'auto' or 'masked'"):
         tvl1_torch(prev, nxt, impl="triton", early_stop="compact", **SMALL)

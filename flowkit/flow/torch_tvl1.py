@@ -12,9 +12,10 @@ The pieces that must match OpenCV bit for bit (up to float rounding) live apart:
 ``pyramid`` (cv2.resize INTER_LINEAR), ``remap`` (cv2.remap INTER_CUBIC), ``median``
 (cv2.medianBlur).
 
-Two implementations of the inner iteration share this driver: "eager" (plain torch operations,
-any device) and "triton" (``triton_tvl1``: the inner iteration fused into two kernel launches
-and the median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``).
+Implementations of the inner iteration share this driver: "eager" (plain torch operations,
+any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel launches and the
+median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton2" (the same, two
+inner iterations per launch: half the memory traffic, more arithmetic).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from flowkit.flow.remap import remap_cubic
 
 __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "resolve_impl", "tvl1_torch"]
 
-IMPLS = ("auto", "eager", "triton")
+IMPLS = ("auto", "eager", "triton", "triton2")
+#: Inner iterations per launch of the fused kernel, per Triton implementation.
+TRITON_STEPS = {"triton": 1, "triton2": 2}
 
 _FLT_EPSILON = 1.1920929e-07
 
@@ -92,11 +95,11 @@ def _triton_module():
 
 
 def resolve_impl(impl: str, device) -> str:
-    """The inner-iteration implementation that runs: "eager" or "triton".
+    """The inner-iteration implementation that runs: "eager", "triton" or "triton2".
 
     "auto" is "triton" on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
-    else "eager". "triton" on the CPU needs ``TRITON_INTERPRET=1`` set before the kernels were
-    first imported (Triton's interpreter, for tests).
+    else "eager". "triton" and "triton2" on the CPU need ``TRITON_INTERPRET=1`` set before the
+    kernels were first imported (Triton's interpreter, for tests).
 
     >>> resolve_impl("auto", torch.device("cpu"))
     'eager'
@@ -111,15 +114,15 @@ def resolve_impl(impl: str, device) -> str:
         return "eager" if module is None else "triton"
     if module is None:
         raise FlowkitError(
-            "impl 'triton' should have the triton package installed (pip install 'softnet-spotting[gpu]'), "
+            f"impl {impl!r} should have the triton package installed (pip install 'softnet-spotting[gpu]'), "
             "got none that loads"
         )
     if device.type != "cuda" and not module.interpreted():
         raise FlowkitError(
-            f"impl 'triton' should run on a CUDA device (or on the CPU with TRITON_INTERPRET=1 set before "
+            f"impl {impl!r} should run on a CUDA device (or on the CPU with TRITON_INTERPRET=1 set before "
             f"the first import), got {device}"
         )
-    return "triton"
+    return impl
 
 
 class _Solver:
@@ -140,11 +143,11 @@ class _Solver:
         self.early_stop = early_stop
         self.median_fn = median_blur
         self.fused = None
-        if impl == "triton":
+        if impl in TRITON_STEPS:
             from flowkit.flow.triton_tvl1 import FusedInner, median_blur_triton
 
             self.median_fn = median_blur_triton
-            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut)
+            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, steps=TRITON_STEPS[impl])
         if compile:
             self.iterate = torch.compile(self.iterate, dynamic=True)
 
@@ -245,11 +248,11 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             on the device and computed for nothing; the host reads the mask once per outer
             iteration (30 inner iterations) and drops them then, so the CUDA queue is not
             drained every iteration. "auto": "compact" on the CPU, "masked" elsewhere.
-            Both give the same flow. With impl "triton" only "masked" (and "auto") exist.
+            Both give the same flow. With the Triton impls only "masked" (and "auto") exist.
         compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.
-        impl: "auto", "eager" or "triton" (see ``resolve_impl``): how the inner iterations
-            and the median run. "auto" is "triton" on CUDA when triton is installed.
+        impl: "auto", "eager", "triton" or "triton2" (see ``resolve_impl``): how the inner
+            iterations and the median run. "auto" is "triton" on CUDA when triton is installed.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
     halves, recursively, down to single pairs; each pair's flow does not depend on its batch.
@@ -283,10 +286,10 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         early_stop = "compact" if i0.device.type == "cpu" and impl == "eager" else "masked"
     if early_stop not in ("compact", "masked"):
         raise FlowkitError(f"early_stop should be one of auto, compact, masked, got {early_stop!r}")
-    if impl == "triton" and early_stop != "masked":
-        raise FlowkitError(f"early_stop should be 'auto' or 'masked' with impl 'triton', got {early_stop!r}")
-    if impl == "triton" and compile:
-        raise FlowkitError("compile should be False with impl 'triton' (its kernels are fused already), got True")
+    if impl in TRITON_STEPS and early_stop != "masked":
+        raise FlowkitError(f"early_stop should be 'auto' or 'masked' with impl {impl!r}, got {early_stop!r}")
+    if impl in TRITON_STEPS and compile:
+        raise FlowkitError(f"compile should be False with impl {impl!r} (its kernels are fused already), got True")
     return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl))
 
 

@@ -1,15 +1,18 @@
 """Triton kernels for the TV-L1 solver's hot loop: the fused inner iteration and the median.
 
 The eager inner iteration is ~33 kernels and ~536 bytes per pixel (every elementwise step
-writes a full tensor). Here it is two launches:
+writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
 
-- ``_inner_kernel`` does the thresholding step, the primal update, the divergence and the dual
-  update at once. The dual update needs the *new* flow of the right and lower neighbours, so each
-  program recomputes those from the old state (three times the arithmetic, none of the traffic)
-  and writes the new state into a second set of buffers (ping-pong), which keeps the reads race
-  free. It also writes a partial sum of the squared flow change per block.
+- the inner kernel (its source written by ``triton_stencil``) does the thresholding step, the
+  primal update, the divergence and the dual update, ``steps`` times. Each step at a pixel needs
+  the step before at its neighbours, so a program recomputes those from the state in memory
+  (more arithmetic, no more traffic) and writes the new state into a second set of buffers
+  (ping-pong), which keeps the reads race free. It also writes each step's partial sum of the
+  squared flow change per block. Stopped pairs are masked out: no byte is read or written.
 - ``_stop_kernel`` adds each pair's partial sums in a fixed order (deterministic, unlike atomics)
-  and clears the pair's ``active`` flag when the change is <= epsilon**2 * H * W, on the device.
+  and clears the pair's ``active`` flag when a step's change is <= epsilon**2 * H * W, on the
+  device, noting which buffers hold the pair and whether a stop inside a multi-step launch leaves
+  steps to apply again. ``_settle_kernel`` copies the pairs that ended in the second buffers back.
 
 The median is one launch of the selection network of ``flowkit.flow.median`` (the columns sorted
 inside the kernel, then ``median_network``), generated as straight-line Triton code.
@@ -29,6 +32,7 @@ import triton
 import triton.language as tl
 
 from flowkit.flow.median import median_network, sorting_network
+from flowkit.flow.triton_stencil import inner_source
 
 __all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton"]
 
@@ -56,83 +60,71 @@ def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw: tuple[int, i
         _launch_log.append((name, *bytes_rw))
 
 
-@triton.jit
-def _fi(u_ptr, iw_ptr, ng_ptr, rc_ptr, bc, b1, q, m, hw, l_t, C: tl.constexpr):  # noqa: PLR0913, PLR0917 - a Triton helper takes pointers and offsets as arguments
-    """Clamped step of the thresholding: clamp((rho_c + sum iw*u) / -|grad|^2, +-l_t)."""
-    rho = tl.load(rc_ptr + b1 + q, mask=m, other=0.0)
-    for c in tl.static_range(C):
-        iw = tl.load(iw_ptr + bc + c * hw + q, mask=m, other=0.0)
-        rho += iw * tl.load(u_ptr + bc + c * hw + q, mask=m, other=0.0)
-    ng = tl.load(ng_ptr + b1 + q, mask=m, other=-1.0)
-    return tl.minimum(tl.maximum(rho / ng, -l_t), l_t)
+def _jit_source(name: str, source: str):
+    """``triton.jit`` of a kernel written as text. Triton reads a kernel's source with inspect,
+    so the text is registered in linecache under a file name of its own before it is executed."""
+    filename = f"<flowkit-{name}-triton>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"tl": tl}
+    exec(compile(source, filename, "exec"), namespace)
+    return triton.jit(namespace[name])
+
+
+_INNER_KERNELS: dict = {}
+
+
+def _inner_kernel(steps: int, channels: int):
+    """The kernel of ``steps`` fused inner iterations for C = ``channels`` (built on first use)."""
+    key = (steps, channels)
+    if key not in _INNER_KERNELS:
+        name = f"_inner{steps}_c{channels}_kernel"
+        _INNER_KERNELS[key] = _jit_source(name, inner_source(name, steps, channels))
+    return _INNER_KERNELS[key]
 
 
 @triton.jit
-def _new_u(u_ptr, px_ptr, py_ptr, iw_ptr, off, x, y, m, w, fi, theta):  # noqa: PLR0913, PLR0917 - a Triton helper takes pointers and offsets as arguments
-    """(new u, old u) of one channel at offsets ``off``: v + theta * div p, v = u + fi * iw."""
-    u = tl.load(u_ptr + off, mask=m, other=0.0)
-    v = u + fi * tl.load(iw_ptr + off, mask=m, other=0.0)
-    d = tl.load(px_ptr + off, mask=m, other=0.0)
-    d = d - tl.load(px_ptr + off - 1, mask=m & (x > 0), other=0.0)
-    d = d + tl.load(py_ptr + off, mask=m, other=0.0)
-    d = d - tl.load(py_ptr + off - w, mask=m & (y > 0), other=0.0)
-    return d * theta + v, u
+def _stop_kernel(part_ptr, active_ptr, loc_ptr, redo_ptr, n, nblk, eps, dst,  # noqa: PLR0913, PLR0917 - a Triton kernel takes every buffer as an argument
+                 STEPS: tl.constexpr, NB: tl.constexpr):
+    """OpenCV's stopping rule after a launch of STEPS iterations, for pair b.
 
-
-@triton.jit
-def _inner_kernel(u_ptr, px_ptr, py_ptr, iw_ptr, ng_ptr, rc_ptr, active_ptr,  # noqa: PLR0913, PLR0917 - a Triton kernel takes every buffer as an argument
-                  u_out, px_out, py_out, part_ptr, h, w, l_t, theta, taut,
-                  C: tl.constexpr, BLOCK: tl.constexpr):
-    blk = tl.program_id(0)
-    b = tl.program_id(1)
-    nblk = tl.num_programs(0)
-    hw = h * w
-    q = blk * BLOCK + tl.arange(0, BLOCK)
-    m = q < hw
-    y = q // w
-    x = q - y * w
-    mr = m & (x + 1 < w)
-    md = m & (y + 1 < h)
-    bc = b.to(tl.int64) * C * hw
-    b1 = b.to(tl.int64) * hw
-    on = tl.load(active_ptr + b) != 0
-    fi0 = _fi(u_ptr, iw_ptr, ng_ptr, rc_ptr, bc, b1, q, m, hw, l_t, C)
-    fir = _fi(u_ptr, iw_ptr, ng_ptr, rc_ptr, bc, b1, q + 1, mr, hw, l_t, C)
-    fid = _fi(u_ptr, iw_ptr, ng_ptr, rc_ptr, bc, b1, q + w, md, hw, l_t, C)
-    err = tl.zeros((BLOCK,), dtype=tl.float32)
-    for c in tl.static_range(C):
-        off = bc + c * hw + q
-        nu, uc = _new_u(u_ptr, px_ptr, py_ptr, iw_ptr, off, x, y, m, w, fi0, theta)
-        nr, _r = _new_u(u_ptr, px_ptr, py_ptr, iw_ptr, off + 1, x + 1, y, mr, w, fir, theta)
-        nd, _d = _new_u(u_ptr, px_ptr, py_ptr, iw_ptr, off + w, x, y + 1, md, w, fid, theta)
-        diff = nu - uc
-        err += tl.where(m, diff * diff, 0.0)
-        gx = tl.where(mr, nr - nu, 0.0)
-        gy = tl.where(md, nd - nu, 0.0)
-        den = tl.sqrt(gx * gx + gy * gy) * taut + 1.0
-        pxc = tl.load(px_ptr + off, mask=m, other=0.0)
-        pyc = tl.load(py_ptr + off, mask=m, other=0.0)
-        tl.store(u_out + off, tl.where(on, nu, uc), mask=m)
-        tl.store(px_out + off, tl.where(on, (pxc + gx * taut) / den, pxc), mask=m)
-        tl.store(py_out + off, tl.where(on, (pyc + gy * taut) / den, pyc), mask=m)
-    tl.store(part_ptr + b * nblk + blk, tl.sum(err, axis=0))
-
-
-@triton.jit
-def _stop_kernel(part_ptr, active_ptr, err_ptr, nblk, eps, NB: tl.constexpr):  # noqa: PLR0913, PLR0917 - a Triton kernel takes every buffer as an argument
+    A step is applied while the pair is going; it stops after the first step whose squared
+    change is <= eps. A pair that took every step now sits in buffer ``dst`` (``loc``); one that
+    stopped after j < STEPS steps stays where it was, with ``redo`` = j steps to apply again.
+    """
     b = tl.program_id(0)
     i = tl.arange(0, NB)
-    e = tl.sum(tl.load(part_ptr + b * nblk + i, mask=i < nblk, other=0.0), axis=0)
-    tl.store(err_ptr + b, e)
     on = tl.load(active_ptr + b) != 0
-    tl.store(active_ptr + b, (on & (e > eps)).to(tl.uint8))
+    going = on
+    taken = 0
+    for k in tl.static_range(STEPS):
+        e = tl.sum(tl.load(part_ptr + (k * n + b) * nblk + i, mask=i < nblk, other=0.0), axis=0)
+        taken += going.to(tl.int32)
+        going = going & (e > eps)
+    tl.store(active_ptr + b, going.to(tl.uint8))
+    loc = tl.load(loc_ptr + b)
+    tl.store(loc_ptr + b, tl.where(taken == STEPS, dst, loc).to(tl.uint8))
+    tl.store(redo_ptr + b, tl.where(taken == STEPS, 0, taken).to(tl.uint8), mask=on)
+
+
+@triton.jit
+def _settle_kernel(u_src, px_src, py_src, u_dst, px_dst, py_dst, flag_ptr, chw,  # noqa: PLR0913, PLR0917 - a Triton kernel takes every buffer as an argument
+                   BLOCK: tl.constexpr):
+    """Copy pair b's state (C*H*W values per tensor) from src to dst where ``flag`` is set."""
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    q = blk * BLOCK + tl.arange(0, BLOCK)
+    m = (q < chw) & (tl.load(flag_ptr + b) != 0)
+    off = b.to(tl.int64) * chw + q
+    tl.store(u_dst + off, tl.load(u_src + off, mask=m), mask=m)
+    tl.store(px_dst + off, tl.load(px_src + off, mask=m), mask=m)
+    tl.store(py_dst + off, tl.load(py_src + off, mask=m), mask=m)
 
 
 def interpreted() -> bool:
     """True when the kernels were built for Triton's CPU interpreter (TRITON_INTERPRET=1)."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    return isinstance(_inner_kernel, InterpretedFunction)
+    return isinstance(_stop_kernel, InterpretedFunction)
 
 
 def _block(n: int, gpu_block: int) -> int:
@@ -141,41 +133,81 @@ def _block(n: int, gpu_block: int) -> int:
 
 
 class FusedInner:
-    """The inner iterations of one outer iteration, fused (the "triton" implementation).
+    """The inner iterations of one outer iteration, fused (the "triton" implementations).
 
     Args:
         l_t: lambda * theta; theta; taut: tau / theta (as in the eager solver).
+        steps: inner iterations per kernel launch. 1 reads and writes the state once per
+            iteration (64 B per pixel with C = 2); 2 once per two iterations (32 B), at the price
+            of recomputing the neighbours' first step (15 flow evaluations per pixel, not 6).
+        block: pixels per program on a GPU.
     """
 
-    def __init__(self, *, l_t: float, theta: float, taut: float):
+    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, block: int = _BLOCK):
+        if steps < 1:
+            raise ValueError(f"steps should be >= 1, got {steps}")
         self.l_t, self.theta, self.taut = l_t, theta, taut
+        self.steps, self.block = steps, block
 
     def run(self, state, consts, scaled_eps: float, iterations: int) -> torch.Tensor:
         """``iterations`` inner iterations on ``state`` = (u, px, py), each (n, C, H, W) float32
         contiguous, updated in place; ``consts`` = (iw (n, C, H, W), neg_grad (n, 1, H, W),
         rho_c (n, 1, H, W)) from the warp. Returns the (n, 1, 1, 1) bool mask of the pairs still
-        going, as the eager "masked" mode does; nothing is read on the host."""
-        u, px, py = state
+        going, as the eager "masked" mode does; nothing is read on the host.
+
+        The state moves between two sets of buffers (a launch reads one and writes the other, so
+        neighbours are read race free); a stopped pair is neither read nor written again. Each
+        pair's last state is then copied back into ``state`` where it is not there already.
+        """
+        u = state[0]
         n, c, h, w = u.shape
-        iw, neg_grad, rho_c = (t.contiguous() for t in consts)
-        block = _block(h * w, _BLOCK)
+        consts = tuple(t.contiguous() for t in consts)
+        block = _block(h * w, self.block)
         nblk = triton.cdiv(h * w, block)
+        buffers = (tuple(state), tuple(torch.empty_like(t) for t in state))
         active = torch.ones(n, dtype=torch.uint8, device=u.device)
-        part = torch.empty((n, nblk), dtype=torch.float32, device=u.device)
-        err = torch.empty(n, dtype=torch.float32, device=u.device)
-        src, dst = (u, px, py), tuple(torch.empty_like(t) for t in (u, px, py))
-        px_bytes = 4 * n * h * w
-        for _ in range(iterations):
-            args = (*src, iw, neg_grad, rho_c, active, *dst, part, h, w, self.l_t, self.theta, self.taut)
-            _launch("inner", _inner_kernel, (nblk, n), args, {"C": c, "BLOCK": block},
-                    bytes_rw=(px_bytes * (4 * c + 2), px_bytes * 3 * c))
-            _launch("stop", _stop_kernel, (n,), (part, active, err, nblk, scaled_eps),
-                    {"NB": triton.next_power_of_2(nblk)}, bytes_rw=(4 * n * nblk + n, 5 * n))
-            src, dst = dst, src
-        if src[0] is not u:  # an odd count: the last results sit in the second buffers
-            for t, s in zip((u, px, py), src):
-                t.copy_(s)
+        loc = torch.zeros(n, dtype=torch.uint8, device=u.device)  # which buffers hold the pair
+        redo = torch.zeros(n, dtype=torch.uint8, device=u.device)  # steps to apply again from there
+        part = torch.empty((self.steps, n, nblk), dtype=torch.float32, device=u.device)
+        src, done = 0, 0
+        while done < iterations:
+            steps = min(self.steps, iterations - done)
+            self._launch_steps(steps, (buffers[src], buffers[1 - src]), consts, active, part)
+            _launch("stop", _stop_kernel, (n,), (part, active, loc, redo, n, nblk, scaled_eps, 1 - src),
+                    {"STEPS": steps, "NB": triton.next_power_of_2(nblk)},
+                    bytes_rw=(4 * steps * n * nblk + 2 * n, 3 * n))
+            src, done = 1 - src, done + steps
+        self._settle(buffers, consts, loc, redo, part)
         return active.view(n, 1, 1, 1).bool()
+
+    def _launch_steps(self, steps: int, src_dst, consts, flags, part) -> None:
+        """``steps`` iterations from the buffers ``src_dst[0]`` into ``src_dst[1]``, for the pairs
+        whose ``flags`` (n,) uint8 is set."""
+        src, dst = src_dst
+        n, c, h, w = src[0].shape
+        block = _block(h * w, self.block)
+        px_bytes = 4 * n * h * w
+        args = (*src, *consts, flags, *dst, part, n, h, w, self.l_t, self.theta, self.taut)
+        _launch(f"inner{steps}", _inner_kernel(steps, c), (triton.cdiv(h * w, block), n), args,
+                {"BLOCK": block}, bytes_rw=(px_bytes * (4 * c + 2), px_bytes * 3 * c))
+
+    def _settle(self, buffers, consts, loc, redo, part) -> None:
+        """Bring every pair's final state into ``buffers[0]``: first the steps a stop inside a
+        multi-step launch left to apply again (one step at a time, from wherever the pair is),
+        then a copy for the pairs whose state ended in the second buffers."""
+        for j in range(1, self.steps):
+            due = redo >= j
+            for where in (0, 1):
+                flags = (due & (loc == where)).to(torch.uint8)
+                self._launch_steps(1, (buffers[where], buffers[1 - where]), consts, flags, part)
+            loc ^= due.to(torch.uint8)
+        u = buffers[0][0]
+        chw = u[0].numel()
+        block = _block(chw, _BLOCK)
+        # Declared as if every pair moved: the model's upper bound (a stopped pair moves no byte).
+        moved = 12 * chw * u.shape[0]
+        _launch("settle", _settle_kernel, (triton.cdiv(chw, block), u.shape[0]), (*buffers[1], *buffers[0], loc, chw),
+                {"BLOCK": block}, bytes_rw=(moved, moved))
 
 
 def _median_source(ksize: int) -> str:
@@ -210,18 +242,7 @@ def _median_source(ksize: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _build_median_kernel(ksize: int):
-    # Triton reads a kernel's source with inspect, so the generated text is registered in
-    # linecache under a file name of its own before it is executed.
-    source = _median_source(ksize)
-    filename = f"<flowkit-median{ksize}-triton>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"tl": tl}
-    exec(compile(source, filename, "exec"), namespace)
-    return triton.jit(namespace[f"_median{ksize}_kernel"])
-
-
-_MEDIAN_KERNELS = {k: _build_median_kernel(k) for k in (3, 5)}
+_MEDIAN_KERNELS = {k: _jit_source(f"_median{k}_kernel", _median_source(k)) for k in (3, 5)}
 
 
 def median_blur_triton(x: torch.Tensor, ksize: int) -> torch.Tensor:

@@ -1,0 +1,188 @@
+"""Source of the fused inner-iteration kernel that runs ``steps`` TV-L1 inner iterations per launch.
+
+One inner iteration is a stencil. With ``u`` the flow and ``p = (px, py)`` the dual variables:
+
+- the new flow at a pixel o needs, from the step before, u(o), p(o), px(o - x) and py(o - y);
+- the new p at o needs the new u at o, o + x and o + y, and the old p(o).
+
+A program owns a block of pixels and, to stay free of races without a barrier, recomputes every
+intermediate value its block needs from the state in memory, however many steps that takes:
+``needed_points`` walks the dependencies back from the block's own pixels, and ``inner_source``
+writes straight-line Triton code that computes each (step, point) once. Memory is read once and
+written once per launch, so ``steps`` iterations cost the DRAM traffic of one; the price is
+arithmetic, which grows with the cone of points (3 flow evaluations per pixel for one step, 15
+for two).
+
+The arithmetic per point is the eager solver's (``torch_tvl1._Solver.iterate``) in the same order,
+so under Triton's interpreter (numpy, no FMA contraction) a launch of two steps equals two launches
+of one bit for bit, and each step's error sums equal the one-step kernel's.
+"""
+
+from __future__ import annotations
+
+__all__ = ["inner_source", "needed_points"]
+
+Point = tuple[int, int]
+_X, _Y = (1, 0), (0, 1)
+
+
+def _add(a: Point, b: Point) -> Point:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _sub(a: Point, b: Point) -> Point:
+    return a[0] - b[0], a[1] - b[1]
+
+
+def needed_points(steps: int) -> tuple[list[set[Point]], list[set[Point]]]:
+    """The points, relative to a pixel, where each step's flow and dual variables are needed.
+
+    Returns (flow, dual): two lists of ``steps + 1`` sets, index k for the state after step k
+    (index 0: the state read from memory). The last step's dual variables are needed at the
+    pixel only, its flow there and at the right and lower neighbours.
+
+    >>> flow, dual = needed_points(1)
+    >>> sorted(flow[1]), sorted(dual[0])
+    ([(0, 0), (0, 1), (1, 0)], [(-1, 0), (-1, 1), (0, -1), (0, 0), (0, 1), (1, -1), (1, 0)])
+    """
+    if steps < 1:
+        raise ValueError(f"steps should be >= 1, got {steps}")
+    flow = [set() for _ in range(steps + 1)]
+    dual = [set() for _ in range(steps + 1)]
+    flow[steps].add((0, 0))
+    dual[steps].add((0, 0))
+    for k in range(steps, 0, -1):
+        for o in dual[k]:  # p_k(o) <- u_k(o), u_k(o+x), u_k(o+y), p_{k-1}(o)
+            flow[k].update((o, _add(o, _X), _add(o, _Y)))
+            dual[k - 1].add(o)
+        for o in flow[k]:  # u_k(o) <- u_{k-1}(o), p_{k-1}(o), px_{k-1}(o-x), py_{k-1}(o-y)
+            flow[k - 1].add(o)
+            dual[k - 1].update((o, _sub(o, _X), _sub(o, _Y)))
+    return flow, dual
+
+
+def _tag(o: Point) -> str:
+    return "_".join(f"m{-v}" if v < 0 else str(v) for v in o)
+
+
+def _cond(o: Point) -> str:
+    """The in-image test of point o relative to the block's (x, y), in Triton source."""
+    dx, dy = o
+    parts = []
+    if dx < 0:
+        parts.append(f"(x >= {-dx})")
+    if dx > 0:
+        parts.append(f"(x + {dx} < w)")
+    if dy < 0:
+        parts.append(f"(y >= {-dy})")
+    if dy > 0:
+        parts.append(f"(y + {dy} < h)")
+    return " & ".join(["m", *parts])
+
+
+def _load(ptr: str, base: str, o: Point, other: str = "0.0") -> str:
+    t = _tag(o)
+    return f"tl.load({ptr} + {base} + q_{t}, mask=in_{t}, other={other})"
+
+
+def _memory_lines(flow: list[set[Point]], dual: list[set[Point]], channels: int) -> list[str]:
+    """Offsets and in-image masks of every point, then the state in memory (step 0) and the warp
+    constants where the steps need them, each loaded once."""
+    lines = []
+    for o in sorted(set().union(*flow, *dual)):
+        t = _tag(o)
+        lines += [f"    q_{t} = q + ({o[1]}) * w + ({o[0]})", f"    in_{t} = {_cond(o)}"]
+    for o in sorted(flow[0]):
+        lines += [f"    u0_{c}_{_tag(o)} = {_load('u_ptr', f'bc + {c} * hw', o)}" for c in range(channels)]
+    for o in sorted(dual[0]):
+        for c in range(channels):
+            lines.append(f"    px0_{c}_{_tag(o)} = {_load('px_ptr', f'bc + {c} * hw', o)}")
+            lines.append(f"    py0_{c}_{_tag(o)} = {_load('py_ptr', f'bc + {c} * hw', o)}")
+    for o in sorted(set().union(*flow[1:])):
+        t = _tag(o)
+        lines.append(f"    rc_{t} = {_load('rc_ptr', 'b1', o)}")
+        lines.append(f"    ng_{t} = {_load('ng_ptr', 'b1', o, '-1.0')}")  # -1: no division by 0 outside
+        lines += [f"    iw{c}_{t} = {_load('iw_ptr', f'bc + {c} * hw', o)}" for c in range(channels)]
+    return lines
+
+
+def _flow_lines(k: int, o: Point, channels: int) -> list[str]:
+    """u after step k at point o, every channel (``iterate``'s thresholding and primal update)."""
+    t, tx, ty = _tag(o), _tag(_sub(o, _X)), _tag(_sub(o, _Y))
+    # v = u + clamp((rho_c + sum iw*u) / -|grad|^2, +-l_t) * iw
+    lines = [f"    rho = rc_{t}"]
+    lines += [f"    rho = rho + iw{c}_{t} * u{k - 1}_{c}_{t}" for c in range(channels)]
+    lines.append(f"    fi = tl.minimum(tl.maximum(rho / ng_{t}, -l_t), l_t)")
+    for c in range(channels):
+        # u = v + theta * div p; the divergence drops p outside row 0 / column 0.
+        lines += [
+            f"    d = px{k - 1}_{c}_{t}",
+            f"    d = d - tl.where(x + ({o[0]}) > 0, px{k - 1}_{c}_{tx}, 0.0)",
+            f"    d = d + py{k - 1}_{c}_{t}",
+            f"    d = d - tl.where(y + ({o[1]}) > 0, py{k - 1}_{c}_{ty}, 0.0)",
+            f"    u{k}_{c}_{t} = d * theta + (u{k - 1}_{c}_{t} + fi * iw{c}_{t})",
+        ]
+    return lines
+
+
+def _dual_lines(k: int, o: Point, channels: int) -> list[str]:
+    """p after step k at point o, every channel (``iterate``'s dual update)."""
+    t, tx, ty = _tag(o), _tag(_add(o, _X)), _tag(_add(o, _Y))
+    lines = []
+    for c in range(channels):
+        # p = (p + taut * grad u) / (1 + taut * |grad u|), forward differences, 0 at the end.
+        lines += [
+            f"    gx = tl.where(x + ({o[0] + 1}) < w, u{k}_{c}_{tx} - u{k}_{c}_{t}, 0.0)",
+            f"    gy = tl.where(y + ({o[1] + 1}) < h, u{k}_{c}_{ty} - u{k}_{c}_{t}, 0.0)",
+            "    den = tl.sqrt(gx * gx + gy * gy) * taut + 1.0",
+            f"    px{k}_{c}_{t} = (px{k - 1}_{c}_{t} + gx * taut) / den",
+            f"    py{k}_{c}_{t} = (py{k - 1}_{c}_{t} + gy * taut) / den",
+        ]
+    return lines
+
+
+def _error_lines(k: int, channels: int) -> list[str]:
+    """Step k's squared flow change summed over the block, into ``part[k - 1, b, blk]``."""
+    lines = ["    err = tl.zeros((BLOCK,), dtype=tl.float32)"]
+    for c in range(channels):
+        lines += [f"    diff = u{k}_{c}_0_0 - u{k - 1}_{c}_0_0", "    err += tl.where(m, diff * diff, 0.0)"]
+    lines.append(f"    tl.store(part_ptr + ({k - 1} * n + b) * nblk + blk, tl.sum(err, axis=0))")
+    return lines
+
+
+def inner_source(name: str, steps: int, channels: int) -> str:
+    """Triton source of kernel ``name``: ``steps`` inner iterations on a block of pixels.
+
+    Signature: ``(u, px, py, iw, ng, rc, active, u_out, px_out, py_out, part, n, h, w, l_t,
+    theta, taut, BLOCK)``. The state (u, px, py) and ``iw`` are (n, C, H, W) contiguous, ``ng``
+    (-|grad I1w|^2) and ``rc`` (rho's constant part) (n, 1, H, W); ``active`` (n,) uint8: a pair
+    at 0 is neither read nor written. ``part`` (steps, n, blocks) receives each step's sum of
+    squared flow change over the block. Grid: (blocks, n).
+    """
+    flow, dual = needed_points(steps)
+    lines = [
+        f"def {name}(u_ptr, px_ptr, py_ptr, iw_ptr, ng_ptr, rc_ptr, active_ptr, u_out, px_out, py_out,",
+        "        part_ptr, n, h, w, l_t, theta, taut, BLOCK: tl.constexpr):",
+        "    blk = tl.program_id(0)",
+        "    b = tl.program_id(1)",
+        "    nblk = tl.num_programs(0)",
+        "    hw = h * w",
+        "    on = tl.load(active_ptr + b) != 0",
+        "    q = blk * BLOCK + tl.arange(0, BLOCK)",
+        "    m = (q < hw) & on",
+        "    y = q // w",
+        "    x = q - y * w",
+        f"    bc = b.to(tl.int64) * {channels} * hw",
+        "    b1 = b.to(tl.int64) * hw",
+        *_memory_lines(flow, dual, channels),
+    ]
+    for k in range(1, steps + 1):
+        for o in sorted(flow[k]):
+            lines += _flow_lines(k, o, channels)
+        for o in sorted(dual[k]):
+            lines += _dual_lines(k, o, channels)
+        lines += _error_lines(k, channels)
+    for c in range(channels):
+        for ptr, var in (("u_out", "u"), ("px_out", "px"), ("py_out", "py")):
+            lines.append(f"    tl.store({ptr} + bc + {c} * hw + q, {var}{steps}_{c}_0_0, mask=m)")
+    return "\n".join(lines) + "\n"
