@@ -15,7 +15,7 @@ __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 #: (torch.cuda.max_memory_allocated over the batch): on an H200, 292 B/px eager and 261 Triton
 #: at B = 256-4096 (benchmarks/results/gpu_check_h200.json), so these figures keep a 27-37 %
 #: margin over what was allocated; a batch that still does not fit is halved and retried.
-BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton2": 320}  # triton2: the same buffers
+BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton-tiles": 320}  # the same buffers
 #: The eager figure, the conservative one when the implementation is not known.
 BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]
 
@@ -33,7 +33,7 @@ def pairs_per_batch(device=None, height: int = 128, width: int = 128, *, free_by
             features, the transfers and other processes.
         cap: upper bound; beyond a few thousand 128x128 pairs a GPU is saturated and larger
             batches only delay the first results.
-        impl: the solver's implementation, "eager", "triton" or "triton2" (``BYTES_PER_PIXEL_BY_IMPL``).
+        impl: the solver's implementation, "eager", "triton" or "triton-tiles" (``BYTES_PER_PIXEL_BY_IMPL``).
 
     Returns:
         an int >= 1.

@@ -14,8 +14,8 @@ The pieces that must match OpenCV bit for bit (up to float rounding) live apart:
 
 Implementations of the inner iteration share this driver: "eager" (plain torch operations,
 any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel launches and the
-median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton2" (the same, two
-inner iterations per launch: half the memory traffic, more arithmetic).
+median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton-tiles" (two inner
+iterations per launch on tiles of whole rows: about half the memory traffic per iteration).
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ from flowkit.flow.remap import remap_cubic
 
 __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "resolve_impl", "tvl1_torch"]
 
-IMPLS = ("auto", "eager", "triton", "triton2")
-#: Inner iterations per launch of the fused kernel, per Triton implementation.
-TRITON_STEPS = {"triton": 1, "triton2": 2}
+IMPLS = ("auto", "eager", "triton", "triton-tiles")
+#: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``):
+#: "triton" one iteration per launch on blocks of 512 pixels (measured on an H200); "triton-tiles"
+#: two iterations per launch on tiles of 16 rows, 8 warps, the shape benchmarks/sass_model.py
+#: ranks first among those that do not spill registers (not yet measured on a GPU).
+TRITON_LAUNCH = {"triton": {}, "triton-tiles": {"steps": 2, "rows": 16, "num_warps": 8}}
 
 _FLT_EPSILON = 1.1920929e-07
 
@@ -95,10 +98,10 @@ def _triton_module():
 
 
 def resolve_impl(impl: str, device) -> str:
-    """The inner-iteration implementation that runs: "eager", "triton" or "triton2".
+    """The inner-iteration implementation that runs: "eager", "triton" or "triton-tiles".
 
     "auto" is "triton" on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
-    else "eager". "triton" and "triton2" on the CPU need ``TRITON_INTERPRET=1`` set before the
+    else "eager". "triton" and "triton-tiles" on the CPU need ``TRITON_INTERPRET=1`` set before the
     kernels were first imported (Triton's interpreter, for tests).
 
     >>> resolve_impl("auto", torch.device("cpu"))
@@ -143,11 +146,11 @@ class _Solver:
         self.early_stop = early_stop
         self.median_fn = median_blur
         self.fused = None
-        if impl in TRITON_STEPS:
+        if impl in TRITON_LAUNCH:
             from flowkit.flow.triton_tvl1 import FusedInner, median_blur_triton
 
             self.median_fn = median_blur_triton
-            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, steps=TRITON_STEPS[impl])
+            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, **TRITON_LAUNCH[impl])
         if compile:
             self.iterate = torch.compile(self.iterate, dynamic=True)
 
@@ -251,7 +254,7 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             Both give the same flow. With the Triton impls only "masked" (and "auto") exist.
         compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.
-        impl: "auto", "eager", "triton" or "triton2" (see ``resolve_impl``): how the inner
+        impl: "auto", "eager", "triton" or "triton-tiles" (see ``resolve_impl``): how the inner
             iterations and the median run. "auto" is "triton" on CUDA when triton is installed.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
@@ -286,9 +289,9 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         early_stop = "compact" if i0.device.type == "cpu" and impl == "eager" else "masked"
     if early_stop not in ("compact", "masked"):
         raise FlowkitError(f"early_stop should be one of auto, compact, masked, got {early_stop!r}")
-    if impl in TRITON_STEPS and early_stop != "masked":
+    if impl in TRITON_LAUNCH and early_stop != "masked":
         raise FlowkitError(f"early_stop should be 'auto' or 'masked' with impl {impl!r}, got {early_stop!r}")
-    if impl in TRITON_STEPS and compile:
+    if impl in TRITON_LAUNCH and compile:
         raise FlowkitError(f"compile should be False with impl {impl!r} (its kernels are fused already), got True")
     return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl))
 

@@ -20,7 +20,7 @@ of one bit for bit, and each step's error sums equal the one-step kernel's.
 
 from __future__ import annotations
 
-__all__ = ["inner_source", "needed_points"]
+__all__ = ["inner_source", "needed_points", "tile_source"]
 
 Point = tuple[int, int]
 _X, _Y = (1, 0), (0, 1)
@@ -185,4 +185,76 @@ def inner_source(name: str, steps: int, channels: int) -> str:
     for c in range(channels):
         for ptr, var in (("u_out", "u"), ("px_out", "px"), ("py_out", "py")):
             lines.append(f"    tl.store({ptr} + bc + {c} * hw + q, {var}{steps}_{c}_0_0, mask=m)")
+    return "\n".join(lines) + "\n"
+
+
+def tile_source(name: str, steps: int, channels: int, rows: int) -> str:
+    """Triton source of kernel ``name``: ``steps`` inner iterations on a tile of ``rows`` whole rows.
+
+    The other way to give a step its neighbours: instead of recomputing them, a program holds a
+    (rows, BW) tile (BW a power of two >= W) and shifts whole tensors by one row or column with
+    ``tl.gather`` (warp shuffles along a row, shared memory across rows). Each step is computed
+    once per tile pixel, but a step's border rows lack a neighbour: the tile reads ``steps`` rows
+    above and below the ``rows - 2 * steps`` it writes. Same signature and ``part`` as
+    ``inner_source``, with ``BW`` for ``BLOCK``; grid: (ceil(H / (rows - 2 * steps)), n).
+    """
+    own = rows - 2 * steps
+    if own < 1:
+        raise ValueError(f"rows should be > 2 * steps = {2 * steps}, got {rows}")
+    lines = [
+        f"def {name}(u_ptr, px_ptr, py_ptr, iw_ptr, ng_ptr, rc_ptr, active_ptr, u_out, px_out, py_out,",
+        "        part_ptr, n, h, w, l_t, theta, taut, BW: tl.constexpr):",
+        "    tile = tl.program_id(0)",
+        "    b = tl.program_id(1)",
+        "    ntiles = tl.num_programs(0)",
+        "    hw = h * w",
+        "    on = tl.load(active_ptr + b) != 0",
+        f"    i = tl.arange(0, {rows})[:, None]",
+        "    j = tl.arange(0, BW)[None, :]",
+        f"    y = tile * {own} - {steps} + i + j * 0",
+        "    x = j + i * 0",
+        "    inside = (y >= 0) & (y < h) & (x < w) & on",
+        f"    mine = inside & (i >= {steps}) & (i < {steps + own})",
+        "    off = y * w + x",
+        f"    bc = b.to(tl.int64) * {channels} * hw",
+        "    b1 = b.to(tl.int64) * hw",
+        # Neighbour indices for tl.gather; clamped at the tile's edge, where the values are unused.
+        "    left = tl.maximum(x - 1, 0)",
+        "    right = tl.minimum(x + 1, BW - 1)",
+        "    up = tl.maximum(i - 1, 0) + j * 0",
+        f"    down = tl.minimum(i + 1, {rows - 1}) + j * 0",
+        "    rc = tl.load(rc_ptr + b1 + off, mask=inside, other=0.0)",
+        "    ng = tl.load(ng_ptr + b1 + off, mask=inside, other=-1.0)",
+    ]
+    for c in range(channels):
+        for var, ptr in (("u", "u_ptr"), ("px", "px_ptr"), ("py", "py_ptr"), ("iw", "iw_ptr")):
+            lines.append(f"    {var}{c} = tl.load({ptr} + bc + {c} * hw + off, mask=inside, other=0.0)")
+    for k in range(1, steps + 1):
+        lines.append("    rho = rc")
+        lines += [f"    rho = rho + iw{c} * u{c}" for c in range(channels)]
+        lines.append("    fi = tl.minimum(tl.maximum(rho / ng, -l_t), l_t)")
+        for c in range(channels):
+            lines += [
+                f"    d = px{c}",
+                f"    d = d - tl.where(x > 0, tl.gather(px{c}, left, 1), 0.0)",
+                f"    d = d + py{c}",
+                f"    d = d - tl.where(y > 0, tl.gather(py{c}, up, 0), 0.0)",
+                f"    nu{c} = d * theta + (u{c} + fi * iw{c})",
+            ]
+        lines.append("    err = tl.zeros((" + str(rows) + ", BW), dtype=tl.float32)")
+        for c in range(channels):
+            lines += [f"    diff = nu{c} - u{c}", "    err += tl.where(mine, diff * diff, 0.0)"]
+        lines.append(f"    tl.store(part_ptr + ({k - 1} * n + b) * ntiles + tile, tl.sum(tl.sum(err, axis=1), axis=0))")
+        for c in range(channels):
+            lines += [
+                f"    gx = tl.where(x + 1 < w, tl.gather(nu{c}, right, 1) - nu{c}, 0.0)",
+                f"    gy = tl.where(y + 1 < h, tl.gather(nu{c}, down, 0) - nu{c}, 0.0)",
+                "    den = tl.sqrt(gx * gx + gy * gy) * taut + 1.0",
+                f"    px{c} = (px{c} + gx * taut) / den",
+                f"    py{c} = (py{c} + gy * taut) / den",
+                f"    u{c} = nu{c}",
+            ]
+    for c in range(channels):
+        for ptr, var in (("u_out", "u"), ("px_out", "px"), ("py_out", "py")):
+            lines.append(f"    tl.store({ptr} + bc + {c} * hw + off, {var}{c}, mask=mine)")
     return "\n".join(lines) + "\n"

@@ -4,11 +4,13 @@ The eager inner iteration is ~33 kernels and ~536 bytes per pixel (every element
 writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
 
 - the inner kernel (its source written by ``triton_stencil``) does the thresholding step, the
-  primal update, the divergence and the dual update, ``steps`` times. Each step at a pixel needs
-  the step before at its neighbours, so a program recomputes those from the state in memory
-  (more arithmetic, no more traffic) and writes the new state into a second set of buffers
-  (ping-pong), which keeps the reads race free. It also writes each step's partial sum of the
-  squared flow change per block. Stopped pairs are masked out: no byte is read or written.
+  primal update, the divergence and the dual update, ``steps`` times, and writes the new state
+  into a second set of buffers (ping-pong), which keeps the reads race free. Each step at a pixel
+  needs the step before at its neighbours: a program on a block of pixels recomputes those from
+  the state in memory (more arithmetic, no more traffic); a program on a tile of whole rows
+  shifts its tensors with ``tl.gather`` and reads ``steps`` rows more at either end. It also
+  writes each step's partial sum of the squared flow change per program. Stopped pairs are
+  masked out: no byte is read or written.
 - ``_stop_kernel`` adds each pair's partial sums in a fixed order (deterministic, unlike atomics)
   and clears the pair's ``active`` flag when a step's change is <= epsilon**2 * H * W, on the
   device, noting which buffers hold the pair and whether a stop inside a multi-step launch leaves
@@ -17,9 +19,11 @@ writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
 The median is one launch of the selection network of ``flowkit.flow.median`` (the columns sorted
 inside the kernel, then ``median_network``), generated as straight-line Triton code.
 
-Everything is float32 and keeps the eager path's order of operations; only FMA contraction and
-``sqrt(x*x + y*y)`` in place of ``hypot`` round differently. With ``TRITON_INTERPRET=1`` set
-before this module is imported, the kernels run on CPU tensors (tests).
+Everything is float32 and keeps the eager path's order of operations. What rounds differently:
+``sqrt(x*x + y*y)`` in place of ``hypot``, the error sums' order and, compiled for CUDA, FMA
+contraction, and Triton's ``/`` and ``tl.sqrt``, which become PTX's ``div.full.f32`` (within 2
+ulp) and ``sqrt.approx.ftz.f32``. With ``TRITON_INTERPRET=1`` set before this module is imported,
+the kernels run on CPU tensors in numpy (tests), where none of the compiled differences exist.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import triton
 import triton.language as tl
 
 from flowkit.flow.median import median_network, sorting_network
-from flowkit.flow.triton_stencil import inner_source
+from flowkit.flow.triton_stencil import inner_source, tile_source
 
 __all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton"]
 
@@ -53,11 +57,13 @@ def count_launches():
         _launch_log = previous
 
 
-def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw: tuple[int, int]) -> None:
-    """Launch ``kernel[grid](*args, **meta)`` and record it for ``count_launches``."""
-    kernel[grid](*args, **meta)
+def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw: tuple[int, int]):
+    """Launch ``kernel[grid](*args, **meta)``, record it for ``count_launches`` and return
+    Triton's handle of the compiled kernel (its ``n_regs``, ``n_spills``; None when interpreted)."""
+    handle = kernel[grid](*args, **meta)
     if _launch_log is not None:
         _launch_log.append((name, *bytes_rw))
+    return handle
 
 
 def _jit_source(name: str, source: str):
@@ -73,12 +79,18 @@ def _jit_source(name: str, source: str):
 _INNER_KERNELS: dict = {}
 
 
-def _inner_kernel(steps: int, channels: int):
-    """The kernel of ``steps`` fused inner iterations for C = ``channels`` (built on first use)."""
-    key = (steps, channels)
+def _inner_kernel(steps: int, channels: int, rows: int | None = None):
+    """The kernel of ``steps`` fused inner iterations for C = ``channels``: on blocks of pixels
+    with the neighbours recomputed (``rows`` None), or on tiles of ``rows`` rows. Built on first use."""
+    key = (steps, channels, rows)
     if key not in _INNER_KERNELS:
-        name = f"_inner{steps}_c{channels}_kernel"
-        _INNER_KERNELS[key] = _jit_source(name, inner_source(name, steps, channels))
+        if rows is None:
+            name = f"_inner{steps}_c{channels}_kernel"
+            source = inner_source(name, steps, channels)
+        else:
+            name = f"_tile{steps}_c{channels}_r{rows}_kernel"
+            source = tile_source(name, steps, channels, rows)
+        _INNER_KERNELS[key] = _jit_source(name, source)
     return _INNER_KERNELS[key]
 
 
@@ -133,21 +145,36 @@ def _block(n: int, gpu_block: int) -> int:
 
 
 class FusedInner:
-    """The inner iterations of one outer iteration, fused (the "triton" implementations).
+    """The inner iterations of one outer iteration, fused (the "triton" implementation).
 
     Args:
         l_t: lambda * theta; theta; taut: tau / theta (as in the eager solver).
         steps: inner iterations per kernel launch. 1 reads and writes the state once per
-            iteration (64 B per pixel with C = 2); 2 once per two iterations (32 B), at the price
-            of recomputing the neighbours' first step (15 flow evaluations per pixel, not 6).
-        block: pixels per program on a GPU.
+            iteration (64 B per pixel with C = 2); 2 once per two iterations (32 B).
+        rows: None: a program owns ``block`` pixels and recomputes the neighbours' steps it needs
+            (6 flow evaluations per pixel for one step, 15 for two: ``triton_stencil.inner_source``).
+            An int: a program owns a tile of ``rows`` whole rows and shifts tensors with
+            ``tl.gather``, each step computed once per tile pixel, the tile's ``steps`` rows at
+            either end read again by the next tile (``triton_stencil.tile_source``).
+        block: pixels per program (``rows`` None, on a GPU); num_warps: warps per program.
+            benchmarks/sass_model.py and benchmarks/gpu_check.py compare the choices.
     """
 
-    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, block: int = _BLOCK):
+    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and four launch choices, keyword-only
+                 block: int = _BLOCK, num_warps: int = 4):
         if steps < 1:
             raise ValueError(f"steps should be >= 1, got {steps}")
+        if rows is not None and (rows <= 2 * steps or rows & (rows - 1)):
+            raise ValueError(f"rows should be a power of two > 2 * steps = {2 * steps}, got {rows}")
         self.l_t, self.theta, self.taut = l_t, theta, taut
-        self.steps, self.block = steps, block
+        self.steps, self.rows, self.block, self.num_warps = steps, rows, block, num_warps
+        self.compiled = None  # Triton's handle of the last launch of ``steps`` (register counts)
+
+    def blocks(self, steps: int, h: int, w: int) -> int:
+        """Programs per pair of a launch of ``steps`` iterations on (h, w) images."""
+        if self.rows is None:
+            return triton.cdiv(h * w, _block(h * w, self.block))
+        return triton.cdiv(h, self.rows - 2 * steps)
 
     def run(self, state, consts, scaled_eps: float, iterations: int) -> torch.Tensor:
         """``iterations`` inner iterations on ``state`` = (u, px, py), each (n, C, H, W) float32
@@ -162,17 +189,16 @@ class FusedInner:
         u = state[0]
         n, c, h, w = u.shape
         consts = tuple(t.contiguous() for t in consts)
-        block = _block(h * w, self.block)
-        nblk = triton.cdiv(h * w, block)
         buffers = (tuple(state), tuple(torch.empty_like(t) for t in state))
         active = torch.ones(n, dtype=torch.uint8, device=u.device)
         loc = torch.zeros(n, dtype=torch.uint8, device=u.device)  # which buffers hold the pair
         redo = torch.zeros(n, dtype=torch.uint8, device=u.device)  # steps to apply again from there
-        part = torch.empty((self.steps, n, nblk), dtype=torch.float32, device=u.device)
+        most = max(self.blocks(s, h, w) for s in range(1, self.steps + 1))
+        part = torch.empty((self.steps, n, most), dtype=torch.float32, device=u.device)
         src, done = 0, 0
         while done < iterations:
             steps = min(self.steps, iterations - done)
-            self._launch_steps(steps, (buffers[src], buffers[1 - src]), consts, active, part)
+            nblk = self._launch_steps(steps, (buffers[src], buffers[1 - src]), consts, active, part)
             _launch("stop", _stop_kernel, (n,), (part, active, loc, redo, n, nblk, scaled_eps, 1 - src),
                     {"STEPS": steps, "NB": triton.next_power_of_2(nblk)},
                     bytes_rw=(4 * steps * n * nblk + 2 * n, 3 * n))
@@ -180,16 +206,23 @@ class FusedInner:
         self._settle(buffers, consts, loc, redo, part)
         return active.view(n, 1, 1, 1).bool()
 
-    def _launch_steps(self, steps: int, src_dst, consts, flags, part) -> None:
+    def _launch_steps(self, steps: int, src_dst, consts, flags, part) -> int:
         """``steps`` iterations from the buffers ``src_dst[0]`` into ``src_dst[1]``, for the pairs
-        whose ``flags`` (n,) uint8 is set."""
+        whose ``flags`` (n,) uint8 is set. Returns the programs per pair, ``part``'s stride."""
         src, dst = src_dst
         n, c, h, w = src[0].shape
-        block = _block(h * w, self.block)
+        nblk = self.blocks(steps, h, w)
+        if self.rows is None:
+            meta = {"BLOCK": _block(h * w, self.block)}
+        else:
+            meta = {"BW": triton.next_power_of_2(w)}
         px_bytes = 4 * n * h * w
         args = (*src, *consts, flags, *dst, part, n, h, w, self.l_t, self.theta, self.taut)
-        _launch(f"inner{steps}", _inner_kernel(steps, c), (triton.cdiv(h * w, block), n), args,
-                {"BLOCK": block}, bytes_rw=(px_bytes * (4 * c + 2), px_bytes * 3 * c))
+        handle = _launch(f"inner{steps}", _inner_kernel(steps, c, self.rows), (nblk, n), args,
+                         {**meta, "num_warps": self.num_warps}, bytes_rw=(px_bytes * (4 * c + 2), px_bytes * 3 * c))
+        if steps == self.steps:
+            self.compiled = handle
+        return nblk
 
     def _settle(self, buffers, consts, loc, redo, part) -> None:
         """Bring every pair's final state into ``buffers[0]``: first the steps a stop inside a
