@@ -3,7 +3,7 @@
 GPU time comes in runs of at most 10 minutes, on machines with torch and numpy but no OpenCV
 contrib, no zarr and no network, so everything it needs travels in one file made on the CPU by
 benchmarks/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
-run it writes, for each implementation ("eager", and "triton" when it loads):
+run it writes, for each implementation ("eager", and "triton" and "triton-tiles" when triton loads):
 
 - ``accuracy``: end-point error (EPE) per pair against OpenCV and against the CPU torch solver,
   with summaries per group (k6, k18, bench);
@@ -12,7 +12,13 @@ run it writes, for each implementation ("eager", and "triton" when it loads):
   network (eager) and the Triton kernel;
 - ``throughput``: pairs/s at B = 64, 256, 1024, 4096 (SPEC defaults; a size whose predicted time
   does not fit the remaining budget is skipped and says so), with the peak memory per pixel;
-- ``profile``: the top kernels of one solve, with their launch counts and time shares.
+- ``inner_kernel``: the fused inner kernel alone, every pair going (no stop), for 1, 2 and 3
+  inner iterations per launch and several block sizes: time per iteration and pair, the DRAM
+  bandwidth that implies from the bytes the kernel must move (64 B per pixel and launch with
+  C = 2), and the compiled kernel's registers and spills. It says whether the kernel runs at the
+  memory floor and which launch shape to make the default;
+- ``profile``: the top kernels of one solve (B = 64 eager, B = 1024 Triton), with their launch
+  counts and time shares.
 
 The JSON is rewritten after every section, so a run cut short keeps what it measured.
 
@@ -93,7 +99,7 @@ class Check:
         self.impls = ["eager"]
         try:
             if resolve_impl("triton", self.device) == "triton":
-                self.impls.append("triton")
+                self.impls += ["triton", "triton-tiles"]
         except Exception as err:  # noqa: BLE001 - a report, not a crash: say why triton is out
             self.report["triton_unavailable"] = str(err)
 
@@ -249,27 +255,92 @@ def throughput(check: Check, refs: dict) -> dict:
     return out
 
 
+#: Launch shapes the inner_kernel section times: the "triton" and "triton-tiles" defaults first,
+#: then the alternatives benchmarks/sass_model.py ranks (steps per launch, and block pixels or tile
+#: rows, and warps).
+INNER_SHAPES = [
+    {"steps": 1, "block": 512, "num_warps": 4}, {"steps": 2, "rows": 16, "num_warps": 16},
+    {"steps": 1, "block": 256, "num_warps": 4}, {"steps": 1, "block": 128, "num_warps": 4},
+    {"steps": 2, "block": 128, "num_warps": 4}, {"steps": 2, "rows": 16, "num_warps": 8},
+    {"steps": 3, "rows": 16, "num_warps": 16}, {"steps": 3, "rows": 16, "num_warps": 8},
+    {"steps": 2, "rows": 8, "num_warps": 4}, {"steps": 3, "rows": 32, "num_warps": 32},
+    {"steps": 1, "rows": 16, "num_warps": 8},
+]
+SMOKE_SHAPES = [{"steps": 1, "block": 512, "num_warps": 4}, {"steps": 2, "rows": 8, "num_warps": 4}]
+
+
+def inner_kernel(check: Check) -> dict:
+    """The fused inner kernel alone: 30 iterations (one outer iteration) on n random 128x128 states
+    with every pair going, per launch shape; each timed 3 times after a first (compiling) run, the
+    median kept."""
+    if "triton" not in check.impls:
+        return {"skipped": "triton does not load"}
+    from flowkit.flow.params import TVL1Params
+    from flowkit.flow.torch_tvl1 import _Solver, centered_gradient
+    from flowkit.flow.triton_tvl1 import FusedInner
+
+    torch = check.torch
+    n, side, iterations = (2, 24, 2) if check.args.smoke else (1024, 128, 30)
+    solver = _Solver(TVL1Params(), "masked")
+    g = torch.Generator().manual_seed(0)
+    i0, i1 = (torch.rand(n, side, side, generator=g).to(check.device) * 255 for _ in range(2))
+    state0 = (torch.randn(n, 2, side, side, generator=g).to(check.device),
+              *(torch.randn(n, 2, side, side, generator=g).to(check.device) * 0.2 for _ in range(2)))
+    consts = solver.warp(i0, i1, *centered_gradient(i1), state0[0])
+    reference = None
+    rows = []
+    for shape in SMOKE_SHAPES if check.args.smoke else INNER_SHAPES:
+        if check.left() < 60:
+            rows.append({**shape, "skipped": "budget"})
+            continue
+        fused = FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut, **shape)
+        try:
+            times = []
+            for _ in range(4):  # the first compiles
+                state = tuple(t.clone() for t in state0)
+                times.append(check.timed(lambda f=fused, s=state: f.run(s, consts, -1.0, iterations)))
+        except Exception as err:  # noqa: BLE001 - one launch shape that fails to compile must not end the section
+            rows.append({**shape, "error": f"{type(err).__name__}: {err}"})
+            continue
+        reference = state if reference is None else reference
+        per_iteration = float(np.median(times[1:])) / iterations
+        steps, tile = shape["steps"], shape.get("rows")
+        reread = 1.0 if tile is None else tile / (tile - 2 * steps)
+        moved = n * side * side * (40 * reread + 24) / steps  # bytes per iteration, as sass_model.py counts them
+        rows.append({**shape, "us_per_iteration": round(per_iteration * 1e6, 2),
+                     "ns_per_pair_iteration": round(per_iteration / n * 1e9, 3),
+                     "implied_dram_gb_per_s": round(moved / per_iteration / 1e9, 1),
+                     "max_abs_vs_first_shape": float(max((a - b).abs().max() for a, b in zip(state, reference))),
+                     "registers": getattr(fused.compiled, "n_regs", None),
+                     "spills": getattr(fused.compiled, "n_spills", None)})
+    return {"pairs": n, "size": side, "iterations": iterations,
+            "note": "the time includes the stop kernel after each launch and the settle copy", "rows": rows}
+
+
 def profile(check: Check, refs: dict) -> dict:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     torch = check.torch
     n = 4 if check.args.smoke else 64
-    reps = -(-n // len(refs["prev"]))
-    ta = torch.from_numpy(np.tile(refs["prev"], (reps, 1, 1))[:n]).to(check.device)
-    tb = torch.from_numpy(np.tile(refs["nxt"], (reps, 1, 1))[:n]).to(check.device)
     cuda = check.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    out = {"batch": n}
+    out = {}
     for impl in check.impls:
+        # Eager launches ~4,000 kernels a pair, too many to trace at a large batch; the Triton
+        # paths are profiled where their throughput is measured, so the shares mean the same.
+        m = n if impl == "eager" or check.args.smoke else 1024
+        reps = -(-m // len(refs["prev"]))
+        pa = torch.from_numpy(np.tile(refs["prev"], (reps, 1, 1))[:m]).to(check.device)
+        pb = torch.from_numpy(np.tile(refs["nxt"], (reps, 1, 1))[:m]).to(check.device)
         with torch_profile(activities=activities) as prof:
-            check.solve(ta, tb, impl)
+            check.solve(pa, pb, impl)
             check.sync()
         events = [e for e in prof.key_averages() if (e.device_type.name == "CUDA") == cuda]
         key = "device_time_total" if cuda else "self_cpu_time_total"
         total = sum(getattr(e, key) for e in events) or 1
         top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:12]
-        out[impl] = {"kernels_launched": int(sum(e.count for e in events)),
+        out[impl] = {"batch": m, "kernels_launched": int(sum(e.count for e in events)),
                      "top": [{"name": e.key[:80], "count": int(e.count), "share": round(getattr(e, key) / total, 4)}
                              for e in top]}
     return out
@@ -291,6 +362,7 @@ def main(argv=None) -> None:
     check.section("determinism", lambda: determinism(check, refs))
     check.section("median", lambda: median_timing(check))
     check.section("throughput", lambda: throughput(check, refs))
+    check.section("inner_kernel", lambda: inner_kernel(check))
     check.section("profile", lambda: profile(check, refs))
     print(f"wrote {args.out}", file=sys.stderr)
 

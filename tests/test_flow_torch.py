@@ -390,11 +390,14 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    for section in ("environment", "accuracy", "determinism", "median", "throughput", "profile"):
+    for section in ("environment", "accuracy", "determinism", "median", "throughput", "inner_kernel", "profile"):
         assert "error" not in report[section], report[section]
     for impl in report["environment"]["impls"]:
         assert report["determinism"][impl]["repeat_bitwise_equal"]
         assert report["median"]["eager_network"]["equal_to_network"]
+    if "triton" in report["environment"]["impls"]:  # launch shapes run in Triton's interpreter: numpy, exact
+        shapes = report["inner_kernel"]["rows"]
+        assert len(shapes) == 2 and all(row["max_abs_vs_first_shape"] == 0.0 for row in shapes), shapes
 
 
 def test_extract_checks_flow_impl_before_anything_is_written(tmp_path):

@@ -36,9 +36,10 @@ __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "reso
 IMPLS = ("auto", "eager", "triton", "triton-tiles")
 #: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``):
 #: "triton" one iteration per launch on blocks of 512 pixels (measured on an H200); "triton-tiles"
-#: two iterations per launch on tiles of 16 rows, 8 warps, the shape benchmarks/sass_model.py
-#: ranks first among those that do not spill registers (not yet measured on a GPU).
-TRITON_LAUNCH = {"triton": {}, "triton-tiles": {"steps": 2, "rows": 16, "num_warps": 8}}
+#: two iterations per launch on tiles of 16 rows and 16 warps: among the shapes that do not spill
+#: registers on sm_90, the one benchmarks/sass_model.py gives the highest ceilings with the most
+#: resident warps (not yet measured on a GPU).
+TRITON_LAUNCH = {"triton": {}, "triton-tiles": {"steps": 2, "rows": 16, "num_warps": 16}}
 
 _FLT_EPSILON = 1.1920929e-07
 

@@ -156,7 +156,7 @@ def inner_source(name: str, steps: int, channels: int) -> str:
     Signature: ``(u, px, py, iw, ng, rc, active, u_out, px_out, py_out, part, n, h, w, l_t,
     theta, taut, BLOCK)``. The state (u, px, py) and ``iw`` are (n, C, H, W) contiguous, ``ng``
     (-|grad I1w|^2) and ``rc`` (rho's constant part) (n, 1, H, W); ``active`` (n,) uint8: a pair
-    at 0 is neither read nor written. ``part`` (steps, n, blocks) receives each step's sum of
+    at 0 is skipped. ``part`` (steps, n, blocks) receives each step's sum of
     squared flow change over the block. Grid: (blocks, n).
     """
     flow, dual = needed_points(steps)
@@ -166,10 +166,11 @@ def inner_source(name: str, steps: int, channels: int) -> str:
         "    blk = tl.program_id(0)",
         "    b = tl.program_id(1)",
         "    nblk = tl.num_programs(0)",
+        "    if tl.load(active_ptr + b) == 0:",  # a stopped pair: nothing to read, compute or write
+        "        return",
         "    hw = h * w",
-        "    on = tl.load(active_ptr + b) != 0",
         "    q = blk * BLOCK + tl.arange(0, BLOCK)",
-        "    m = (q < hw) & on",
+        "    m = q < hw",
         "    y = q // w",
         "    x = q - y * w",
         f"    bc = b.to(tl.int64) * {channels} * hw",
@@ -207,13 +208,14 @@ def tile_source(name: str, steps: int, channels: int, rows: int) -> str:
         "    tile = tl.program_id(0)",
         "    b = tl.program_id(1)",
         "    ntiles = tl.num_programs(0)",
+        "    if tl.load(active_ptr + b) == 0:",  # a stopped pair: nothing to read, compute or write
+        "        return",
         "    hw = h * w",
-        "    on = tl.load(active_ptr + b) != 0",
         f"    i = tl.arange(0, {rows})[:, None]",
         "    j = tl.arange(0, BW)[None, :]",
         f"    y = tile * {own} - {steps} + i + j * 0",
         "    x = j + i * 0",
-        "    inside = (y >= 0) & (y < h) & (x < w) & on",
+        "    inside = (y >= 0) & (y < h) & (x < w)",
         f"    mine = inside & (i >= {steps}) & (i < {steps + own})",
         "    off = y * w + x",
         f"    bc = b.to(tl.int64) * {channels} * hw",

@@ -9,8 +9,8 @@ writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
   needs the step before at its neighbours: a program on a block of pixels recomputes those from
   the state in memory (more arithmetic, no more traffic); a program on a tile of whole rows
   shifts its tensors with ``tl.gather`` and reads ``steps`` rows more at either end. It also
-  writes each step's partial sum of the squared flow change per program. Stopped pairs are
-  masked out: no byte is read or written.
+  writes each step's partial sum of the squared flow change per program. The programs of a
+  stopped pair return at once.
 - ``_stop_kernel`` adds each pair's partial sums in a fixed order (deterministic, unlike atomics)
   and clears the pair's ``active`` flag when a step's change is <= epsilon**2 * H * W, on the
   device, noting which buffers hold the pair and whether a stop inside a multi-step launch leaves
@@ -124,8 +124,10 @@ def _settle_kernel(u_src, px_src, py_src, u_dst, px_dst, py_dst, flag_ptr, chw, 
     """Copy pair b's state (C*H*W values per tensor) from src to dst where ``flag`` is set."""
     blk = tl.program_id(0)
     b = tl.program_id(1)
+    if tl.load(flag_ptr + b) == 0:
+        return
     q = blk * BLOCK + tl.arange(0, BLOCK)
-    m = (q < chw) & (tl.load(flag_ptr + b) != 0)
+    m = q < chw
     off = b.to(tl.int64) * chw + q
     tl.store(u_dst + off, tl.load(u_src + off, mask=m), mask=m)
     tl.store(px_dst + off, tl.load(px_src + off, mask=m), mask=m)
@@ -176,6 +178,12 @@ class FusedInner:
             return triton.cdiv(h * w, _block(h * w, self.block))
         return triton.cdiv(h, self.rows - 2 * steps)
 
+    def _rows_read(self, steps: int, h: int) -> int:
+        """Image rows the tiles of a launch read, each tile's edge rows counted again."""
+        own = self.rows - 2 * steps
+        starts = (t * own - steps for t in range(self.blocks(steps, h, 1)))
+        return sum(min(h, top + self.rows) - max(0, top) for top in starts)
+
     def run(self, state, consts, scaled_eps: float, iterations: int) -> torch.Tensor:
         """``iterations`` inner iterations on ``state`` = (u, px, py), each (n, C, H, W) float32
         contiguous, updated in place; ``consts`` = (iw (n, C, H, W), neg_grad (n, 1, H, W),
@@ -183,7 +191,7 @@ class FusedInner:
         going, as the eager "masked" mode does; nothing is read on the host.
 
         The state moves between two sets of buffers (a launch reads one and writes the other, so
-        neighbours are read race free); a stopped pair is neither read nor written again. Each
+        neighbours are read race free); a stopped pair's programs return at once. Each
         pair's last state is then copied back into ``state`` where it is not there already.
         """
         u = state[0]
@@ -217,9 +225,10 @@ class FusedInner:
         else:
             meta = {"BW": triton.next_power_of_2(w)}
         px_bytes = 4 * n * h * w
+        read = px_bytes if self.rows is None else px_bytes * self._rows_read(steps, h) / h
         args = (*src, *consts, flags, *dst, part, n, h, w, self.l_t, self.theta, self.taut)
         handle = _launch(f"inner{steps}", _inner_kernel(steps, c, self.rows), (nblk, n), args,
-                         {**meta, "num_warps": self.num_warps}, bytes_rw=(px_bytes * (4 * c + 2), px_bytes * 3 * c))
+                         {**meta, "num_warps": self.num_warps}, bytes_rw=(read * (4 * c + 2), px_bytes * 3 * c))
         if steps == self.steps:
             self.compiled = handle
         return nblk
