@@ -10,6 +10,9 @@ and write, per pixel of one pair (all flow channels together):
   difference between 31 and 1 iterations, divided by 30, so per-call set-up is left out.
 - the median step (``u[:, :2] = median(u[:, :2])``): old = unfold + ``torch.median`` (the code
   before issue 11), eager = the min/max selection network, triton = one launch (+ the copy back).
+- the warp step (bicubic remap of I1 and its gradient, then the constants of the inner
+  iterations), 25 times per pair at SPEC defaults: eager against the triton kernel (whose 16 taps
+  a pixel reads from cache count once).
 - peak tensor memory per pixel of a small SPEC-pyramid solve (live storages, tracked through the
   dispatch mode; the CUDA caching allocator adds its own slack on top).
 
@@ -176,6 +179,17 @@ def median_step(kind: str) -> dict:
     return {"kernels": got["kernels"], "bytes_per_px": got["bytes"] / (B * H * W)}
 
 
+def warp_step(impl: str) -> dict:
+    """Kernels and bytes per pixel of one warp (``_Solver.warp``: bicubic remap of I1 and its
+    gradient, then the per-warp constants)."""
+    solver, work = _setup(impl, 1)
+    g = torch.Generator().manual_seed(2)
+    i0, i1 = (torch.rand(B, H, W, generator=g) * 255 for _ in range(2))
+    i1x, i1y = solver_mod.centered_gradient(i1)
+    got = _count(lambda: solver.warp(i0, i1, i1x, i1y, work.state[0]))
+    return {"kernels": got["kernels"], "bytes_per_px": got["bytes"] / (B * H * W)}
+
+
 def peak_memory(impl: str) -> dict:
     """Peak live tensor bytes per pixel of a solve of B 128x128 pairs (5 scales, short iterations)."""
     g = torch.Generator().manual_seed(1)
@@ -196,6 +210,7 @@ def main() -> None:
         "inner_iteration": {"old_eager": inner_iteration("eager"), "new_triton": inner_iteration("triton"),
                             "new_triton_tiles": inner_iteration("triton-tiles")},
         "median": {k: median_step(k) for k in ("old", "eager", "triton")},
+        "warp": {impl: warp_step(impl) for impl in ("eager", "triton")},
         "peak_memory": {impl: peak_memory(impl) for impl in ("eager", "triton", "triton-tiles")},
     }
     out["meets_targets"] = {}

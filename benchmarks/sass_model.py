@@ -22,6 +22,7 @@ benchmarks/gpu_check.py ("inner_kernel") measures the same shapes on a GPU.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,20 +127,15 @@ def default_shapes() -> dict:
 def inner_shape(shape: dict, workdir: Path) -> dict:
     """One launch shape of the inner kernel (C = 2): {"steps", "num_warps", and "block" pixels per
     program or "rows" per tile of 128-pixel rows}."""
-    from flowkit.flow.triton_stencil import inner_source, tile_source
-    from flowkit.flow.triton_tvl1 import _jit_source
+    from flowkit.flow.triton_tvl1 import _inner_kernel
 
     steps, warps, rows = shape["steps"], shape["num_warps"], shape.get("rows")
-    # A kernel of its own, not triton_tvl1's cache: one built under TRITON_INTERPRET cannot compile.
     if rows is None:
-        block, name = shape["block"], f"_inner{steps}_c2_kernel"
-        kernel = _jit_source(name, inner_source(name, steps, 2))
-        compiled = compile_sm90(kernel, inner_signature(), {"BLOCK": block}, warps)
+        block = shape["block"]
+        compiled = compile_sm90(_inner_kernel(steps, 2), inner_signature(), {"BLOCK": block}, warps)
         own, reread = block, 1.0
     else:
-        name = f"_tile{steps}_c2_r{rows}_kernel"
-        kernel = _jit_source(name, tile_source(name, steps, 2, rows))
-        compiled = compile_sm90(kernel, inner_signature("BW"), {"BW": WIDTH}, warps)
+        compiled = compile_sm90(_inner_kernel(steps, 2, rows), inner_signature("BW"), {"BW": WIDTH}, warps)
         own, reread = (rows - 2 * steps) * WIDTH, rows / (rows - 2 * steps)
     stats = sass_stats(compiled.asm["cubin"], workdir)
     ops = stats.pop("ops")
@@ -162,6 +158,30 @@ def inner_shape(shape: dict, workdir: Path) -> dict:
     return row
 
 
+def per_pixel_kernels(workdir: Path) -> dict:
+    """The warp and the 5x5 median kernels (one pixel per lane at a time, as launched): registers,
+    spills and warp instructions per pixel and call."""
+    import flowkit.flow.triton_tvl1 as kernels
+
+    warp_sig = {name: "*fp32" for name in ("u_ptr", "i0_ptr", "i1_ptr", "i1x_ptr", "i1y_ptr", "iw_ptr", "ng_ptr",
+                                           "rc_ptr")}
+    warp_sig.update({"h": "i32", "w": "i32", "gamma": "fp32", "C": "constexpr", "BLOCK": "constexpr"})
+    median_sig = {"src": "*fp32", "dst": "*fp32", "h": "i32", "w": "i32", "stride_b": "i32", "nch": "i32",
+                  "BLOCK": "constexpr"}
+    out = {}
+    for name, kernel, sig, consts, block in (
+            ("warp", kernels._warp_kernel, warp_sig, {"C": 2}, kernels._WARP_BLOCK),
+            ("median5", kernels._MEDIAN_KERNELS[5], median_sig, {}, kernels._MEDIAN_BLOCK)):
+        compiled = compile_sm90(kernel, sig, {**consts, "BLOCK": block}, 4)
+        stats = sass_stats(compiled.asm["cubin"], workdir)
+        ops = stats.pop("ops")
+        out[name] = {"block": block, "num_warps": 4, **stats, "warps_per_sm": warps_per_sm(stats["registers"], 4),
+                     "instructions": sum(ops.values()),
+                     "warp_instructions_per_px": round(sum(ops.values()) * 4 / block, 2),
+                     "global_loads_per_px": round(ops.get("LDG", 0) * 4 / block, 2)}
+    return out
+
+
 def main(argv=None) -> None:
     import argparse
     import tempfile
@@ -171,12 +191,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--defaults-only", action="store_true", help="only the implementations' launch shapes")
     args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET"):
+        sys.exit("sass_model.py compiles kernels for a GPU: run it without TRITON_INTERPRET set")
     defaults = default_shapes()
     with tempfile.TemporaryDirectory() as tmp:
         out = {"what": "the inner kernel compiled for sm_90 on the CPU; ceilings are a model (see the docstring)",
                "triton": triton.__version__, "device_figures": {**SM90, "bandwidth_bytes_per_s": BANDWIDTH},
                "px_iterations_per_pair": PX_ITERATIONS_PER_PAIR,
-               "defaults": {impl: inner_shape(shape, Path(tmp)) for impl, shape in defaults.items()}}
+               "defaults": {impl: inner_shape(shape, Path(tmp)) for impl, shape in defaults.items()},
+               "per_pixel_kernels": per_pixel_kernels(Path(tmp))}
         if not args.defaults_only:
             out["shapes"] = [inner_shape(shape, Path(tmp)) for shape in SHAPES if shape not in defaults.values()]
     json.dump(out, sys.stdout, indent=1)

@@ -217,6 +217,25 @@ def test_full_size_face_pair_matches_opencv(impl):
     assert epe <= 0.05  # the bound of test_matches_opencv_on_faces; measured ~5e-6 px
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.1])
+def test_warp_kernel_matches_eager(gamma):
+    solver = solver_mod._Solver(TVL1Params(gamma=gamma), "masked")
+    g = torch.Generator().manual_seed(3)
+    b, h, w = 3, 17, 23
+    i0, i1 = (torch.rand(b, h, w, generator=g) * 255 for _ in range(2))
+    u = torch.randn(b, 3 if gamma else 2, h, w, generator=g) * 3
+    u[0, :2] *= 5  # maps far outside the image: taps on the zero border, and the clamp
+    i1x, i1y = solver_mod.centered_gradient(i1)
+    i0, i1, i1x, i1y, u = (t.to(DEVICE) for t in (i0, i1, i1x, i1y, u))
+    ref = solver.warp(i0, i1, i1x, i1y, u)
+    out = triton_tvl1.warp_triton(i0, i1, i1x, i1y, u, gamma=gamma)
+    for a, r in zip(out, ref):
+        if INTERPRET:  # numpy: the eager remap's operations in the same order
+            assert a.equal(r)
+        else:  # FMA contraction of 16 taps of values up to ~255: float32 rounding ~1e-4
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-3)
+
+
 def test_median_network_matches_the_eager_one():
     flow = torch.randn(1, 2, 12, 13).to(DEVICE)
     assert triton_tvl1.median_blur_triton(flow, 5).equal(median_blur_torch(flow, 5))

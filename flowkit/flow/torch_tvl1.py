@@ -146,11 +146,13 @@ class _Solver:
         self.use_gamma = p.gamma != 0
         self.early_stop = early_stop
         self.median_fn = median_blur
+        self.warp_fn = None
         self.fused = None
         if impl in TRITON_LAUNCH:
-            from flowkit.flow.triton_tvl1 import FusedInner, median_blur_triton
+            from flowkit.flow.triton_tvl1 import FusedInner, median_blur_triton, warp_triton
 
             self.median_fn = median_blur_triton
+            self.warp_fn = warp_triton
             self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, **TRITON_LAUNCH[impl])
         if compile:
             self.iterate = torch.compile(self.iterate, dynamic=True)
@@ -163,6 +165,8 @@ class _Solver:
         takes the full step +-lambda*theta unless rho == 0, which a huge -rho/grad clamped
         to +-lambda*theta reproduces.
         """
+        if self.warp_fn is not None:
+            return self.warp_fn(i0, i1, i1x, i1y, u, gamma=self.p.gamma)
         b, _, h, w = u.shape
         xs = torch.arange(w, device=u.device, dtype=u.dtype)
         ys = torch.arange(h, device=u.device, dtype=u.dtype)

@@ -38,10 +38,11 @@ import triton.language as tl
 from flowkit.flow.median import median_network, sorting_network
 from flowkit.flow.triton_stencil import inner_source, tile_source
 
-__all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton"]
+__all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton", "warp_triton"]
 
 _BLOCK = 512
 _MEDIAN_BLOCK = 256
+_WARP_BLOCK = 256
 _launch_log: list | None = None
 
 
@@ -250,6 +251,92 @@ class FusedInner:
         moved = 12 * chw * u.shape[0]
         _launch("settle", _settle_kernel, (triton.cdiv(chw, block), u.shape[0]), (*buffers[1], *buffers[0], loc, chw),
                 {"BLOCK": block}, bytes_rw=(moved, moved))
+
+
+@triton.jit
+def _cubic_weights(t):
+    """Keys' cubic weights (a = -0.75) of the taps at -1, 0, 1, 2, as ``remap.cubic_weights``
+    writes them (the same order of operations)."""
+    a = -0.75
+    t1 = t + 1
+    s = 1 - t
+    w0 = ((a * t1 - 5 * a) * t1 + 8 * a) * t1 - 4 * a
+    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+    w2 = ((a + 2) * s - (a + 3)) * s * s + 1
+    return w0, w1, w2, 1 - w0 - w1 - w2
+
+
+@triton.jit
+def _warp_kernel(u_ptr, i0_ptr, i1_ptr, i1x_ptr, i1y_ptr, iw_ptr, ng_ptr, rc_ptr, h, w, gamma,  # noqa: PLR0913, PLR0917 - a Triton kernel takes every buffer as an argument
+                 C: tl.constexpr, BLOCK: tl.constexpr):
+    """``_Solver.warp`` for one block of pixels: I1 and its gradient sampled bicubically at
+    (x + u1, y + u2) with a zero border (``remap.remap_cubic``), then the per-warp constants."""
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    hw = h * w
+    q = blk * BLOCK + tl.arange(0, BLOCK)
+    m = q < hw
+    y = q // w
+    x = q - y * w
+    bc = b.to(tl.int64) * C * hw
+    b1 = b.to(tl.int64) * hw
+    u1 = tl.load(u_ptr + bc + q, mask=m, other=0.0)
+    u2 = tl.load(u_ptr + bc + hw + q, mask=m, other=0.0)
+    # Further than 3 px outside, every tap reads the zero border; the clamp keeps indices small.
+    mx = tl.minimum(tl.maximum(u1 + x.to(tl.float32), -4.0), (w + 3).to(tl.float32))
+    my = tl.minimum(tl.maximum(u2 + y.to(tl.float32), -4.0), (h + 3).to(tl.float32))
+    fx = tl.floor(mx)
+    fy = tl.floor(my)
+    wx0, wx1, wx2, wx3 = _cubic_weights(mx - fx)
+    wy0, wy1, wy2, wy3 = _cubic_weights(my - fy)
+    ix = fx.to(tl.int32)
+    iy = fy.to(tl.int32)
+    i1w = tl.zeros((BLOCK,), dtype=tl.float32)
+    i1wx = tl.zeros((BLOCK,), dtype=tl.float32)
+    i1wy = tl.zeros((BLOCK,), dtype=tl.float32)
+    for i in tl.static_range(4):
+        yy = iy + (i - 1)
+        row_in = m & (yy >= 0) & (yy < h)
+        acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        acc_x = tl.zeros((BLOCK,), dtype=tl.float32)
+        acc_y = tl.zeros((BLOCK,), dtype=tl.float32)
+        for j in tl.static_range(4):
+            xx = ix + (j - 1)
+            tap_in = row_in & (xx >= 0) & (xx < w)
+            off = b1 + yy * w + xx
+            wj = wx0 if j == 0 else (wx1 if j == 1 else (wx2 if j == 2 else wx3))
+            acc += tl.load(i1_ptr + off, mask=tap_in, other=0.0) * wj
+            acc_x += tl.load(i1x_ptr + off, mask=tap_in, other=0.0) * wj
+            acc_y += tl.load(i1y_ptr + off, mask=tap_in, other=0.0) * wj
+        wi = wy0 if i == 0 else (wy1 if i == 1 else (wy2 if i == 2 else wy3))
+        i1w += acc * wi
+        i1wx += acc_x * wi
+        i1wy += acc_y * wi
+    grad = i1wx * i1wx + i1wy * i1wy
+    rho_c = i1w - i1wx * u1 - i1wy * u2 - tl.load(i0_ptr + b1 + q, mask=m, other=0.0)
+    tl.store(iw_ptr + bc + q, i1wx, mask=m)
+    tl.store(iw_ptr + bc + hw + q, i1wy, mask=m)
+    if C == 3:
+        tl.store(iw_ptr + bc + 2 * hw + q, tl.zeros((BLOCK,), dtype=tl.float32) + gamma, mask=m)
+    tl.store(ng_ptr + b1 + q, tl.where(grad > 1.1920929e-07, -grad, -1e-30), mask=m)
+    tl.store(rc_ptr + b1 + q, rho_c, mask=m)
+
+
+def warp_triton(i0, i1, i1x, i1y, u, *, gamma: float = 0.0):
+    """``_Solver.warp`` in one launch: frames ``i0``, ``i1`` and I1's gradient ``i1x``, ``i1y``
+    (n, H, W) float32, flow ``u`` (n, C, H, W) -> (iw (n, C, H, W), neg_grad
+    (n, 1, H, W), rho_c (n, 1, H, W)); C = 3 carries ``gamma`` as the third coefficient."""
+    n, c, h, w = u.shape
+    u, i0, i1, i1x, i1y = (t.contiguous() for t in (u, i0, i1, i1x, i1y))
+    iw = torch.empty_like(u)
+    neg_grad = torch.empty((n, 1, h, w), dtype=u.dtype, device=u.device)
+    rho_c = torch.empty_like(neg_grad)
+    block = _block(h * w, _WARP_BLOCK)
+    px_bytes = 4 * n * h * w
+    _launch("warp", _warp_kernel, (triton.cdiv(h * w, block), n),
+            (u, i0, i1, i1x, i1y, iw, neg_grad, rho_c, h, w, gamma), {"C": c, "BLOCK": block},
+            bytes_rw=(px_bytes * (2 + 4), px_bytes * (c + 2)))
+    return iw, neg_grad, rho_c
 
 
 def _median_source(ksize: int) -> str:
