@@ -10,6 +10,7 @@ run it writes, for each implementation ("eager", and "triton" and "triton-tiles"
 - ``determinism``: whether a second solve is bitwise equal, and B=1 against in-batch results;
 - ``median``: time of the median step alone, old (unfold + torch.median) against the selection
   network (eager) and the Triton kernel;
+- ``warp``: time of the warp step alone, eager against the Triton kernel, and their difference;
 - ``throughput``: pairs/s at B = 64, 256, 1024, 4096 (SPEC defaults; a size whose predicted time
   does not fit the remaining budget is skipped and says so), with the peak memory per pixel;
 - ``inner_kernel``: the fused inner kernel alone, every pair going (no stop), for 1, 2 and 3
@@ -223,6 +224,32 @@ def median_timing(check: Check) -> dict:
     return out
 
 
+def warp_timing(check: Check) -> dict:
+    """The warp step alone (bicubic remap of I1 and its gradient, then the constants), eager
+    against the Triton kernel, on B random 128x128 pairs and flows of a few pixels."""
+    if "triton" not in check.impls:
+        return {"skipped": "triton does not load"}
+    from flowkit.flow.params import TVL1Params
+    from flowkit.flow.torch_tvl1 import _Solver, centered_gradient
+
+    torch = check.torch
+    b, side = (4, 24) if check.args.smoke else (256, 128)
+    g = torch.Generator().manual_seed(0)
+    i0, i1 = (torch.rand(b, side, side, generator=g).to(check.device) * 255 for _ in range(2))
+    u = (torch.randn(b, 2, side, side, generator=g) * 3).to(check.device)
+    i1x, i1y = centered_gradient(i1)
+    out = {"batch": b, "size": side}
+    results = {}
+    for impl in ("eager", "triton"):
+        solver = _Solver(TVL1Params(), "masked", False, impl)
+        results[impl] = solver.warp(i0, i1, i1x, i1y, u)
+        times = [check.timed(lambda s=solver: s.warp(i0, i1, i1x, i1y, u)) for _ in range(5)]
+        out[impl] = {"median_ms": round(float(np.median(times)) * 1e3, 3)}
+    pairs = zip(results["triton"], results["eager"])
+    out["triton"]["max_abs_vs_eager"] = [float((a - r).abs().max()) for a, r in pairs]
+    return out
+
+
 def throughput(check: Check, refs: dict) -> dict:
     torch = check.torch
     bench = refs["group"] == "bench"
@@ -361,6 +388,7 @@ def main(argv=None) -> None:
     check.section("accuracy", lambda: accuracy(check, refs))
     check.section("determinism", lambda: determinism(check, refs))
     check.section("median", lambda: median_timing(check))
+    check.section("warp", lambda: warp_timing(check))
     check.section("throughput", lambda: throughput(check, refs))
     check.section("inner_kernel", lambda: inner_kernel(check))
     check.section("profile", lambda: profile(check, refs))

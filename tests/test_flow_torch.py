@@ -390,12 +390,14 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    for section in ("environment", "accuracy", "determinism", "median", "throughput", "inner_kernel", "profile"):
+    sections = ("environment", "accuracy", "determinism", "median", "warp", "throughput", "inner_kernel", "profile")
+    for section in sections:
         assert "error" not in report[section], report[section]
     for impl in report["environment"]["impls"]:
         assert report["determinism"][impl]["repeat_bitwise_equal"]
         assert report["median"]["eager_network"]["equal_to_network"]
-    if "triton" in report["environment"]["impls"]:  # launch shapes run in Triton's interpreter: numpy, exact
+    if "triton" in report["environment"]["impls"]:  # the kernels run in Triton's interpreter: numpy, exact
+        assert report["warp"]["triton"]["max_abs_vs_eager"] == [0.0, 0.0, 0.0]
         shapes = report["inner_kernel"]["rows"]
         assert len(shapes) == 2 and all(row["max_abs_vs_first_shape"] == 0.0 for row in shapes), shapes
 
