@@ -1,16 +1,23 @@
-"""Inner-iteration work per pair under OpenCV's stopping rule, counted on the CPU (no timing).
+"""Work per pair under OpenCV's stopping rule, counted on the CPU (no timing), and the memory
+traffic it implies for each implementation.
 
-The GPU solver runs the inner iterations of each outer iteration on every pair still going at its
-start ("masked": a pair that stops mid-way is frozen, its work wasted) and drops stopped pairs
-between outer iterations. This counts, per pair, the pixel-iterations of the inner update:
+The GPU solver runs the inner iterations of each outer iteration on the pairs still going at its
+start and drops stopped pairs between outer iterations. This counts, per pair, the
+pixel-iterations of the inner update:
 
 - ``no_stop``: every iteration at every level (the stopping rule never met);
-- ``executed``: what the masked solver runs, so what the GPU pays;
-- ``needed``: the iterations before each pair stops, what skipping stopped pairs inside an outer
-  iteration would leave.
+- ``executed``: what eager's masked mode runs (a pair that stops mid-way is frozen, its work
+  wasted);
+- ``needed``: the iterations before each pair stops, what the Triton kernels run (a stopped
+  pair's programs return at once);
+
+and the pixels of the phases around them: ``warp`` (25 warps at SPEC defaults), ``median`` (one
+per outer iteration), ``selected`` and ``written_back`` (the compactions). ``budget`` turns these
+into bytes per pair per implementation with benchmarks/results/cost_model.json's bytes per pixel,
+and into the pairs/s a memory-bound solve would reach at datasheet bandwidths (a model).
 
 With ``--pairs-per-s`` (a measured GPU rate) and ``--bytes-per-px`` (the kernel's unique traffic
-per pixel-iteration, ``benchmarks/cost_model.py``), it prints the memory traffic that rate implies.
+per pixel-iteration), it prints the memory traffic that rate implies.
 Input: the face pairs of ``benchmarks/make_gpu_refs.py`` (groups k6, k18 and the 16 "bench" pairs
 that ``gpu_check.py`` times).
 
@@ -32,30 +39,77 @@ from flowkit.flow.pyramid import pyramid_sizes
 from flowkit.flow.torch_tvl1 import tvl1_torch
 
 REFS = Path(__file__).resolve().parent / "gpu_refs" / "flows.npz"
+COST = Path(__file__).resolve().parent / "results" / "cost_model.json"
+BANDWIDTH = {"h100_sxm": 3.35e12, "h200": 4.8e12}  # datasheet peaks, bytes/s
 
 
 def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
-    """Pixel-iterations per pair (no_stop, executed, needed) for one batch at SPEC defaults."""
-    counts = {"executed": 0, "needed": 0}
-    iterate = solver_module._Solver.iterate
+    """Pixels each phase of a batch's solve at SPEC defaults touches, per pair: the inner
+    iterations (no_stop, executed, needed) and the warps, medians and compactions around them."""
+    counts = {"executed": 0, "needed": 0, "warp": 0, "median": 0, "selected": 0, "written_back": 0}
+    solver_cls, working_cls = solver_module._Solver, solver_module._Working
+    originals = (solver_cls.iterate, solver_cls.warp, solver_module._median, working_cls.drop,
+                 working_cls.write_back)
+    iterate, warp, median, drop, write_back = originals
 
-    def counted(solver, u, *rest):  # _Solver.iterate(u, px, py, consts[, active])
-        n, _, h, w = u.shape
+    def px(t: torch.Tensor) -> int:
+        return t.shape[0] * t.shape[-2] * t.shape[-1]
+
+    def counted_iterate(solver, u, *rest):  # _Solver.iterate(u, px, py, consts[, active])
         active = rest[3] if len(rest) > 3 else None
-        counts["executed"] += n * h * w
-        counts["needed"] += (n if active is None else int(active.sum())) * h * w
+        counts["executed"] += px(u)
+        counts["needed"] += px(u) if active is None else int(active.sum()) * u.shape[-2] * u.shape[-1]
         return iterate(solver, u, *rest)
 
-    solver_module._Solver.iterate = counted
+    def counted_warp(solver, *frames_and_flow):  # _Solver.warp(i0, i1, i1x, i1y, u)
+        counts["warp"] += px(frames_and_flow[-1])
+        return warp(solver, *frames_and_flow)
+
+    def counted_median(solver, u):
+        counts["median"] += px(u)
+        return median(solver, u)
+
+    def counted_drop(work, keep):
+        done = drop(work, keep)
+        counts["selected"] += px(work.state[0])
+        return done
+
+    def counted_write_back(work):
+        if work.idx is not None:
+            counts["written_back"] += px(work.state[0])
+        return write_back(work)
+
+    solver_cls.iterate, solver_cls.warp, solver_module._median = counted_iterate, counted_warp, counted_median
+    working_cls.drop, working_cls.write_back = counted_drop, counted_write_back
     try:
         tvl1_torch(torch.from_numpy(prev).float(), torch.from_numpy(nxt).float(), early_stop="masked", impl="eager")
     finally:
-        solver_module._Solver.iterate = iterate
+        solver_cls.iterate, solver_cls.warp, solver_module._median, working_cls.drop, working_cls.write_back = originals
     b, h, w = prev.shape
     p = TVL1Params()
     levels = sum(hh * ww for hh, ww in pyramid_sizes(h, w, p.nscales, p.scale_step))
     no_stop = levels * p.warps * p.outer_iterations * p.inner_iterations
-    return {"pairs": b, "no_stop": no_stop, "executed": counts["executed"] / b, "needed": counts["needed"] / b}
+    return {"pairs": b, "no_stop": no_stop, **{k: v / b for k, v in counts.items()}}
+
+
+def budget(row: dict, cost: dict) -> dict:
+    """Bytes per pair of each phase, per implementation, from cost_model.json's bytes per pixel
+    (the compactions: index_select of u, p and the constants in and out, 80 B, and index_copy of
+    u, p back, 48 B, with C = 2). The Triton kernels skip stopped pairs, so they pay "needed";
+    eager's masked mode pays "executed". Memory-bound pairs/s at the datasheet bandwidths."""
+    inner, median, warp = cost["inner_iteration"], cost["median"], cost["warp"]
+    shapes = {"eager": ("executed", inner["old_eager"], median["eager"], warp["eager"]),
+              "triton": ("needed", inner["new_triton"], median["triton"], warp["triton"]),
+              "triton-tiles": ("needed", inner["new_triton_tiles"], median["triton"], warp["triton"])}
+    out = {}
+    for impl, (paid, it, med, wp) in shapes.items():
+        phases = {"inner": row[paid] * it["bytes_per_px"], "warp": row["warp"] * wp["bytes_per_px"],
+                  "median": row["median"] * med["bytes_per_px"],
+                  "compaction": row["selected"] * 80 + row["written_back"] * 48}
+        total = sum(phases.values())
+        out[impl] = {"bytes_per_pair": round(total), "shares": {k: round(v / total, 3) for k, v in phases.items()},
+                     **{f"memory_bound_pairs_per_s_{name}": round(bw / total) for name, bw in BANDWIDTH.items()}}
+    return out
 
 
 def main() -> None:
@@ -65,6 +119,7 @@ def main() -> None:
     parser.add_argument("--bytes-per-px", type=float, default=64.0)
     args = parser.parse_args()
     refs = np.load(args.refs)
+    cost = json.loads(COST.read_text())
     torch.set_num_threads(2)
     out = {}
     for group in sorted(set(refs["group"].tolist())):
@@ -74,6 +129,7 @@ def main() -> None:
         row["wasted_share_of_executed"] = 1 - row["needed"] / row["executed"]
         if args.pairs_per_s:
             row["implied_bytes_per_s"] = row["executed"] * args.bytes_per_px * args.pairs_per_s
+        row["budget"] = budget(row, cost)
         out[group] = row
     print(json.dumps(out, indent=1))
 
