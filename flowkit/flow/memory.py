@@ -15,7 +15,9 @@ __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 #: (torch.cuda.max_memory_allocated over the batch): on an H200, 292 B/px eager and 261 Triton
 #: at B = 256-4096 (benchmarks/results/gpu_check_h200.json), so these figures keep a 27-37 %
 #: margin over what was allocated; a batch that still does not fit is halved and retried.
-BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton-tiles": 320}  # the same buffers
+#: Since the warp step became a Triton kernel the cost model counts 92 B/px for both Triton impls
+#: (cost_model.json); 320 stays until a GPU measures the new peak (smaller batches, never a crash).
+BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton-tiles": 320}
 #: The eager figure, the conservative one when the implementation is not known.
 BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]
 
