@@ -106,39 +106,62 @@ def _memory_lines(flow: list[set[Point]], dual: list[set[Point]], channels: int)
     return lines
 
 
-def _flow_lines(k: int, o: Point, channels: int) -> list[str]:
-    """u after step k at point o, every channel (``iterate``'s thresholding and primal update)."""
-    t, tx, ty = _tag(o), _tag(_sub(o, _X)), _tag(_sub(o, _Y))
+def _primal_text(v, channels: int, has_left: str, has_above: str) -> list[str]:
+    """``iterate``'s thresholding step and primal update of every channel, as Triton text.
+
+    ``v(name, c)`` gives the expression of a value: "rc", "ng", "iw", "u", "px", "py" here,
+    "px_left" and "py_above" at the neighbours, "new_u" the name to assign; ``has_left`` and
+    ``has_above`` test that the pixel is not in column 0 / row 0.
+    """
     # v = u + clamp((rho_c + sum iw*u) / -|grad|^2, +-l_t) * iw
-    lines = [f"    rho = rc_{t}"]
-    lines += [f"    rho = rho + iw{c}_{t} * u{k - 1}_{c}_{t}" for c in range(channels)]
-    lines.append(f"    fi = tl.minimum(tl.maximum(rho / ng_{t}, -l_t), l_t)")
+    lines = [f"    rho = {v('rc', 0)}"]
+    lines += [f"    rho = rho + {v('iw', c)} * {v('u', c)}" for c in range(channels)]
+    lines.append(f"    fi = tl.minimum(tl.maximum(rho / {v('ng', 0)}, -l_t), l_t)")
     for c in range(channels):
         # u = v + theta * div p; the divergence drops p outside row 0 / column 0.
         lines += [
-            f"    d = px{k - 1}_{c}_{t}",
-            f"    d = d - tl.where(x + ({o[0]}) > 0, px{k - 1}_{c}_{tx}, 0.0)",
-            f"    d = d + py{k - 1}_{c}_{t}",
-            f"    d = d - tl.where(y + ({o[1]}) > 0, py{k - 1}_{c}_{ty}, 0.0)",
-            f"    u{k}_{c}_{t} = d * theta + (u{k - 1}_{c}_{t} + fi * iw{c}_{t})",
+            f"    d = {v('px', c)}",
+            f"    d = d - tl.where({has_left}, {v('px_left', c)}, 0.0)",
+            f"    d = d + {v('py', c)}",
+            f"    d = d - tl.where({has_above}, {v('py_above', c)}, 0.0)",
+            f"    {v('new_u', c)} = d * theta + ({v('u', c)} + fi * {v('iw', c)})",
         ]
     return lines
 
 
-def _dual_lines(k: int, o: Point, channels: int) -> list[str]:
-    """p after step k at point o, every channel (``iterate``'s dual update)."""
-    t, tx, ty = _tag(o), _tag(_add(o, _X)), _tag(_add(o, _Y))
+def _dual_text(v, channels: int, has_right: str, has_below: str) -> list[str]:
+    """``iterate``'s dual update of every channel, as Triton text: ``v(name, c)`` gives "u" (the
+    new flow), "u_right", "u_below", "px", "py" and the names "new_px", "new_py" to assign."""
     lines = []
     for c in range(channels):
         # p = (p + taut * grad u) / (1 + taut * |grad u|), forward differences, 0 at the end.
         lines += [
-            f"    gx = tl.where(x + ({o[0] + 1}) < w, u{k}_{c}_{tx} - u{k}_{c}_{t}, 0.0)",
-            f"    gy = tl.where(y + ({o[1] + 1}) < h, u{k}_{c}_{ty} - u{k}_{c}_{t}, 0.0)",
+            f"    gx = tl.where({has_right}, {v('u_right', c)} - {v('u', c)}, 0.0)",
+            f"    gy = tl.where({has_below}, {v('u_below', c)} - {v('u', c)}, 0.0)",
             "    den = tl.sqrt(gx * gx + gy * gy) * taut + 1.0",
-            f"    px{k}_{c}_{t} = (px{k - 1}_{c}_{t} + gx * taut) / den",
-            f"    py{k}_{c}_{t} = (py{k - 1}_{c}_{t} + gy * taut) / den",
+            f"    {v('new_px', c)} = ({v('px', c)} + gx * taut) / den",
+            f"    {v('new_py', c)} = ({v('py', c)} + gy * taut) / den",
         ]
     return lines
+
+
+def _flow_lines(k: int, o: Point, channels: int) -> list[str]:
+    """u after step k at point o, every channel."""
+    t, tx, ty = _tag(o), _tag(_sub(o, _X)), _tag(_sub(o, _Y))
+    names = {"rc": f"rc_{t}", "ng": f"ng_{t}", "iw": f"iw{{c}}_{t}", "u": f"u{k - 1}_{{c}}_{t}",
+             "px": f"px{k - 1}_{{c}}_{t}", "py": f"py{k - 1}_{{c}}_{t}", "px_left": f"px{k - 1}_{{c}}_{tx}",
+             "py_above": f"py{k - 1}_{{c}}_{ty}", "new_u": f"u{k}_{{c}}_{t}"}
+    return _primal_text(lambda name, c: names[name].format(c=c), channels, f"x + ({o[0]}) > 0", f"y + ({o[1]}) > 0")
+
+
+def _dual_lines(k: int, o: Point, channels: int) -> list[str]:
+    """p after step k at point o, every channel."""
+    t, tx, ty = _tag(o), _tag(_add(o, _X)), _tag(_add(o, _Y))
+    names = {"u": f"u{k}_{{c}}_{t}", "u_right": f"u{k}_{{c}}_{tx}", "u_below": f"u{k}_{{c}}_{ty}",
+             "px": f"px{k - 1}_{{c}}_{t}", "py": f"py{k - 1}_{{c}}_{t}", "new_px": f"px{k}_{{c}}_{t}",
+             "new_py": f"py{k}_{{c}}_{t}"}
+    return _dual_text(lambda name, c: names[name].format(c=c), channels, f"x + ({o[0] + 1}) < w",
+                      f"y + ({o[1] + 1}) < h")
 
 
 def _error_lines(k: int, channels: int) -> list[str]:
@@ -231,31 +254,19 @@ def tile_source(name: str, steps: int, channels: int, rows: int) -> str:
     for c in range(channels):
         for var, ptr in (("u", "u_ptr"), ("px", "px_ptr"), ("py", "py_ptr"), ("iw", "iw_ptr")):
             lines.append(f"    {var}{c} = tl.load({ptr} + bc + {c} * hw + off, mask=inside, other=0.0)")
+    # One step on the whole tile; a neighbour is the tensor shifted by one column or row.
+    tile_names = {"rc": "rc", "ng": "ng", "iw": "iw{c}", "u": "u{c}", "px": "px{c}", "py": "py{c}",
+                  "px_left": "tl.gather(px{c}, left, 1)", "py_above": "tl.gather(py{c}, up, 0)", "new_u": "nu{c}"}
+    dual_names = {"u": "nu{c}", "u_right": "tl.gather(nu{c}, right, 1)", "u_below": "tl.gather(nu{c}, down, 0)",
+                  "px": "px{c}", "py": "py{c}", "new_px": "px{c}", "new_py": "py{c}"}
     for k in range(1, steps + 1):
-        lines.append("    rho = rc")
-        lines += [f"    rho = rho + iw{c} * u{c}" for c in range(channels)]
-        lines.append("    fi = tl.minimum(tl.maximum(rho / ng, -l_t), l_t)")
-        for c in range(channels):
-            lines += [
-                f"    d = px{c}",
-                f"    d = d - tl.where(x > 0, tl.gather(px{c}, left, 1), 0.0)",
-                f"    d = d + py{c}",
-                f"    d = d - tl.where(y > 0, tl.gather(py{c}, up, 0), 0.0)",
-                f"    nu{c} = d * theta + (u{c} + fi * iw{c})",
-            ]
-        lines.append("    err = tl.zeros((" + str(rows) + ", BW), dtype=tl.float32)")
+        lines += _primal_text(lambda name, c: tile_names[name].format(c=c), channels, "x > 0", "y > 0")
+        lines.append(f"    err = tl.zeros(({rows}, BW), dtype=tl.float32)")
         for c in range(channels):
             lines += [f"    diff = nu{c} - u{c}", "    err += tl.where(mine, diff * diff, 0.0)"]
         lines.append(f"    tl.store(part_ptr + ({k - 1} * n + b) * ntiles + tile, tl.sum(tl.sum(err, axis=1), axis=0))")
-        for c in range(channels):
-            lines += [
-                f"    gx = tl.where(x + 1 < w, tl.gather(nu{c}, right, 1) - nu{c}, 0.0)",
-                f"    gy = tl.where(y + 1 < h, tl.gather(nu{c}, down, 0) - nu{c}, 0.0)",
-                "    den = tl.sqrt(gx * gx + gy * gy) * taut + 1.0",
-                f"    px{c} = (px{c} + gx * taut) / den",
-                f"    py{c} = (py{c} + gy * taut) / den",
-                f"    u{c} = nu{c}",
-            ]
+        lines += _dual_text(lambda name, c: dual_names[name].format(c=c), channels, "x + 1 < w", "y + 1 < h")
+        lines += [f"    u{c} = nu{c}" for c in range(channels)]
     for c in range(channels):
         for ptr, var in (("u_out", "u"), ("px_out", "px"), ("py_out", "py")):
             lines.append(f"    tl.store({ptr} + bc + {c} * hw + off, {var}{c}, mask=mine)")
