@@ -129,6 +129,16 @@ class Check:
         tmp.write_text(json.dumps(self.report, indent=2))
         tmp.replace(self.args.out)
 
+    def per_impl(self, fn) -> dict:
+        """{impl: fn(impl)} over the implementations; one that raises is reported, not fatal."""
+        out = {}
+        for impl in self.impls:
+            try:
+                out[impl] = fn(impl)
+            except Exception as err:  # noqa: BLE001 - one implementation failing must not lose the others
+                out[impl] = {"error": f"{type(err).__name__}: {err}"}
+        return out
+
     def section(self, name: str, fn) -> None:
         start = time.perf_counter()
         try:
@@ -166,16 +176,17 @@ def accuracy(check: Check, refs: dict) -> dict:
     torch = check.torch
     prev = torch.from_numpy(refs["prev"]).to(check.device)
     nxt = torch.from_numpy(refs["nxt"]).to(check.device)
-    out = {"pairs": int(len(prev)), "groups": refs["group"].tolist()}
-    for impl in check.impls:
+
+    def one(impl: str) -> dict:
         flow = check.solve(prev, nxt, impl).cpu().numpy()
         row = {}
         for ref in ("opencv", "torch_cpu"):
             if refs[ref] is not None:
                 e = _epe(flow, refs[ref])
                 row[f"epe_vs_{ref}"] = {"per_pair": e.round(6).tolist(), "by_group": _summary(e, refs["group"])}
-        out[impl] = row
-    return out
+        return row
+
+    return {"pairs": int(len(prev)), "groups": refs["group"].tolist(), **check.per_impl(one)}
 
 
 def determinism(check: Check, refs: dict) -> dict:
@@ -183,15 +194,16 @@ def determinism(check: Check, refs: dict) -> dict:
     n = min(8, len(refs["prev"]))
     prev = torch.from_numpy(refs["prev"][:n]).to(check.device)
     nxt = torch.from_numpy(refs["nxt"][:n]).to(check.device)
-    out = {}
-    for impl in check.impls:
+
+    def one(impl: str) -> dict:
         first, again = check.solve(prev, nxt, impl), check.solve(prev, nxt, impl)
         alone = torch.cat([check.solve(prev[i : i + 1], nxt[i : i + 1], impl) for i in range(min(n, 3))])
         in_batch = first[: len(alone)]
-        out[impl] = {"repeat_bitwise_equal": bool(first.equal(again)),
-                     "b1_vs_batch_bitwise_equal": bool(alone.equal(in_batch)),
-                     "b1_vs_batch_max_abs_px": float((alone - in_batch).abs().max())}
-    return out
+        return {"repeat_bitwise_equal": bool(first.equal(again)),
+                "b1_vs_batch_bitwise_equal": bool(alone.equal(in_batch)),
+                "b1_vs_batch_max_abs_px": float((alone - in_batch).abs().max())}
+
+    return check.per_impl(one)
 
 
 def _old_median(x, ksize: int = 5):
@@ -257,8 +269,8 @@ def throughput(check: Check, refs: dict) -> dict:
         bench = np.ones(len(refs["group"]), bool)
     a, b = refs["prev"][bench], refs["nxt"][bench]
     batches = (2, 4) if check.args.smoke else BATCHES
-    out = {}
-    for impl in check.impls:
+
+    def one(impl: str) -> list:
         rows, rate = [], None
         check.solve(torch.from_numpy(a[:2]).to(check.device), torch.from_numpy(b[:2]).to(check.device), impl)  # warm-up
         for n in batches:
@@ -278,8 +290,9 @@ def throughput(check: Check, refs: dict) -> dict:
                 peak = torch.cuda.max_memory_allocated() - base
                 row["peak_bytes_per_px"] = round(peak / (n * ta.shape[1] * ta.shape[2]), 1)
             rows.append(row)
-        out[impl] = rows
-    return out
+        return rows
+
+    return check.per_impl(one)
 
 
 #: Launch shapes the inner_kernel section times: the "triton" and "triton-tiles" defaults first,
@@ -352,8 +365,8 @@ def profile(check: Check, refs: dict) -> dict:
     n = 4 if check.args.smoke else 64
     cuda = check.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    out = {}
-    for impl in check.impls:
+
+    def one(impl: str) -> dict:
         # Eager launches ~4,000 kernels a pair, too many to trace at a large batch; the Triton
         # paths are profiled where their throughput is measured, so the shares mean the same.
         m = n if impl == "eager" or check.args.smoke else 1024
@@ -367,10 +380,11 @@ def profile(check: Check, refs: dict) -> dict:
         key = "device_time_total" if cuda else "self_cpu_time_total"
         total = sum(getattr(e, key) for e in events) or 1
         top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:12]
-        out[impl] = {"batch": m, "kernels_launched": int(sum(e.count for e in events)),
-                     "top": [{"name": e.key[:80], "count": int(e.count), "share": round(getattr(e, key) / total, 4)}
-                             for e in top]}
-    return out
+        return {"batch": m, "kernels_launched": int(sum(e.count for e in events)),
+                "top": [{"name": e.key[:80], "count": int(e.count), "share": round(getattr(e, key) / total, 4)}
+                        for e in top]}
+
+    return check.per_impl(one)
 
 
 def main(argv=None) -> None:
