@@ -148,17 +148,20 @@ def _block(n: int, gpu_block: int) -> int:
 
 
 class FusedInner:
-    """The inner iterations of one outer iteration, fused (the "triton" implementation).
+    """The inner iterations of one outer iteration, fused (the Triton implementations).
 
     Args:
         l_t: lambda * theta; theta; taut: tau / theta (as in the eager solver).
-        steps: inner iterations per kernel launch. 1 reads and writes the state once per
-            iteration (64 B per pixel with C = 2); 2 once per two iterations (32 B).
+        steps: inner iterations per kernel launch. 1 reads and writes the state and the warp
+            constants once per iteration (64 B per pixel with C = 2); 2 once per two iterations
+            (32 B a pixel-iteration on blocks, 38.7 on tiles of 16 rows with their edge rows).
         rows: None: a program owns ``block`` pixels and recomputes the neighbours' steps it needs
             (6 flow evaluations per pixel for one step, 15 for two: ``triton_stencil.inner_source``).
             An int: a program owns a tile of ``rows`` whole rows and shifts tensors with
             ``tl.gather``, each step computed once per tile pixel, the tile's ``steps`` rows at
-            either end read again by the next tile (``triton_stencil.tile_source``).
+            either end read again by the next tile (``triton_stencil.tile_source``). A tile is
+            ``rows`` x the next power of two >= W: sized for SPEC's 128-pixel rows, wider
+            images make larger programs (benchmarks/sass_model.py counts their registers).
         block: pixels per program (``rows`` None, on a GPU); num_warps: warps per program.
             benchmarks/sass_model.py and benchmarks/gpu_check.py compare the choices.
     """
