@@ -15,6 +15,9 @@ and the pixels of the phases around them: ``warp`` (25 warps at SPEC defaults), 
 per outer iteration), ``selected`` and ``written_back`` (the compactions). ``budget`` turns these
 into bytes per pair per implementation with benchmarks/results/cost_model.json's bytes per pixel,
 and into the pairs/s a memory-bound solve would reach at datasheet bandwidths (a model).
+``launch_shapes`` does the same for every launch shape of benchmarks/results/sass_model_sm90.json,
+with the work a stop inside a multi-step launch wastes and the issue limit of its instructions;
+``stopped_after`` is how many pair-outer-iterations stopped after each inner iteration.
 
 With ``--pairs-per-s`` (a measured GPU rate) and ``--bytes-per-px`` (the kernel's unique traffic
 per pixel-iteration), it prints the memory traffic that rate implies.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,7 @@ from flowkit.flow.torch_tvl1 import tvl1_torch
 
 REFS = Path(__file__).resolve().parent / "gpu_refs" / "flows.npz"
 COST = Path(__file__).resolve().parent / "results" / "cost_model.json"
+SASS = Path(__file__).resolve().parent / "results" / "sass_model_sm90.json"
 BANDWIDTH = {"h100_sxm": 3.35e12, "h200": 4.8e12}  # datasheet peaks, bytes/s
 
 
@@ -47,10 +52,12 @@ def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
     """Pixels each phase of a batch's solve at SPEC defaults touches, per pair: the inner
     iterations (no_stop, executed, needed) and the warps, medians and compactions around them."""
     counts = {"executed": 0, "needed": 0, "warp": 0, "median": 0, "selected": 0, "written_back": 0}
+    stops: list[tuple[int, int | None]] = []  # per pair and outer iteration: (pixels, iteration it stopped after)
+    errors: list[torch.Tensor] = []  # the current outer iteration's (n,) errors, one per inner iteration
     solver_cls, working_cls = solver_module._Solver, solver_module._Working
     originals = (solver_cls.iterate, solver_cls.warp, solver_module._median, working_cls.drop,
-                 working_cls.write_back)
-    iterate, warp, median, drop, write_back = originals
+                 working_cls.write_back, solver_module._inner_iterations)
+    iterate, warp, median, drop, write_back, inner_iterations = originals
 
     def px(t: torch.Tensor) -> int:
         return t.shape[0] * t.shape[-2] * t.shape[-1]
@@ -59,7 +66,17 @@ def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
         active = rest[3] if len(rest) > 3 else None
         counts["executed"] += px(u)
         counts["needed"] += px(u) if active is None else int(active.sum()) * u.shape[-2] * u.shape[-1]
-        return iterate(solver, u, *rest)
+        err = iterate(solver, u, *rest)
+        errors.append(err.clone())
+        return err
+
+    def counted_inner_iterations(solver, work, scaled_eps):
+        errors.clear()
+        out = inner_iterations(solver, work, scaled_eps)
+        below = torch.stack(errors) <= scaled_eps  # (iterations, n)
+        hw = work.state[0].shape[-2] * work.state[0].shape[-1]
+        stops.extend((hw, int(col.nonzero()[0]) + 1 if col.any() else None) for col in below.T)
+        return out
 
     def counted_warp(solver, *frames_and_flow):  # _Solver.warp(i0, i1, i1x, i1y, u)
         counts["warp"] += px(frames_and_flow[-1])
@@ -81,15 +98,17 @@ def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
 
     solver_cls.iterate, solver_cls.warp, solver_module._median = counted_iterate, counted_warp, counted_median
     working_cls.drop, working_cls.write_back = counted_drop, counted_write_back
+    solver_module._inner_iterations = counted_inner_iterations
     try:
         tvl1_torch(torch.from_numpy(prev).float(), torch.from_numpy(nxt).float(), early_stop="masked", impl="eager")
     finally:
-        solver_cls.iterate, solver_cls.warp, solver_module._median, working_cls.drop, working_cls.write_back = originals
+        (solver_cls.iterate, solver_cls.warp, solver_module._median, working_cls.drop, working_cls.write_back,
+         solver_module._inner_iterations) = originals
     b, h, w = prev.shape
     p = TVL1Params()
     levels = sum(hh * ww for hh, ww in pyramid_sizes(h, w, p.nscales, p.scale_step))
     no_stop = levels * p.warps * p.outer_iterations * p.inner_iterations
-    return {"pairs": b, "no_stop": no_stop, **{k: v / b for k, v in counts.items()}}
+    return {"pairs": b, "no_stop": no_stop, **{k: v / b for k, v in counts.items()}, "stops": stops}
 
 
 def budget(row: dict, cost: dict) -> dict:
@@ -112,6 +131,41 @@ def budget(row: dict, cost: dict) -> dict:
     return out
 
 
+def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
+    """Per launch shape of the fused kernel (the sass model's), what a pair costs once stops inside
+    a launch are paid for: a pair that stops after inner iteration t computes to the end of its
+    launch, then has t mod steps steps applied again one by one. Bytes as sass_model counts them
+    (state and constants once per launch, a tile's edge rows again), instructions from its SASS;
+    the predicted rate is the slower of the issue and the memory limit, the phases around the
+    inner iterations (``other_bytes``) added to the memory (a model)."""
+    from flowkit.flow.triton_tvl1 import FusedInner
+
+    iterations = TVL1Params().inner_iterations
+    out = []
+    for shape in [*sass["defaults"].values(), *sass["shapes"]]:
+        steps, rows = shape["steps"], shape.get("rows")
+        fused = FusedInner(l_t=1.0, theta=1.0, taut=1.0, steps=steps, rows=rows)
+        computed = moved = 0.0
+        for hw, stop in row["stops"]:
+            side = int(round(hw ** 0.5))  # the pyramid's levels are square here
+            reread = {k: 1.0 if rows is None else fused._rows_read(k, side) / side for k in (1, steps)}
+            t = iterations if stop is None else stop
+            launches = -(-t // steps)
+            redo = t % steps if stop is not None else 0
+            computed += hw * (launches * steps + redo)
+            moved += hw * (launches * (40 * reread[steps] + 24) + redo * (40 * reread[1] + 24))
+        pairs = row["pairs"]
+        computed, moved = computed / pairs, moved / pairs
+        issue_s = computed * shape["warp_instructions_per_px_iteration"] / (132 * 4 * 1.98e9)
+        entry = {k: shape[k] for k in ("steps", "block", "rows", "num_warps") if k in shape}
+        entry.update({"px_iterations_computed": round(computed), "inner_bytes": round(moved),
+                      "spills": shape["stack_bytes"] > 0})
+        for name, bandwidth in BANDWIDTH.items():
+            entry[f"model_pairs_per_s_{name}"] = round(1 / max(issue_s, (moved + other_bytes) / bandwidth))
+        out.append(entry)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refs", type=Path, default=REFS)
@@ -120,6 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     refs = np.load(args.refs)
     cost = json.loads(COST.read_text())
+    sass = json.loads(SASS.read_text())
     torch.set_num_threads(2)
     out = {}
     for group in sorted(set(refs["group"].tolist())):
@@ -130,6 +185,10 @@ def main() -> None:
         if args.pairs_per_s:
             row["implied_bytes_per_s"] = row["executed"] * args.bytes_per_px * args.pairs_per_s
         row["budget"] = budget(row, cost)
+        triton = row["budget"]["triton"]
+        other = triton["bytes_per_pair"] * (1 - triton["shares"]["inner"])
+        row["launch_shapes"] = launch_shapes(row, sass, other)
+        row["stopped_after"] = dict(sorted(Counter(t for _, t in row.pop("stops") if t is not None).items()))
         out[group] = row
     print(json.dumps(out, indent=1))
 
