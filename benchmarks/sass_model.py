@@ -42,6 +42,7 @@ SHAPES = [{"steps": 1, "block": 128, "num_warps": 4}, {"steps": 1, "block": 256,
           {"steps": 2, "block": 256, "num_warps": 8}, {"steps": 3, "block": 128, "num_warps": 4},
           {"steps": 1, "rows": 8, "num_warps": 4}, {"steps": 1, "rows": 16, "num_warps": 8},
           {"steps": 2, "rows": 8, "num_warps": 4}, {"steps": 2, "rows": 16, "num_warps": 8},
+          {"steps": 2, "rows": 16, "num_warps": 16},
           {"steps": 2, "rows": 32, "num_warps": 32}, {"steps": 3, "rows": 16, "num_warps": 8},
           {"steps": 3, "rows": 16, "num_warps": 16}, {"steps": 3, "rows": 32, "num_warps": 32},
           {"steps": 4, "rows": 32, "num_warps": 32}]

@@ -31,7 +31,7 @@ FlowBackend = Annotated[str, typer.Option(
     "opencv, torch or opencv-cuda.")]
 FlowImpl = Annotated[str, typer.Option(
     "--flow-impl", help="Torch TV-L1 implementation: auto (Triton kernels on CUDA when the gpu extra is "
-    "installed, else eager), eager, triton or triton-tiles (two inner iterations per kernel launch; "
+    "installed, else eager), eager, triton or triton-tiles (three inner iterations per kernel launch; "
     "not yet measured on a GPU).")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the torch backend (cpu, cuda:0).")]

@@ -36,10 +36,11 @@ __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "reso
 IMPLS = ("auto", "eager", "triton", "triton-tiles")
 #: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``):
 #: "triton" one iteration per launch on blocks of 512 pixels (measured on an H200); "triton-tiles"
-#: two iterations per launch on tiles of 16 rows and 16 warps: among the shapes that do not spill
-#: registers on sm_90, the one benchmarks/sass_model.py gives the highest ceilings with the most
+#: three iterations per launch on tiles of 16 rows and 16 warps: among the shapes that do not spill
+#: registers on sm_90, the one benchmarks/iteration_work.py's model (sass_model's instructions and
+#: bytes, the waste of stops inside a launch counted) rates highest on an H100 SXM, with the most
 #: resident warps (not yet measured on a GPU).
-TRITON_LAUNCH = {"triton": {}, "triton-tiles": {"steps": 2, "rows": 16, "num_warps": 16}}
+TRITON_LAUNCH = {"triton": {}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16}}
 
 _FLT_EPSILON = 1.1920929e-07
 
