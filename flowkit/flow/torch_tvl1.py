@@ -14,8 +14,9 @@ The pieces that must match OpenCV bit for bit (up to float rounding) live apart:
 
 Implementations of the inner iteration share this driver: "eager" (plain torch operations,
 any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel launches and the
-median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton-tiles" (two inner
-iterations per launch on tiles of whole rows: about half the memory traffic per iteration).
+median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton-tiles" (three inner
+iterations per launch on tiles of whole rows: less than half the memory traffic per iteration).
+Both Triton implementations also run the warp step as one kernel.
 """
 
 from __future__ import annotations
@@ -253,10 +254,10 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         early_stop: how pairs that meet the stopping rule leave the batch.
             "compact": the errors are read on the host after every inner iteration and
             stopped pairs leave at once (no wasted work; a host sync per iteration, free on
-            the CPU). "masked": within an outer iteration stopped pairs are frozen by a mask
-            on the device and computed for nothing; the host reads the mask once per outer
-            iteration (30 inner iterations) and drops them then, so the CUDA queue is not
-            drained every iteration. "auto": "compact" on the CPU, "masked" elsewhere.
+            the CPU). "masked": within an outer iteration stopped pairs are frozen on the
+            device (eager computes them for nothing, the Triton kernels skip them); the host
+            reads the mask once per outer iteration (30 inner iterations) and drops them then,
+            so the CUDA queue is not drained every iteration. "auto": "compact" on the CPU, "masked" elsewhere.
             Both give the same flow. With the Triton impls only "masked" (and "auto") exist.
         compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.

@@ -1,4 +1,4 @@
-"""Triton kernels for the TV-L1 solver's hot loop: the fused inner iteration and the median.
+"""Triton kernels for the TV-L1 solver's hot loop: the fused inner iteration, the warp step and the median.
 
 The eager inner iteration is ~33 kernels and ~536 bytes per pixel (every elementwise step
 writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
