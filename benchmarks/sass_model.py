@@ -166,7 +166,8 @@ def per_pixel_kernels(workdir: Path) -> dict:
 
     warp_sig = {name: "*fp32" for name in ("u_ptr", "i0_ptr", "i1_ptr", "i1x_ptr", "i1y_ptr", "iw_ptr", "ng_ptr",
                                            "rc_ptr")}
-    warp_sig.update({"h": "i32", "w": "i32", "gamma": "fp32", "C": "constexpr", "BLOCK": "constexpr"})
+    warp_sig.update({"h": "i32", "w": "i32", "gamma": "fp32", "stride_i0": "i32", "stride_i1": "i32",
+                     "stride_grad": "i32", "C": "constexpr", "BLOCK": "constexpr"})
     median_sig = {"src": "*fp32", "dst": "*fp32", "h": "i32", "w": "i32", "stride_b": "i32", "nch": "i32",
                   "BLOCK": "constexpr"}
     out = {}

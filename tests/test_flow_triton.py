@@ -227,6 +227,8 @@ def test_warp_kernel_matches_eager(gamma):
     u[0, :2] *= 5  # maps far outside the image: taps on the zero border, and the clamp
     i1x, i1y = solver_mod.centered_gradient(i1)
     i0, i1, i1x, i1y, u = (t.to(DEVICE) for t in (i0, i1, i1x, i1y, u))
+    frames = torch.stack((i0, i1), 1)  # the pyramid's layout: each frame a channel view
+    i0, i1 = frames[:, 0], frames[:, 1]
     ref = solver.warp(i0, i1, i1x, i1y, u)
     out = triton_tvl1.warp_triton(i0, i1, i1x, i1y, u, gamma=gamma)
     for a, r in zip(out, ref):

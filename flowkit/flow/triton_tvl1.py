@@ -58,12 +58,13 @@ def count_launches():
         _launch_log = previous
 
 
-def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw: tuple[int, int]):
+def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw):
     """Launch ``kernel[grid](*args, **meta)``, record it for ``count_launches`` and return
-    Triton's handle of the compiled kernel (its ``n_regs``, ``n_spills``; None when interpreted)."""
+    Triton's handle of the compiled kernel (its ``n_regs``, ``n_spills``; None when interpreted).
+    ``bytes_rw`` is a function returning (bytes read, bytes written), called only while counting."""
     handle = kernel[grid](*args, **meta)
     if _launch_log is not None:
-        _launch_log.append((name, *bytes_rw))
+        _launch_log.append((name, *bytes_rw()))
     return handle
 
 
@@ -213,7 +214,7 @@ class FusedInner:
             nblk = self._launch_steps(steps, (buffers[src], buffers[1 - src]), consts, active, part)
             _launch("stop", _stop_kernel, (n,), (part, active, loc, redo, n, nblk, scaled_eps, 1 - src),
                     {"STEPS": steps, "NB": triton.next_power_of_2(nblk)},
-                    bytes_rw=(4 * steps * n * nblk + 2 * n, 3 * n))
+                    bytes_rw=lambda s=steps, nb=nblk: (4 * s * n * nb + 2 * n, 3 * n))
             src, done = 1 - src, done + steps
         self._settle(buffers, consts, loc, redo, part)
         return active.view(n, 1, 1, 1).bool()
@@ -228,11 +229,15 @@ class FusedInner:
             meta = {"BLOCK": _block(h * w, self.block)}
         else:
             meta = {"BW": triton.next_power_of_2(w)}
-        px_bytes = 4 * n * h * w
-        read = px_bytes if self.rows is None else px_bytes * self._rows_read(steps, h) / h
         args = (*src, *consts, flags, *dst, part, n, h, w, self.l_t, self.theta, self.taut)
+
+        def bytes_rw():  # the state and constants once, a tile's edge rows again; the state written
+            px_bytes = 4 * n * h * w
+            read = px_bytes if self.rows is None else px_bytes * self._rows_read(steps, h) / h
+            return read * (4 * c + 2), px_bytes * 3 * c
+
         handle = _launch(f"inner{steps}", _inner_kernel(steps, c, self.rows), (nblk, n), args,
-                         {**meta, "num_warps": self.num_warps}, bytes_rw=(read * (4 * c + 2), px_bytes * 3 * c))
+                         {**meta, "num_warps": self.num_warps}, bytes_rw=bytes_rw)
         if steps == self.steps:
             self.compiled = handle
         return nblk
@@ -253,7 +258,7 @@ class FusedInner:
         # Declared as if every pair moved: the model's upper bound (a stopped pair moves no byte).
         moved = 12 * chw * u.shape[0]
         _launch("settle", _settle_kernel, (triton.cdiv(chw, block), u.shape[0]), (*buffers[1], *buffers[0], loc, chw),
-                {"BLOCK": block}, bytes_rw=(moved, moved))
+                {"BLOCK": block}, bytes_rw=lambda: (moved, moved))
 
 
 @triton.jit
@@ -271,9 +276,10 @@ def _cubic_weights(t):
 
 @triton.jit
 def _warp_kernel(u_ptr, i0_ptr, i1_ptr, i1x_ptr, i1y_ptr, iw_ptr, ng_ptr, rc_ptr, h, w, gamma,  # noqa: PLR0913, PLR0917 - a Triton kernel takes every buffer as an argument
-                 C: tl.constexpr, BLOCK: tl.constexpr):
+                 stride_i0, stride_i1, stride_grad, C: tl.constexpr, BLOCK: tl.constexpr):
     """``_Solver.warp`` for one block of pixels: I1 and its gradient sampled bicubically at
-    (x + u1, y + u2) with a zero border (``remap.remap_cubic``), then the per-warp constants."""
+    (x + u1, y + u2) with a zero border (``remap.remap_cubic``), then the per-warp constants.
+    The frames' (H, W) planes are contiguous, ``stride_*`` apart (the pyramid's are views)."""
     blk = tl.program_id(0)
     b = tl.program_id(1)
     hw = h * w
@@ -283,6 +289,9 @@ def _warp_kernel(u_ptr, i0_ptr, i1_ptr, i1x_ptr, i1y_ptr, iw_ptr, ng_ptr, rc_ptr
     x = q - y * w
     bc = b.to(tl.int64) * C * hw
     b1 = b.to(tl.int64) * hw
+    i1_ptr += b.to(tl.int64) * stride_i1
+    i1x_ptr += b.to(tl.int64) * stride_grad
+    i1y_ptr += b.to(tl.int64) * stride_grad
     u1 = tl.load(u_ptr + bc + q, mask=m, other=0.0)
     u2 = tl.load(u_ptr + bc + hw + q, mask=m, other=0.0)
     # Further than 3 px outside, every tap reads the zero border; the clamp keeps indices small.
@@ -306,7 +315,7 @@ def _warp_kernel(u_ptr, i0_ptr, i1_ptr, i1x_ptr, i1y_ptr, iw_ptr, ng_ptr, rc_ptr
         for j in tl.static_range(4):
             xx = ix + (j - 1)
             tap_in = row_in & (xx >= 0) & (xx < w)
-            off = b1 + yy * w + xx
+            off = yy * w + xx
             wj = wx0 if j == 0 else (wx1 if j == 1 else (wx2 if j == 2 else wx3))
             acc += tl.load(i1_ptr + off, mask=tap_in, other=0.0) * wj
             acc_x += tl.load(i1x_ptr + off, mask=tap_in, other=0.0) * wj
@@ -316,7 +325,7 @@ def _warp_kernel(u_ptr, i0_ptr, i1_ptr, i1x_ptr, i1y_ptr, iw_ptr, ng_ptr, rc_ptr
         i1wx += acc_x * wi
         i1wy += acc_y * wi
     grad = i1wx * i1wx + i1wy * i1wy
-    rho_c = i1w - i1wx * u1 - i1wy * u2 - tl.load(i0_ptr + b1 + q, mask=m, other=0.0)
+    rho_c = i1w - i1wx * u1 - i1wy * u2 - tl.load(i0_ptr + b.to(tl.int64) * stride_i0 + q, mask=m, other=0.0)
     tl.store(iw_ptr + bc + q, i1wx, mask=m)
     tl.store(iw_ptr + bc + hw + q, i1wy, mask=m)
     if C == 3:
@@ -330,15 +339,19 @@ def warp_triton(i0, i1, i1x, i1y, u, *, gamma: float = 0.0):
     (n, H, W) float32, flow ``u`` (n, C, H, W) -> (iw (n, C, H, W), neg_grad
     (n, 1, H, W), rho_c (n, 1, H, W)); C = 3 carries ``gamma`` as the third coefficient."""
     n, c, h, w = u.shape
-    u, i0, i1, i1x, i1y = (t.contiguous() for t in (u, i0, i1, i1x, i1y))
+    u = u.contiguous()
+    # The pyramid's frames are channel views of one tensor: read in place, not copied every warp.
+    i0, i1, i1x, i1y = (t if t.stride(-1) == 1 and t.stride(-2) == w else t.contiguous() for t in (i0, i1, i1x, i1y))
+    if i1x.stride(0) != i1y.stride(0):
+        i1x, i1y = i1x.contiguous(), i1y.contiguous()
     iw = torch.empty_like(u)
     neg_grad = torch.empty((n, 1, h, w), dtype=u.dtype, device=u.device)
     rho_c = torch.empty_like(neg_grad)
     block = _block(h * w, _WARP_BLOCK)
     px_bytes = 4 * n * h * w
     _launch("warp", _warp_kernel, (triton.cdiv(h * w, block), n),
-            (u, i0, i1, i1x, i1y, iw, neg_grad, rho_c, h, w, gamma), {"C": c, "BLOCK": block},
-            bytes_rw=(px_bytes * (2 + 4), px_bytes * (c + 2)))
+            (u, i0, i1, i1x, i1y, iw, neg_grad, rho_c, h, w, gamma, i0.stride(0), i1.stride(0), i1x.stride(0)),
+            {"C": c, "BLOCK": block}, bytes_rw=lambda: (px_bytes * (2 + 4), px_bytes * (c + 2)))
     return iw, neg_grad, rho_c
 
 
@@ -387,5 +400,5 @@ def median_blur_triton(x: torch.Tensor, ksize: int) -> torch.Tensor:
     block = _block(h * w, _MEDIAN_BLOCK)
     grid = (triton.cdiv(h * w, block), b * c)
     _launch(f"median{ksize}", _MEDIAN_KERNELS[ksize], grid, (x, out, h, w, x.stride(0), c), {"BLOCK": block},
-            bytes_rw=(4 * b * c * h * w, 4 * b * c * h * w))
+            bytes_rw=lambda: (4 * b * c * h * w, 4 * b * c * h * w))
     return out
