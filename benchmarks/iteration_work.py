@@ -52,7 +52,7 @@ def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
     """Pixels each phase of a batch's solve at SPEC defaults touches, per pair: the inner
     iterations (no_stop, executed, needed) and the warps, medians and compactions around them."""
     counts = {"executed": 0, "needed": 0, "warp": 0, "median": 0, "selected": 0, "written_back": 0}
-    stops: list[tuple[int, int | None]] = []  # per pair and outer iteration: (pixels, iteration it stopped after)
+    stops: list[tuple[int, int, int | None]] = []  # per pair and outer iteration: (h, w, iteration it stopped after)
     errors: list[torch.Tensor] = []  # the current outer iteration's (n,) errors, one per inner iteration
     solver_cls, working_cls = solver_module._Solver, solver_module._Working
     originals = (solver_cls.iterate, solver_cls.warp, solver_module._median, working_cls.drop,
@@ -74,8 +74,8 @@ def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
         errors.clear()
         out = inner_iterations(solver, work, scaled_eps)
         below = torch.stack(errors) <= scaled_eps  # (iterations, n)
-        hw = work.state[0].shape[-2] * work.state[0].shape[-1]
-        stops.extend((hw, int(col.nonzero()[0]) + 1 if col.any() else None) for col in below.T)
+        h, w = work.state[0].shape[-2:]
+        stops.extend((h, w, int(col.nonzero()[0]) + 1 if col.any() else None) for col in below.T)
         return out
 
     def counted_warp(solver, *frames_and_flow):  # _Solver.warp(i0, i1, i1x, i1y, u)
@@ -146,9 +146,9 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
         steps, rows = shape["steps"], shape.get("rows")
         fused = FusedInner(l_t=1.0, theta=1.0, taut=1.0, steps=steps, rows=rows)
         computed = moved = 0.0
-        for hw, stop in row["stops"]:
-            side = int(round(hw ** 0.5))  # the pyramid's levels are square here
-            reread = {k: 1.0 if rows is None else fused._rows_read(k, side) / side for k in (1, steps)}
+        for h, w, stop in row["stops"]:
+            hw = h * w
+            reread = {k: 1.0 if rows is None else fused._rows_read(k, h) / h for k in (1, steps)}
             t = iterations if stop is None else stop
             launches = -(-t // steps)
             redo = t % steps if stop is not None else 0
@@ -188,7 +188,7 @@ def main() -> None:
         triton = row["budget"]["triton"]
         other = triton["bytes_per_pair"] * (1 - triton["shares"]["inner"])
         row["launch_shapes"] = launch_shapes(row, sass, other)
-        row["stopped_after"] = dict(sorted(Counter(t for _, t in row.pop("stops") if t is not None).items()))
+        row["stopped_after"] = dict(sorted(Counter(t for _, _, t in row.pop("stops") if t is not None).items()))
         out[group] = row
     print(json.dumps(out, indent=1))
 
