@@ -317,7 +317,7 @@ def inner_kernel(check: Check) -> dict:
         return {"skipped": "triton does not load"}
     from flowkit.flow.params import TVL1Params
     from flowkit.flow.torch_tvl1 import _Solver, centered_gradient
-    from flowkit.flow.triton_tvl1 import FusedInner
+    from flowkit.flow.triton_tvl1 import FusedInner, count_launches
 
     torch = check.torch
     n, side, iterations = (2, 24, 2) if check.args.smoke else (1024, 128, 30)
@@ -335,18 +335,18 @@ def inner_kernel(check: Check) -> dict:
             continue
         fused = FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut, **shape)
         try:
+            with count_launches() as launches:  # the first run compiles; its bytes as cost_model counts them
+                fused.run(tuple(t.clone() for t in state0), consts, -1.0, iterations)
             times = []
-            for _ in range(4):  # the first compiles
+            for _ in range(3):
                 state = tuple(t.clone() for t in state0)
                 times.append(check.timed(lambda f=fused, s=state: f.run(s, consts, -1.0, iterations)))
         except Exception as err:  # noqa: BLE001 - one launch shape that fails to compile must not end the section
             rows.append({**shape, "error": f"{type(err).__name__}: {err}"})
             continue
         reference = state if reference is None else reference
-        per_iteration = float(np.median(times[1:])) / iterations
-        steps, tile = shape["steps"], shape.get("rows")
-        reread = 1.0 if tile is None else tile / (tile - 2 * steps)
-        moved = n * side * side * (40 * reread + 24) / steps  # bytes per iteration, as sass_model.py counts them
+        per_iteration = float(np.median(times)) / iterations
+        moved = sum(r + w for name, r, w in launches if name.startswith("inner")) / iterations
         rows.append({**shape, "us_per_iteration": round(per_iteration * 1e6, 2),
                      "ns_per_pair_iteration": round(per_iteration / n * 1e9, 3),
                      "implied_dram_gb_per_s": round(moved / per_iteration / 1e9, 1),
