@@ -157,7 +157,7 @@ class FusedInner:
             constants once per iteration (64 B per pixel with C = 2); 2 once per two iterations
             (32 B a pixel-iteration on blocks, 38.7 on tiles of 16 rows with their edge rows).
         rows: None: a program owns ``block`` pixels and recomputes the neighbours' steps it needs
-            (6 flow evaluations per pixel for one step, 15 for two: ``triton_stencil.inner_source``).
+            (3 flow evaluations per pixel for one step, 15 for two: ``triton_stencil.inner_source``).
             An int: a program owns a tile of ``rows`` whole rows and shifts tensors with
             ``tl.gather``, each step computed once per tile pixel, the tile's ``steps`` rows at
             either end read again by the next tile (``triton_stencil.tile_source``). A tile is
