@@ -43,7 +43,21 @@ def face_pairs(k: int, starts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
     return frames[idx].copy(), frames[idx + k].copy()
 
 
-#: Torch devices for parametrised flow tests: the CPU always, CUDA where present (marked, skipped with a reason).
+#: A test that needs the shared face video skips with a reason where it is absent (GPU machines).
+needs_video = pytest.mark.skipif(not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent")
+
+
+def _has_optflow() -> bool:
+    import cv2
+
+    return hasattr(cv2, "optflow")
+
+
+#: A test that runs OpenCV's TV-L1 skips where cv2 has no contrib modules: GPU images often carry
+#: opencv-python-headless.
+needs_optflow = pytest.mark.skipif(not _has_optflow(), reason="cv2.optflow (opencv-contrib) is absent")
+
+#: Torch devices for parametrised tests: the CPU always, CUDA where present (marked, skipped with a reason).
 DEVICES = [
     "cpu",
     pytest.param(

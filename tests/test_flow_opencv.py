@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from flow_fixtures import needs_optflow
 
 import flowkit.flow.backend as backend_mod
 from flowkit.errors import FlowkitError
@@ -23,6 +24,7 @@ def _frames(b=2, h=32, w=40, seed=0):
     return rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)
 
 
+@needs_optflow
 def test_params_defaults_are_opencv_defaults():
     import cv2
 
@@ -39,6 +41,7 @@ def test_params_defaults_are_opencv_defaults():
         p.tau = 1.0  # frozen
 
 
+@needs_optflow
 def test_opencv_shape_dtype_and_single_pair():
     a, b = _frames()
     out = tvl1_opencv(a, b, **FAST)
@@ -49,6 +52,7 @@ def test_opencv_shape_dtype_and_single_pair():
     np.testing.assert_array_equal(one[0], out[0])
 
 
+@needs_optflow
 def test_opencv_channel_order_is_u_then_v():
     # A horizontal shift by +2 px: u is about +2 in the interior and v about 0.
     rng = np.random.default_rng(1)
@@ -80,6 +84,7 @@ def test_unknown_parameter():
         tvl1(a, b, lamda=0.1)
 
 
+@needs_optflow
 def test_tvl1_dispatch_numpy_and_torch():
     a, b = _frames()
     ref = tvl1(a, b, **FAST)

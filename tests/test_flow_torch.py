@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import DEVICES, FACE_VIDEO, face_frames, face_pairs
+from flow_fixtures import DEVICES, face_frames, face_pairs, needs_optflow, needs_video
 
 from flowkit.errors import FlowkitError
 from flowkit.flow.median import median_blur, median_blur_torch
@@ -15,11 +15,6 @@ from flowkit.flow.pyramid import pyramid_sizes, resize_linear
 from flowkit.flow.remap import remap_cubic
 from flowkit.flow.torch_tvl1 import centered_gradient, divergence, forward_gradient, tvl1_torch
 
-# GPU images often carry opencv-python-headless, which has no contrib modules.
-needs_optflow = pytest.mark.skipif(not hasattr(cv2, "optflow"), reason="cv2.optflow (opencv-contrib) is absent")
-needs_video = pytest.mark.skipif(
-    not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent"
-)
 FAST = dict(nscales=2, warps=1, outer_iterations=2, inner_iterations=5)
 
 

@@ -36,7 +36,7 @@ finally:
         os.environ["TRITON_INTERPRET"] = _previous
 
 import cv2  # noqa: E402
-from flow_fixtures import FACE_VIDEO, face_pairs  # noqa: E402
+from flow_fixtures import face_pairs, needs_optflow, needs_video  # noqa: E402
 
 import flowkit.flow.torch_tvl1 as solver_mod  # noqa: E402
 from flowkit.flow.median import median_blur_torch  # noqa: E402
@@ -204,7 +204,8 @@ def test_impl_choice():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent")
+@needs_video
+@needs_optflow
 @pytest.mark.parametrize("impl", ["triton", "triton-tiles"])
 def test_full_size_face_pair_matches_opencv(impl):
     # 128x128, SPEC's 5-level pyramid; fewer iterations than SPEC (the interpreter takes ~0.05 s

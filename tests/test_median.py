@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import DEVICES, FACE_VIDEO, face_pairs
+from flow_fixtures import DEVICES, face_pairs, needs_optflow, needs_video
 
 from flowkit.flow.median import median_blur, median_blur_torch, median_network, sorting_network
 from flowkit.flow.opencv_tvl1 import tvl1_opencv
@@ -97,7 +97,8 @@ def test_matches_cv2_bitwise(device, ksize, kind, shape, deterministic):
     _assert_bitwise(out, _reference(img, ksize))
 
 
-@pytest.mark.skipif(not FACE_VIDEO.is_file(), reason=f"test video {FACE_VIDEO} is absent")
+@needs_video
+@needs_optflow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [6, 18])
 def test_matches_cv2_on_real_flows(device, k, deterministic):

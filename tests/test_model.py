@@ -6,14 +6,9 @@ import math
 
 import pytest
 import torch
+from flow_fixtures import DEVICES
 
 from spotnet import SOFTNet, SpotnetError, count_parameters, load_checkpoint, load_model, minmax_normalize, save_model
-
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda,
-                                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]),
-]
 
 
 def test_parameter_count_matches_table3():

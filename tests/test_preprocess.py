@@ -6,15 +6,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from flow_fixtures import DEVICES
 
 from flowkit.errors import FlowkitError
 from flowkit.eye_mask import apply_eye_mask, eye_mask, eye_polygons
 from flowkit.features import FlowFeatures, features_from_flow
 from flowkit.head_motion import landmarks_as_int, nose_patch, remove_head_motion
 from flowkit.roi import extract_roi, roi_boxes
-
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device")])]
 
 
 def face_points() -> np.ndarray:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from flow_fixtures import DEVICES
 
 from flowkit.errors import FlowkitError
 from flowkit.strain import OpticalStrain, optical_strain
-
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device")])]
 
 
 def _strain_loops(u, v):
