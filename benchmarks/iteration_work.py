@@ -148,7 +148,7 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
         computed = moved = 0.0
         for h, w, stop in row["stops"]:
             hw = h * w
-            reread = {k: 1.0 if rows is None else fused._rows_read(k, h) / h for k in (1, steps)}
+            reread = {k: fused.read_share(k, h, w) for k in (1, steps)}
             t = iterations if stop is None else stop
             launches = -(-t // steps)
             redo = t % steps if stop is not None else 0

@@ -127,7 +127,8 @@ def default_shapes() -> dict:
 
 def inner_shape(shape: dict, workdir: Path) -> dict:
     """One launch shape of the inner kernel (C = 2): {"steps", "num_warps", and "block" pixels per
-    program or "rows" per tile of 128-pixel rows}."""
+    program or "rows" per tile of 128-pixel rows, with "columns" true for the column tiles of
+    images wider than 128, which read ``steps`` columns again at either side}."""
     from flowkit.flow.triton_tvl1 import _inner_kernel
 
     steps, warps, rows = shape["steps"], shape["num_warps"], shape.get("rows")
@@ -136,8 +137,10 @@ def inner_shape(shape: dict, workdir: Path) -> dict:
         compiled = compile_sm90(_inner_kernel(steps, 2), inner_signature(), {"BLOCK": block}, warps)
         own, reread = block, 1.0
     else:
-        compiled = compile_sm90(_inner_kernel(steps, 2, rows), inner_signature("BW"), {"BW": WIDTH}, warps)
-        own, reread = (rows - 2 * steps) * WIDTH, rows / (rows - 2 * steps)
+        columns = shape.get("columns", False)
+        compiled = compile_sm90(_inner_kernel(steps, 2, rows, columns), inner_signature("BW"), {"BW": WIDTH}, warps)
+        own_w = WIDTH - 2 * steps if columns else WIDTH
+        own, reread = (rows - 2 * steps) * own_w, rows * WIDTH / ((rows - 2 * steps) * own_w)
     stats = sass_stats(compiled.asm["cubin"], workdir)
     ops = stats.pop("ops")
     total = sum(ops.values())
@@ -201,6 +204,7 @@ def main(argv=None) -> None:
                "triton": triton.__version__, "device_figures": {**SM90, "bandwidth_bytes_per_s": BANDWIDTH},
                "px_iterations_per_pair": PX_ITERATIONS_PER_PAIR,
                "defaults": {impl: inner_shape(shape, Path(tmp)) for impl, shape in defaults.items()},
+               "wide_images": inner_shape({**defaults["triton-tiles"], "columns": True}, Path(tmp)),
                "per_pixel_kernels": per_pixel_kernels(Path(tmp))}
         if not args.defaults_only:
             out["shapes"] = [inner_shape(shape, Path(tmp)) for shape in SHAPES if shape not in defaults.values()]

@@ -100,9 +100,12 @@ def _fused(solver, **launch):
 
 # Launch shapes of the fused kernel. The test images have 17 rows of 23 pixels: tiles of 4 and 8
 # rows cut them into several tiles, each reading its neighbours' edge rows, over 32 columns of
-# which 9 lie outside the image.
+# which 9 lie outside the image. Tiles 8 wide (2 steps) and 16 wide (3 steps) cut the rows too:
+# into 6 column tiles of 4 columns their own and 3 of 10, each reading its neighbours' edge columns.
 LAUNCHES = {"blocks": {}, "blocks_2_steps": {"steps": 2}, "tiles_1_step": {"rows": 4},
-            "tiles_2_steps": {"steps": 2, "rows": 8}, "tiles_3_steps": {"steps": 3, "rows": 8}}
+            "tiles_2_steps": {"steps": 2, "rows": 8}, "tiles_3_steps": {"steps": 3, "rows": 8},
+            "column_tiles_2_steps": {"steps": 2, "rows": 8, "tile_width": 8},
+            "column_tiles_3_steps": {"steps": 3, "rows": 8, "tile_width": 16}}
 
 
 @pytest.mark.parametrize("launch", ["blocks", "blocks_2_steps", "tiles_2_steps"])
@@ -154,7 +157,8 @@ def _staggered_state(iterations: int, channels: int = 2):
 
 
 @pytest.mark.parametrize("channels", [2, 3])
-@pytest.mark.parametrize("launch", ["blocks_2_steps", "tiles_1_step", "tiles_2_steps", "tiles_3_steps"])
+@pytest.mark.parametrize("launch", ["blocks_2_steps", "tiles_1_step", "tiles_2_steps", "tiles_3_steps",
+                                    "column_tiles_2_steps", "column_tiles_3_steps"])
 def test_launch_shapes_equal_one_step_blocks(launch, channels):
     iterations = 7
     solver, state, consts, eps, stops = _staggered_state(iterations, channels)
@@ -182,6 +186,17 @@ def test_solve_matches_eager(impl):
     fused = tvl1_torch(prev, nxt, impl=impl, **SMALL)
     # Six inner iterations, two medians, one resize: rounding stays ~1e-6 px.
     torch.testing.assert_close(fused, eager, rtol=0, atol=1e-4)
+
+
+def test_wide_images_solve_on_column_tiles():
+    # 150 columns: level 0 is wider than a tile (128) and runs on two column tiles of the default
+    # launch, level 1 (120 columns) on whole rows. One pair, one outer iteration: the interpreter
+    # runs a 16 x 128 tile at ~0.1 s a launch.
+    prev, nxt = _textures(b=1, h=12, w=150)
+    params = dict(SMALL, outer_iterations=1)
+    eager = tvl1_torch(prev, nxt, impl="eager", early_stop="masked", **params)
+    tiles = tvl1_torch(prev, nxt, impl="triton-tiles", **params)
+    torch.testing.assert_close(tiles, eager, rtol=0, atol=1e-4)  # as test_solve_matches_eager
 
 
 def test_deterministic_and_batch_independent():

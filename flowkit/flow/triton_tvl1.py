@@ -8,7 +8,8 @@ writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
   into a second set of buffers (ping-pong), which keeps the reads race free. Each step at a pixel
   needs the step before at its neighbours: a program on a block of pixels recomputes those from
   the state in memory (more arithmetic, no more traffic); a program on a tile of whole rows
-  shifts its tensors with ``tl.gather`` and reads ``steps`` rows more at either end. It also
+  shifts its tensors with ``tl.gather`` and reads ``steps`` rows more at either end (rows wider
+  than 128 are cut into column tiles, which read ``steps`` columns more at either side). It also
   writes each step's partial sum of the squared flow change per program. The programs of a
   stopped pair return at once.
 - ``_stop_kernel`` adds each pair's partial sums in a fixed order (deterministic, unlike atomics)
@@ -43,6 +44,7 @@ __all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton", 
 _BLOCK = 512
 _MEDIAN_BLOCK = 256
 _WARP_BLOCK = 256
+_TILE_WIDTH = 128
 _launch_log: list | None = None
 
 
@@ -81,17 +83,18 @@ def _jit_source(name: str, source: str):
 _INNER_KERNELS: dict = {}
 
 
-def _inner_kernel(steps: int, channels: int, rows: int | None = None):
+def _inner_kernel(steps: int, channels: int, rows: int | None = None, columns: bool = False):
     """The kernel of ``steps`` fused inner iterations for C = ``channels``: on blocks of pixels
-    with the neighbours recomputed (``rows`` None), or on tiles of ``rows`` rows. Built on first use."""
-    key = (steps, channels, rows)
+    with the neighbours recomputed (``rows`` None), or on tiles of ``rows`` rows, cut into column
+    tiles if ``columns``. Built on first use."""
+    key = (steps, channels, rows, columns)
     if key not in _INNER_KERNELS:
         if rows is None:
             name = f"_inner{steps}_c{channels}_kernel"
             source = inner_source(name, steps, channels)
         else:
-            name = f"_tile{steps}_c{channels}_r{rows}_kernel"
-            source = tile_source(name, steps, channels, rows)
+            name = f"_tile{steps}_c{channels}_r{rows}{'_cols' if columns else ''}_kernel"
+            source = tile_source(name, steps, channels, rows, columns)
         _INNER_KERNELS[key] = _jit_source(name, source)
     return _INNER_KERNELS[key]
 
@@ -161,33 +164,52 @@ class FusedInner:
             An int: a program owns a tile of ``rows`` whole rows and shifts tensors with
             ``tl.gather``, each step computed once per tile pixel, the tile's ``steps`` rows at
             either end read again by the next tile (``triton_stencil.tile_source``). A tile is
-            ``rows`` x the next power of two >= W: sized for SPEC's 128-pixel rows, wider
-            images make larger programs (benchmarks/sass_model.py counts their registers).
+            ``rows`` x the next power of two >= W, up to ``tile_width``.
         block: pixels per program (``rows`` None, on a GPU); num_warps: warps per program.
             benchmarks/sass_model.py and benchmarks/gpu_check.py compare the choices.
+        tile_width: the widest tile. Wider images are cut into column tiles that read ``steps``
+            columns again at either side. At 128 (SPEC's crop) the default tiles compile for sm_90
+            without register spills; at 256 they spill (benchmarks/sass_model.py).
     """
 
-    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and four launch choices, keyword-only
-                 block: int = _BLOCK, num_warps: int = 4):
+    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and five launch choices, keyword-only
+                 block: int = _BLOCK, num_warps: int = 4, tile_width: int = _TILE_WIDTH):
         if steps < 1:
             raise ValueError(f"steps should be >= 1, got {steps}")
-        if rows is not None and (rows <= 2 * steps or rows & (rows - 1)):
-            raise ValueError(f"rows should be a power of two > 2 * steps = {2 * steps}, got {rows}")
+        for name, size in (("rows", rows), ("tile_width", tile_width if rows else None)):
+            if size is not None and (size <= 2 * steps or size & (size - 1)):
+                raise ValueError(f"{name} should be a power of two > 2 * steps = {2 * steps}, got {size}")
         self.l_t, self.theta, self.taut = l_t, theta, taut
         self.steps, self.rows, self.block, self.num_warps = steps, rows, block, num_warps
+        self.tile_width = tile_width
         self.compiled = None  # Triton's handle of the last launch of ``steps`` (register counts)
+
+    def _tile_grid(self, steps: int, h: int, w: int) -> tuple[int, int, int]:
+        """(BW, row tiles, column tiles) of a launch of ``steps`` iterations on (h, w) images."""
+        bw = min(triton.next_power_of_2(w), self.tile_width)
+        cols = 1 if w <= bw else triton.cdiv(w, bw - 2 * steps)
+        return bw, triton.cdiv(h, self.rows - 2 * steps), cols
 
     def blocks(self, steps: int, h: int, w: int) -> int:
         """Programs per pair of a launch of ``steps`` iterations on (h, w) images."""
         if self.rows is None:
             return triton.cdiv(h * w, _block(h * w, self.block))
-        return triton.cdiv(h, self.rows - 2 * steps)
+        _, rows, cols = self._tile_grid(steps, h, w)
+        return rows * cols
 
-    def _rows_read(self, steps: int, h: int) -> int:
-        """Image rows the tiles of a launch read, each tile's edge rows counted again."""
-        own = self.rows - 2 * steps
-        starts = (t * own - steps for t in range(self.blocks(steps, h, 1)))
-        return sum(min(h, top + self.rows) - max(0, top) for top in starts)
+    def read_share(self, steps: int, h: int, w: int) -> float:
+        """Pixels a launch of ``steps`` iterations reads per image pixel: 1 on blocks; on tiles
+        more, each tile's edge rows (and columns) being read again."""
+        if self.rows is None:
+            return 1.0
+        bw, n_rows, n_cols = self._tile_grid(steps, h, w)
+
+        def covered(size: int, tile: int, count: int, halo: int) -> int:
+            own = tile - 2 * halo
+            return sum(min(size, t * own - halo + tile) - max(0, t * own - halo) for t in range(count))
+
+        cols_read = covered(w, bw, n_cols, steps) if n_cols > 1 else w
+        return covered(h, self.rows, n_rows, steps) * cols_read / (h * w)
 
     def run(self, state, consts, scaled_eps: float, iterations: int) -> torch.Tensor:
         """``iterations`` inner iterations on ``state`` = (u, px, py), each (n, C, H, W) float32
@@ -226,17 +248,17 @@ class FusedInner:
         n, c, h, w = src[0].shape
         nblk = self.blocks(steps, h, w)
         if self.rows is None:
-            meta = {"BLOCK": _block(h * w, self.block)}
+            meta, columns = {"BLOCK": _block(h * w, self.block)}, False
         else:
-            meta = {"BW": triton.next_power_of_2(w)}
+            bw, _, cols = self._tile_grid(steps, h, w)
+            meta, columns = {"BW": bw}, cols > 1
         args = (*src, *consts, flags, *dst, part, n, h, w, self.l_t, self.theta, self.taut)
 
         def bytes_rw():  # the state and constants once, a tile's edge rows again; the state written
             px_bytes = 4 * n * h * w
-            read = px_bytes if self.rows is None else px_bytes * self._rows_read(steps, h) / h
-            return read * (4 * c + 2), px_bytes * 3 * c
+            return px_bytes * self.read_share(steps, h, w) * (4 * c + 2), px_bytes * 3 * c
 
-        handle = _launch(f"inner{steps}", _inner_kernel(steps, c, self.rows), (nblk, n), args,
+        handle = _launch(f"inner{steps}", _inner_kernel(steps, c, self.rows, columns), (nblk, n), args,
                          {**meta, "num_warps": self.num_warps}, bytes_rw=bytes_rw)
         if steps == self.steps:
             self.compiled = handle
