@@ -17,7 +17,8 @@ run it writes, for each implementation ("eager", and "triton" and "triton-tiles"
   inner iterations per launch and several block sizes: time per iteration and pair, the DRAM
   bandwidth that implies from the bytes the kernel must move (64 B per pixel and launch with
   C = 2), and the compiled kernel's registers and spills. It says whether the kernel runs at the
-  memory floor and which launch shape to make the default;
+  memory floor and which launch shape to make the default. Then both implementations' launches
+  on 8 images of 1088 x 2040, which triton-tiles cuts into column tiles, and their difference;
 - ``profile``: the top kernels of one solve (B = 64 eager, B = 1024 Triton), with their launch
   counts and time shares.
 
@@ -310,52 +311,94 @@ INNER_SHAPES = [
 SMOKE_SHAPES = [{"steps": 1, "block": 512, "num_warps": 4}, {"steps": 2, "rows": 8, "num_warps": 4}]
 
 
+#: The wide-image case: SAMM-LV's frames (1088 x 2040), 8 of them, about the pixels of 1,024 crops.
+WIDE = (8, 1088, 2040)
+SMOKE_WIDE = (1, 12, 150)
+
+
+def _inner_case(check: Check, solver, n: int, h: int, w: int) -> tuple:
+    """A random mid-solve case on the device: ((u, px, py) each (n, 2, h, w), the warp constants)."""
+    from flowkit.flow.torch_tvl1 import centered_gradient
+
+    torch = check.torch
+    g = torch.Generator().manual_seed(0)
+    i0, i1 = (torch.rand(n, h, w, generator=g).to(check.device) * 255 for _ in range(2))
+    state = (torch.randn(n, 2, h, w, generator=g).to(check.device),
+             *(torch.randn(n, 2, h, w, generator=g).to(check.device) * 0.2 for _ in range(2)))
+    return state, solver.warp(i0, i1, *centered_gradient(i1), state[0])
+
+
+def _time_launch(check: Check, solver, launch: dict, case: tuple, iterations: int) -> tuple[dict, tuple | None]:
+    """The fused inner kernel of ``launch`` (FusedInner's arguments) on ``case``, every pair going:
+    timed 3 times after a first (compiling) run, the median kept. Returns (its row, the state it
+    ends in; None if it failed)."""
+    from flowkit.flow.triton_tvl1 import FusedInner, count_launches
+
+    state0, consts = case
+    n, _, h, w = state0[0].shape
+    fused = FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut, **launch)
+    try:
+        with count_launches() as launches:  # the first run compiles; its bytes as cost_model counts them
+            fused.run(tuple(t.clone() for t in state0), consts, -1.0, iterations)
+        times = []
+        for _ in range(3):
+            state = tuple(t.clone() for t in state0)
+            times.append(check.timed(lambda f=fused, s=state: f.run(s, consts, -1.0, iterations)))
+    except Exception as err:  # noqa: BLE001 - one launch shape that fails to compile must not end the section
+        return {**launch, "error": f"{type(err).__name__}: {err}"}, None
+    per_iteration = float(np.median(times)) / iterations
+    moved = sum(r + w for name, r, w in launches if name.startswith("inner")) / iterations
+    return {**launch, "us_per_iteration": round(per_iteration * 1e6, 2),
+            "ns_per_pair_iteration": round(per_iteration / n * 1e9, 3),
+            "ps_per_px_iteration": round(per_iteration / (n * h * w) * 1e12, 2),
+            "implied_dram_gb_per_s": round(moved / per_iteration / 1e9, 1),
+            "registers": getattr(fused.compiled, "n_regs", None),
+            "spills": getattr(fused.compiled, "n_spills", None)}, state
+
+
+def _max_abs(a: tuple, b: tuple) -> float:
+    return float(max((x - y).abs().max() for x, y in zip(a, b)))
+
+
 def inner_kernel(check: Check) -> dict:
     """The fused inner kernel alone: 30 iterations (one outer iteration) on n random 128x128 states
-    with every pair going, per launch shape; each timed 3 times after a first (compiling) run, the
-    median kept."""
+    with every pair going, per launch shape. Then the two implementations' launches on images
+    wider than a tile (``wide_images``: triton-tiles on column tiles), their flows compared."""
     if "triton" not in check.impls:
         return {"skipped": "triton does not load"}
     from flowkit.flow.params import TVL1Params
-    from flowkit.flow.torch_tvl1 import _Solver, centered_gradient
-    from flowkit.flow.triton_tvl1 import FusedInner, count_launches
+    from flowkit.flow.torch_tvl1 import TRITON_LAUNCH, _Solver
 
-    torch = check.torch
     n, side, iterations = (2, 24, 2) if check.args.smoke else (1024, 128, 30)
     solver = _Solver(TVL1Params(), "masked")
-    g = torch.Generator().manual_seed(0)
-    i0, i1 = (torch.rand(n, side, side, generator=g).to(check.device) * 255 for _ in range(2))
-    state0 = (torch.randn(n, 2, side, side, generator=g).to(check.device),
-              *(torch.randn(n, 2, side, side, generator=g).to(check.device) * 0.2 for _ in range(2)))
-    consts = solver.warp(i0, i1, *centered_gradient(i1), state0[0])
+    case = _inner_case(check, solver, n, side, side)
     reference = None
     rows = []
     for shape in SMOKE_SHAPES if check.args.smoke else INNER_SHAPES:
         if check.left() < 60:
             rows.append({**shape, "skipped": "budget"})
             continue
-        fused = FusedInner(l_t=solver.l_t, theta=solver.p.theta, taut=solver.taut, **shape)
-        try:
-            with count_launches() as launches:  # the first run compiles; its bytes as cost_model counts them
-                fused.run(tuple(t.clone() for t in state0), consts, -1.0, iterations)
-            times = []
-            for _ in range(3):
-                state = tuple(t.clone() for t in state0)
-                times.append(check.timed(lambda f=fused, s=state: f.run(s, consts, -1.0, iterations)))
-        except Exception as err:  # noqa: BLE001 - one launch shape that fails to compile must not end the section
-            rows.append({**shape, "error": f"{type(err).__name__}: {err}"})
-            continue
-        reference = state if reference is None else reference
-        per_iteration = float(np.median(times)) / iterations
-        moved = sum(r + w for name, r, w in launches if name.startswith("inner")) / iterations
-        rows.append({**shape, "us_per_iteration": round(per_iteration * 1e6, 2),
-                     "ns_per_pair_iteration": round(per_iteration / n * 1e9, 3),
-                     "implied_dram_gb_per_s": round(moved / per_iteration / 1e9, 1),
-                     "max_abs_vs_first_shape": float(max((a - b).abs().max() for a, b in zip(state, reference))),
-                     "registers": getattr(fused.compiled, "n_regs", None),
-                     "spills": getattr(fused.compiled, "n_spills", None)})
+        row, state = _time_launch(check, solver, shape, case, iterations)
+        if state is not None:
+            reference = state if reference is None else reference
+            row["max_abs_vs_first_shape"] = _max_abs(state, reference)
+        rows.append(row)
+    del case, reference
+    n_wide, h, w = SMOKE_WIDE if check.args.smoke else WIDE
+    wide = {"pairs": n_wide, "height": h, "width": w, "rows": []}
+    if check.left() < 60:
+        wide["skipped"] = "budget"
+    else:
+        case = _inner_case(check, solver, n_wide, h, w)
+        states = {}
+        for impl, launch in TRITON_LAUNCH.items():
+            row, states[impl] = _time_launch(check, solver, launch, case, iterations)
+            wide["rows"].append({"impl": impl, **row})
+        if all(state is not None for state in states.values()):
+            wide["tiles_max_abs_vs_blocks"] = _max_abs(states["triton-tiles"], states["triton"])
     return {"pairs": n, "size": side, "iterations": iterations,
-            "note": "the time includes the stop kernel after each launch and the settle copy", "rows": rows}
+            "note": "the time includes the stop kernel after each launch and the settle copy", "rows": rows,
+            "wide_images": wide}
 
 
 #: How much slower a solve runs under the profiler. On the H200 (stop 16) eager's B = 64 solve took

@@ -395,6 +395,7 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
         assert report["warp"]["triton"]["max_abs_vs_eager"] == [0.0, 0.0, 0.0]
         shapes = report["inner_kernel"]["rows"]
         assert len(shapes) == 2 and all(row["max_abs_vs_first_shape"] == 0.0 for row in shapes), shapes
+        assert report["inner_kernel"]["wide_images"]["tiles_max_abs_vs_blocks"] == 0.0  # on column tiles
 
 
 def test_extract_checks_flow_impl_before_anything_is_written(tmp_path):
