@@ -347,7 +347,7 @@ def _time_launch(check: Check, solver, launch: dict, case: tuple, iterations: in
     except Exception as err:  # noqa: BLE001 - one launch shape that fails to compile must not end the section
         return {**launch, "error": f"{type(err).__name__}: {err}"}, None
     per_iteration = float(np.median(times)) / iterations
-    moved = sum(r + w for name, r, w in launches if name.startswith("inner")) / iterations
+    moved = sum(read + written for name, read, written in launches if name.startswith("inner")) / iterations
     return {**launch, "us_per_iteration": round(per_iteration * 1e6, 2),
             "ns_per_pair_iteration": round(per_iteration / n * 1e9, 3),
             "ps_per_px_iteration": round(per_iteration / (n * h * w) * 1e12, 2),
