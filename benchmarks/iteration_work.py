@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sass_model import BANDWIDTH, SM90  # the datasheet figures of the SASS model, beside this script
 
 import flowkit.flow.torch_tvl1 as solver_module
 from flowkit.flow.params import TVL1Params
@@ -45,7 +46,6 @@ from flowkit.flow.torch_tvl1 import tvl1_torch
 REFS = Path(__file__).resolve().parent / "gpu_refs" / "flows.npz"
 COST = Path(__file__).resolve().parent / "results" / "cost_model.json"
 SASS = Path(__file__).resolve().parent / "results" / "sass_model_sm90.json"
-BANDWIDTH = {"h100_sxm": 3.35e12, "h200": 4.8e12}  # datasheet peaks, bytes/s
 
 
 def count_work(prev: np.ndarray, nxt: np.ndarray) -> dict:
@@ -141,6 +141,7 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
     from flowkit.flow.triton_tvl1 import FusedInner
 
     iterations = TVL1Params().inner_iterations
+    instructions_per_s = SM90["sms"] * SM90["schedulers"] * SM90["clock_hz"]  # warp instructions issued
     out = []
     for shape in [*sass["defaults"].values(), *sass["shapes"]]:
         steps, rows = shape["steps"], shape.get("rows")
@@ -156,7 +157,7 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
             moved += hw * (launches * (40 * reread[steps] + 24) + redo * (40 * reread[1] + 24))
         pairs = row["pairs"]
         computed, moved = computed / pairs, moved / pairs
-        issue_s = computed * shape["warp_instructions_per_px_iteration"] / (132 * 4 * 1.98e9)
+        issue_s = computed * shape["warp_instructions_per_px_iteration"] / instructions_per_s
         entry = {k: shape[k] for k in ("steps", "block", "rows", "num_warps") if k in shape}
         entry.update({"px_iterations_computed": round(computed), "inner_bytes": round(moved),
                       "spills": shape["stack_bytes"] > 0})
