@@ -297,11 +297,10 @@ def throughput(check: Check, refs: dict) -> dict:
     return check.per_impl(one)
 
 
-#: Launch shapes the inner_kernel section times: the "triton" and "triton-tiles" defaults first,
-#: then the alternatives benchmarks/sass_model.py ranks (steps per launch, and block pixels or tile
-#: rows, and warps).
-INNER_SHAPES = [
-    {"steps": 1, "block": 512, "num_warps": 4}, {"steps": 3, "rows": 16, "num_warps": 16},
+#: Launch shapes the inner_kernel section times after the "triton" and "triton-tiles" defaults
+#: (``sass_model.default_shapes``): the alternatives benchmarks/sass_model.py ranks (steps per
+#: launch, and block pixels or tile rows, and warps).
+OTHER_SHAPES = [
     {"steps": 1, "block": 256, "num_warps": 4}, {"steps": 1, "block": 128, "num_warps": 4},
     {"steps": 2, "block": 128, "num_warps": 4}, {"steps": 2, "rows": 16, "num_warps": 8},
     {"steps": 2, "rows": 16, "num_warps": 16}, {"steps": 3, "rows": 16, "num_warps": 8},
@@ -366,6 +365,8 @@ def inner_kernel(check: Check) -> dict:
     wider than a tile (``wide_images``: triton-tiles on column tiles), their flows compared."""
     if "triton" not in check.impls:
         return {"skipped": "triton does not load"}
+    from sass_model import default_shapes
+
     from flowkit.flow.params import TVL1Params
     from flowkit.flow.torch_tvl1 import TRITON_LAUNCH, _Solver
 
@@ -374,7 +375,7 @@ def inner_kernel(check: Check) -> dict:
     case = _inner_case(check, solver, n, side, side)
     reference = None
     rows = []
-    for shape in SMOKE_SHAPES if check.args.smoke else INNER_SHAPES:
+    for shape in SMOKE_SHAPES if check.args.smoke else [*default_shapes().values(), *OTHER_SHAPES]:
         if check.left() < 60:
             rows.append({**shape, "skipped": "budget"})
             continue
