@@ -15,7 +15,8 @@ The pieces that must match OpenCV bit for bit (up to float rounding) live apart:
 Implementations of the inner iteration share this driver: "eager" (plain torch operations,
 any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel launches and the
 median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton-tiles" (three inner
-iterations per launch on tiles of whole rows: less than half the memory traffic per iteration).
+iterations per launch on tiles of whole rows: less than half the memory traffic per iteration, but
+slower on an H200).
 Both Triton implementations also run the warp step as one kernel.
 """
 
@@ -36,12 +37,13 @@ __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "reso
 
 IMPLS = ("auto", "eager", "triton", "triton-tiles")
 #: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``):
-#: "triton" one iteration per launch on blocks of 512 pixels (measured on an H200); "triton-tiles"
-#: three iterations per launch on tiles of 16 rows and 16 warps: among the shapes that do not spill
-#: registers on sm_90, the one benchmarks/iteration_work.py's model (sass_model's instructions and
-#: bytes, the waste of stops inside a launch counted) rates highest on an H100 SXM, with the most
-#: resident warps (not yet measured on a GPU).
-TRITON_LAUNCH = {"triton": {}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16}}
+#: "triton" one iteration per launch on blocks of 256 pixels, the fastest of gpu_check.py's 11
+#: shapes on an H200 (293 ns per pair-iteration against 385 for blocks of 512; end to end 1470
+#: pairs/s against 1186, the same flow: benchmarks/results/triton_block_h200.json). "triton-tiles"
+#: three iterations per launch on tiles of 16 rows and 16 warps, the shape the sass/bytes model
+#: rated highest; measured slower on the H200 (896 pairs/s, gpu_check_h200_stop19.json): its
+#: tl.gather shifts cost more than the bytes they save. Kept as an option.
+TRITON_LAUNCH = {"triton": {"block": 256}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16}}
 
 _FLT_EPSILON = 1.1920929e-07
 
