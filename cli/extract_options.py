@@ -31,8 +31,8 @@ FlowBackend = Annotated[str, typer.Option(
     "opencv, torch or opencv-cuda.")]
 FlowImpl = Annotated[str, typer.Option(
     "--flow-impl", help="Torch TV-L1 implementation: auto (Triton kernels on CUDA when the gpu extra is "
-    "installed, else eager), eager, triton or triton-tiles (three inner iterations per kernel launch; "
-    "slower than triton on an H200).")]
+    "installed, else eager), eager, triton, triton-tiles (three inner iterations per kernel launch; "
+    "slower than triton on an H200) or triton-strips (five per launch; not yet measured on a GPU).")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the torch backend (cpu, cuda:0).")]
 Gpu = Annotated[bool, typer.Option(

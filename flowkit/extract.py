@@ -125,7 +125,8 @@ class ExtractionSettings:
     workers: processes computing tasks, or 1 with ``threaded``.
     threaded: one solver thread in this process beside the decoding (GPU, torch solver).
     landmark_backend: "mediapipe" or "dlib", recorded per video.
-    flow_impl: the torch solver's implementation, "auto", "eager", "triton" or "triton-tiles" (``tvl1(impl=...)``).
+    flow_impl: the torch solver's implementation, "auto", "eager", "triton", "triton-tiles" or
+        "triton-strips" (``tvl1(impl=...)``).
     """
 
     backend: str
@@ -541,7 +542,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
         flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
         flow_impl: the torch solver's implementation: "auto" (Triton kernels on CUDA when the
-            ``gpu`` extra is installed), "eager", "triton" or "triton-tiles"; other backends take only "auto".
+            ``gpu`` extra is installed), "eager", "triton", "triton-tiles" or "triton-strips";
+            other backends take only "auto".
         flow_params: ``TVL1Params`` fields; OpenCV's defaults (SPEC 2) when None.
         workers: processes computing TV-L1 + features, each with one OpenCV/torch thread.
             Default: the CPU count for OpenCV; for the torch solver and on CUDA, one solver

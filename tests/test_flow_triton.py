@@ -102,10 +102,13 @@ def _fused(solver, **launch):
 # rows cut them into several tiles, each reading its neighbours' edge rows, over 32 columns of
 # which 9 lie outside the image. Tiles 8 wide (2 steps) and 16 wide (3 steps) cut the rows too:
 # into 6 column tiles of 4 columns their own and 3 of 10, each reading its neighbours' edge columns.
+# Strips 16 wide (3 steps) cut the rows into 3 strips of 10 columns their own; strips 64 wide take
+# whole rows.
 LAUNCHES = {"blocks": {}, "blocks_2_steps": {"steps": 2}, "tiles_1_step": {"rows": 4},
             "tiles_2_steps": {"steps": 2, "rows": 8}, "tiles_3_steps": {"steps": 3, "rows": 8},
             "column_tiles_2_steps": {"steps": 2, "rows": 8, "tile_width": 8},
-            "column_tiles_3_steps": {"steps": 3, "rows": 8, "tile_width": 16}}
+            "column_tiles_3_steps": {"steps": 3, "rows": 8, "tile_width": 16},
+            "strips_3_steps": {"steps": 3, "strip": 16}, "strips_4_steps_one_strip": {"steps": 4, "strip": 64}}
 
 
 @pytest.mark.parametrize("launch", ["blocks", "blocks_2_steps", "tiles_2_steps"])
@@ -127,7 +130,7 @@ def test_fused_iterations_match_eager(channels, iterations, launch):
     assert mask.equal(active)
 
 
-@pytest.mark.parametrize("launch", ["blocks", "blocks_2_steps", "tiles_2_steps"])
+@pytest.mark.parametrize("launch", ["blocks", "blocks_2_steps", "tiles_2_steps", "strips_3_steps"])
 def test_stopped_pairs_are_frozen(launch):
     solver, state, consts = _state()
     before = tuple(t.clone() for t in state)
@@ -156,9 +159,14 @@ def _staggered_state(iterations: int, channels: int = 2):
     return solver, state, consts, eps, stops
 
 
-@pytest.mark.parametrize("channels", [2, 3])
-@pytest.mark.parametrize("launch", ["blocks_2_steps", "tiles_1_step", "tiles_2_steps", "tiles_3_steps",
-                                    "column_tiles_2_steps", "column_tiles_3_steps"])
+# Each tile shape with both channel counts; the strips (~10 s a case in the interpreter, which runs
+# their row loop in Python) with one each.
+SHAPE_CASES = [(launch, channels) for launch in ("blocks_2_steps", "tiles_1_step", "tiles_2_steps", "tiles_3_steps",
+                                                  "column_tiles_2_steps", "column_tiles_3_steps")
+               for channels in (2, 3)] + [("strips_3_steps", 2), ("strips_4_steps_one_strip", 3)]
+
+
+@pytest.mark.parametrize(("launch", "channels"), SHAPE_CASES)
 def test_launch_shapes_equal_one_step_blocks(launch, channels):
     iterations = 7
     solver, state, consts, eps, stops = _staggered_state(iterations, channels)
@@ -179,7 +187,7 @@ def test_launch_shapes_equal_one_step_blocks(launch, channels):
             torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize("impl", ["triton", "triton-tiles"])
+@pytest.mark.parametrize("impl", ["triton", "triton-tiles", "triton-strips"])
 def test_solve_matches_eager(impl):
     prev, nxt = _textures()
     eager = tvl1_torch(prev, nxt, impl="eager", early_stop="masked", **SMALL)
@@ -213,6 +221,7 @@ def test_impl_choice():
     assert solver_mod.resolve_impl("auto", DEVICE) == ("triton" if ON_CUDA else "eager")
     assert solver_mod.resolve_impl("triton", DEVICE) == "triton"
     assert solver_mod.resolve_impl("triton-tiles", DEVICE) == "triton-tiles"
+    assert solver_mod.resolve_impl("triton-strips", DEVICE) == "triton-strips"
     prev, nxt = _textures(b=1)
     with pytest.raises(Exception, match="early_stop should be 'auto' or 'masked'"):
         tvl1_torch(prev, nxt, impl="triton", early_stop="compact", **SMALL)
@@ -231,6 +240,24 @@ def test_full_size_face_pair_matches_opencv(impl):
     ref = tvl1_opencv(a, b, **params)
     epe = np.sqrt(((out.cpu().numpy() - ref) ** 2).sum(1)).mean()
     assert epe <= 0.05  # the bound of test_matches_opencv_on_faces; measured ~5e-6 px
+
+
+@pytest.mark.slow
+@needs_video
+@needs_optflow
+def test_full_size_face_pair_on_strips_matches_opencv(monkeypatch):
+    # As above for "triton-strips", with fewer iterations still: the interpreter walks a strip's
+    # rows in Python (~8 s a launch of 5 steps on 128 x 128). In the interpreter one strip as wide
+    # as the image (a narrower one would cost a launch per strip); several strips are
+    # test_launch_shapes_equal_one_step_blocks's case, and the GPU runs the default.
+    if INTERPRET:
+        monkeypatch.setitem(solver_mod.TRITON_LAUNCH, "triton-strips", {"steps": 5, "strip": 256, "num_warps": 1})
+    a, b = face_pairs(6, (0,))
+    params = dict(warps=1, outer_iterations=1, inner_iterations=5)
+    out = tvl1_torch(torch.from_numpy(a).to(DEVICE), torch.from_numpy(b).to(DEVICE), impl="triton-strips", **params)
+    ref = tvl1_opencv(a, b, **params)
+    epe = np.sqrt(((out.cpu().numpy() - ref) ** 2).sum(1)).mean()
+    assert epe <= 0.05  # the bound of test_matches_opencv_on_faces
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.1])

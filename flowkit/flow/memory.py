@@ -17,7 +17,8 @@ __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 #: margin over what was allocated; a batch that still does not fit is halved and retried.
 #: Since the warp step became a Triton kernel the cost model counts 92 B/px for both Triton impls
 #: (cost_model.json); 320 stays until a GPU measures the new peak (smaller batches, never a crash).
-BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton-tiles": 320}
+#: "triton-strips" holds the same buffers as the other two.
+BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton-tiles": 320, "triton-strips": 320}
 #: The eager figure, the conservative one when the implementation is not known.
 BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]
 
@@ -35,7 +36,8 @@ def pairs_per_batch(device=None, height: int = 128, width: int = 128, *, free_by
             features, the transfers and other processes.
         cap: upper bound; beyond a few thousand 128x128 pairs a GPU is saturated and larger
             batches only delay the first results.
-        impl: the solver's implementation, "eager", "triton" or "triton-tiles" (``BYTES_PER_PIXEL_BY_IMPL``).
+        impl: the solver's implementation, "eager", "triton", "triton-tiles" or "triton-strips"
+            (``BYTES_PER_PIXEL_BY_IMPL``).
 
     Returns:
         an int >= 1.

@@ -14,10 +14,11 @@ The pieces that must match OpenCV bit for bit (up to float rounding) live apart:
 
 Implementations of the inner iteration share this driver: "eager" (plain torch operations,
 any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel launches and the
-median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``) and "triton-tiles" (three inner
+median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``), "triton-tiles" (three inner
 iterations per launch on tiles of whole rows: less than half the memory traffic per iteration, but
-slower on an H200).
-Both Triton implementations also run the warp step as one kernel.
+slower on an H200) and "triton-strips" (five inner iterations per launch, a one-warp program
+walking down a column strip; not yet measured on a GPU).
+The Triton implementations also run the warp step as one kernel.
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ from flowkit.flow.remap import remap_cubic
 
 __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "resolve_impl", "tvl1_torch"]
 
-IMPLS = ("auto", "eager", "triton", "triton-tiles")
+IMPLS = ("auto", "eager", "triton", "triton-tiles", "triton-strips")
 #: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``):
 #: "triton" one iteration per launch on blocks of 256 pixels, the fastest of gpu_check.py's 11
 #: shapes on an H200 (293 ns per pair-iteration against 385 for blocks of 512; end to end 1470
 #: pairs/s against 1186, the same flow: benchmarks/results/triton_block_h200.json). "triton-tiles"
 #: three iterations per launch on tiles of 16 rows and 16 warps, the shape the sass/bytes model
 #: rated highest; measured slower on the H200 (896 pairs/s, gpu_check_h200_stop19.json): its
-#: tl.gather shifts cost more than the bytes they save. Kept as an option.
-TRITON_LAUNCH = {"triton": {"block": 256}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16}}
+#: tl.gather shifts cost more than the bytes they save. Kept as an option. "triton-strips" five
+#: iterations per launch on strips 32 columns wide, one warp each (its shifts are warp shuffles,
+#: no barrier): compiled for sm_90, 7.6 warp instructions and 16.8 DRAM bytes per pixel-iteration
+#: against 10.2 and 64 for "triton", 80 registers, no spills (benchmarks/results/sass_model_sm90.json).
+#: A model, not yet a measurement: the GPU check times it against "triton".
+TRITON_LAUNCH = {"triton": {"block": 256}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16},
+                 "triton-strips": {"steps": 5, "strip": 32, "num_warps": 1}}
 
 _FLT_EPSILON = 1.1920929e-07
 
@@ -103,10 +109,10 @@ def _triton_module():
 
 
 def resolve_impl(impl: str, device) -> str:
-    """The inner-iteration implementation that runs: "eager", "triton" or "triton-tiles".
+    """The inner-iteration implementation that runs: "eager", "triton", "triton-tiles" or "triton-strips".
 
     "auto" is "triton" on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
-    else "eager". "triton" and "triton-tiles" on the CPU need ``TRITON_INTERPRET=1`` set before the
+    else "eager". The Triton implementations on the CPU need ``TRITON_INTERPRET=1`` set before the
     kernels were first imported (Triton's interpreter, for tests).
 
     >>> resolve_impl("auto", torch.device("cpu"))
@@ -263,7 +269,7 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             Both give the same flow. With the Triton impls only "masked" (and "auto") exist.
         compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.
-        impl: "auto", "eager", "triton" or "triton-tiles" (see ``resolve_impl``): how the inner
+        impl: "auto", "eager", "triton", "triton-tiles" or "triton-strips" (see ``resolve_impl``): how the inner
             iterations and the median run. "auto" is "triton" on CUDA when triton is installed.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in

@@ -20,7 +20,7 @@ of one bit for bit, and each step's error sums equal the one-step kernel's.
 
 from __future__ import annotations
 
-__all__ = ["inner_source", "needed_points", "tile_source"]
+__all__ = ["inner_source", "needed_points", "strip_source", "tile_source"]
 
 Point = tuple[int, int]
 _X, _Y = (1, 0), (0, 1)
@@ -292,4 +292,95 @@ def tile_source(name: str, steps: int, channels: int, rows: int, columns: bool =
     for c in range(channels):
         for ptr, var in (("u_out", "u"), ("px_out", "px"), ("py_out", "py")):
             lines.append(f"    tl.store({ptr} + bc + {c} * hw + off, {var}{c}, mask=mine)")
+    return "\n".join(lines) + "\n"
+
+
+def strip_source(name: str, steps: int, channels: int) -> str:
+    """Triton source of kernel ``name``: ``steps`` inner iterations on a strip of BW columns, all rows.
+
+    The third way to give a step its neighbours, made for many steps a launch: a program walks
+    down a (H, BW) column strip one row at a time and keeps every step in flight, as a wavefront.
+    When it reads row r of the state, step k computes the flow of row r - k + 1 and the dual
+    variables of row r - k; the rows a step needs from the step before were computed at this row
+    or the one before and are carried in registers. A row above or below is a variable, not a
+    shift, so the only shifts are along the row, by ``tl.gather`` on a (BW,) tensor (warp shuffles
+    when a program is one warp). The rows need no halo; the columns do: step k is wrong in its k
+    edge columns on either side, so a strip writes the ``BW - 2 * steps`` middle ones and the
+    next strip reads its edges again. The warp constants are read once per row and step (cache
+    hits after the first). Same signature and ``part`` as ``inner_source``, with ``BW`` for
+    ``BLOCK``; grid: (ceil(W / (BW - 2 * steps)), n).
+    """
+    own = f"(BW - {2 * steps})"
+    lines = [
+        f"def {name}(u_ptr, px_ptr, py_ptr, iw_ptr, ng_ptr, rc_ptr, active_ptr, u_out, px_out, py_out,",
+        "        part_ptr, n, h, w, l_t, theta, taut, BW: tl.constexpr):",
+        "    strip = tl.program_id(0)",
+        "    b = tl.program_id(1)",
+        "    nstrips = tl.num_programs(0)",
+        "    if tl.load(active_ptr + b) == 0:",  # a stopped pair: nothing to read, compute or write
+        "        return",
+        "    hw = h * w",
+        "    j = tl.arange(0, BW)",
+        f"    x = strip * {own} - {steps} + j",
+        "    inside = (x >= 0) & (x < w)",
+        f"    mine = inside & (j >= {steps}) & (j < BW - {steps})",
+        # Neighbour indices for tl.gather; clamped at the strip's edge, where the values are unused.
+        "    left = tl.maximum(j - 1, 0)",
+        "    right = tl.minimum(j + 1, BW - 1)",
+        f"    bc = b.to(tl.int64) * {channels} * hw",
+        "    b1 = b.to(tl.int64) * hw",
+        "    zero = tl.zeros((BW,), dtype=tl.float32)",
+    ]
+    # Carried from the row before: step k's flow (its row r - k) for k >= 1, step k's dual
+    # variables (row r - k - 1) for k < steps, with step 0 the state in memory; each step's error.
+    for c in range(channels):
+        lines += [f"    uc{k}_{c} = zero" for k in range(1, steps + 1)]
+        lines += [f"    pxc{k}_{c} = zero\n    pyc{k}_{c} = zero" for k in range(steps)]
+    lines += [f"    err{k} = zero" for k in range(1, steps + 1)]
+    lines += [
+        f"    for r in range(0, h + {steps}):",
+        "        at = inside & (r < h)",
+        "        off = r * w + x",
+    ]
+    for c in range(channels):
+        for var, ptr in (("u0", "u_ptr"), ("px0", "px_ptr"), ("py0", "py_ptr")):
+            lines.append(f"        {var}_{c} = tl.load({ptr} + bc + {c} * hw + off, mask=at, other=0.0)")
+    for k in range(1, steps + 1):
+        row = f"y{k}"
+        lines += [
+            f"        {row} = r - {k - 1}",
+            f"        at = inside & ({row} >= 0) & ({row} < h)",
+            f"        off = {row} * w + x",
+            "        rc = tl.load(rc_ptr + b1 + off, mask=at, other=0.0)",
+            "        ng = tl.load(ng_ptr + b1 + off, mask=at, other=-1.0)",  # -1: no division by 0 outside
+        ]
+        lines += [f"        iw{c} = tl.load(iw_ptr + bc + {c} * hw + off, mask=at, other=0.0)" for c in range(channels)]
+        before = "u0" if k == 1 else f"uc{k - 1}"  # the step before's flow at row y_k
+        names = {"rc": "rc", "ng": "ng", "iw": "iw{c}", "u": before + "_{c}", "px": f"px{k - 1}_{{c}}",
+                 "py": f"py{k - 1}_{{c}}", "px_left": f"tl.gather(px{k - 1}_{{c}}, left, 0)",
+                 "py_above": f"pyc{k - 1}_{{c}}", "new_u": f"u{k}_{{c}}"}
+        primal = _primal_text(lambda key, c, names=names: names[key].format(c=c), channels, "x > 0", f"{row} > 0")
+        lines += ["    " + line for line in primal]
+        for c in range(channels):
+            lines += [f"        diff = u{k}_{c} - {before}_{c}",
+                      f"        err{k} += tl.where(at & mine, diff * diff, 0.0)"]
+        # The dual variables of row y_k - 1: its flow was carried, the row below is the new one.
+        names = {"u": f"uc{k}_{{c}}", "u_right": f"tl.gather(uc{k}_{{c}}, right, 0)", "u_below": f"u{k}_{{c}}",
+                 "px": f"pxc{k - 1}_{{c}}", "py": f"pyc{k - 1}_{{c}}", "new_px": f"px{k}_{{c}}",
+                 "new_py": f"py{k}_{{c}}"}
+        dual = _dual_text(lambda key, c, names=names: names[key].format(c=c), channels, "x + 1 < w", f"{row} < h")
+        lines += ["    " + line for line in dual]
+    lines += [
+        f"        y = r - {steps}",
+        "        at = mine & (y >= 0)",
+        "        off = y * w + x",
+    ]
+    for c in range(channels):
+        lines += [f"        tl.store(u_out + bc + {c} * hw + off, uc{steps}_{c}, mask=at)",
+                  f"        tl.store(px_out + bc + {c} * hw + off, px{steps}_{c}, mask=at)",
+                  f"        tl.store(py_out + bc + {c} * hw + off, py{steps}_{c}, mask=at)"]
+        lines += [f"        uc{k}_{c} = u{k}_{c}" for k in range(1, steps + 1)]
+        lines += [f"        pxc{k}_{c} = px{k}_{c}\n        pyc{k}_{c} = py{k}_{c}" for k in range(steps)]
+    lines += [f"    tl.store(part_ptr + ({k - 1} * n + b) * nstrips + strip, tl.sum(err{k}, axis=0))"
+              for k in range(1, steps + 1)]
     return "\n".join(lines) + "\n"

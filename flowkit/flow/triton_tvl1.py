@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 
 from flowkit.flow.median import median_network, sorting_network
-from flowkit.flow.triton_stencil import inner_source, tile_source
+from flowkit.flow.triton_stencil import inner_source, strip_source, tile_source
 
 __all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton", "warp_triton"]
 
@@ -83,13 +83,16 @@ def _jit_source(name: str, source: str):
 _INNER_KERNELS: dict = {}
 
 
-def _inner_kernel(steps: int, channels: int, rows: int | None = None, columns: bool = False):
+def _inner_kernel(steps: int, channels: int, rows: int | None = None, columns: bool = False, strips: bool = False):
     """The kernel of ``steps`` fused inner iterations for C = ``channels``: on blocks of pixels
-    with the neighbours recomputed (``rows`` None), or on tiles of ``rows`` rows, cut into column
-    tiles if ``columns``. Built on first use."""
-    key = (steps, channels, rows, columns)
+    with the neighbours recomputed (``rows`` None), on tiles of ``rows`` rows, cut into column
+    tiles if ``columns``, or on column strips walked row by row (``strips``). Built on first use."""
+    key = (steps, channels, rows, columns, strips)
     if key not in _INNER_KERNELS:
-        if rows is None:
+        if strips:
+            name = f"_strip{steps}_c{channels}_kernel"
+            source = strip_source(name, steps, channels)
+        elif rows is None:
             name = f"_inner{steps}_c{channels}_kernel"
             source = inner_source(name, steps, channels)
         else:
@@ -170,18 +173,26 @@ class FusedInner:
         tile_width: the widest tile. Wider images are cut into column tiles that read ``steps``
             columns again at either side. At 128 (SPEC's crop) the default tiles compile for sm_90
             without register spills; at 256 they spill (benchmarks/sass_model.py).
+        strip: None, or the width of a column strip (a power of two > 2 * ``steps``): a program
+            walks down a strip with every step in flight, the rows above and below carried in
+            registers, and writes its ``strip - 2 * steps`` middle columns
+            (``triton_stencil.strip_source``). Made for many steps per launch: the state and the
+            constants cross DRAM once per launch, the edge columns twice. Strips are as wide as
+            the image with its edges where that is narrower.
     """
 
     def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and five launch choices, keyword-only
-                 block: int = _BLOCK, num_warps: int = 4, tile_width: int = _TILE_WIDTH):
+                 block: int = _BLOCK, num_warps: int = 4, tile_width: int = _TILE_WIDTH, strip: int | None = None):
         if steps < 1:
             raise ValueError(f"steps should be >= 1, got {steps}")
-        for name, size in (("rows", rows), ("tile_width", tile_width if rows else None)):
+        if rows is not None and strip is not None:
+            raise ValueError(f"rows and strip are two layouts: give one, got rows={rows} and strip={strip}")
+        for name, size in (("rows", rows), ("tile_width", tile_width if rows else None), ("strip", strip)):
             if size is not None and (size <= 2 * steps or size & (size - 1)):
                 raise ValueError(f"{name} should be a power of two > 2 * steps = {2 * steps}, got {size}")
         self.l_t, self.theta, self.taut = l_t, theta, taut
         self.steps, self.rows, self.block, self.num_warps = steps, rows, block, num_warps
-        self.tile_width = tile_width
+        self.tile_width, self.strip = tile_width, strip
         self.compiled = None  # Triton's handle of the last launch of ``steps`` (register counts)
 
     def _tile_grid(self, steps: int, h: int, w: int) -> tuple[int, int, int]:
@@ -190,8 +201,15 @@ class FusedInner:
         cols = 1 if w <= bw else triton.cdiv(w, bw - 2 * steps)
         return bw, triton.cdiv(h, self.rows - 2 * steps), cols
 
+    def _strip_grid(self, steps: int, w: int) -> tuple[int, int]:
+        """(BW, strips) of a launch of ``steps`` iterations on images ``w`` wide."""
+        bw = min(triton.next_power_of_2(w + 2 * steps), self.strip)
+        return bw, triton.cdiv(w, bw - 2 * steps)
+
     def blocks(self, steps: int, h: int, w: int) -> int:
         """Programs per pair of a launch of ``steps`` iterations on (h, w) images."""
+        if self.strip is not None:
+            return self._strip_grid(steps, w)[1]
         if self.rows is None:
             return triton.cdiv(h * w, _block(h * w, self.block))
         _, rows, cols = self._tile_grid(steps, h, w)
@@ -199,15 +217,18 @@ class FusedInner:
 
     def read_share(self, steps: int, h: int, w: int) -> float:
         """Pixels a launch of ``steps`` iterations reads per image pixel: 1 on blocks; on tiles
-        more, each tile's edge rows (and columns) being read again."""
-        if self.rows is None:
-            return 1.0
-        bw, n_rows, n_cols = self._tile_grid(steps, h, w)
+        more, each tile's edge rows (and columns) being read again; on strips, their edge columns."""
 
         def covered(size: int, tile: int, count: int, halo: int) -> int:
             own = tile - 2 * halo
             return sum(min(size, t * own - halo + tile) - max(0, t * own - halo) for t in range(count))
 
+        if self.strip is not None:
+            bw, n_strips = self._strip_grid(steps, w)
+            return covered(w, bw, n_strips, steps) / w
+        if self.rows is None:
+            return 1.0
+        bw, n_rows, n_cols = self._tile_grid(steps, h, w)
         cols_read = covered(w, bw, n_cols, steps) if n_cols > 1 else w
         return covered(h, self.rows, n_rows, steps) * cols_read / (h * w)
 
@@ -247,7 +268,9 @@ class FusedInner:
         src, dst = src_dst
         n, c, h, w = src[0].shape
         nblk = self.blocks(steps, h, w)
-        if self.rows is None:
+        if self.strip is not None:
+            meta, columns = {"BW": self._strip_grid(steps, w)[0]}, False
+        elif self.rows is None:
             meta, columns = {"BLOCK": _block(h * w, self.block)}, False
         else:
             bw, _, cols = self._tile_grid(steps, h, w)
@@ -258,7 +281,8 @@ class FusedInner:
             px_bytes = 4 * n * h * w
             return px_bytes * self.read_share(steps, h, w) * (4 * c + 2), px_bytes * 3 * c
 
-        handle = _launch(f"inner{steps}", _inner_kernel(steps, c, self.rows, columns), (nblk, n), args,
+        kernel = _inner_kernel(steps, c, self.rows, columns, strips=self.strip is not None)
+        handle = _launch(f"inner{steps}", kernel, (nblk, n), args,
                          {**meta, "num_warps": self.num_warps}, bytes_rw=bytes_rw)
         if steps == self.steps:
             self.compiled = handle
