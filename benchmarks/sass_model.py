@@ -36,7 +36,8 @@ SM90 = {"sms": 132, "schedulers": 4, "clock_hz": 1.98e9, "regs": 65536, "max_war
 BANDWIDTH = {"h100_sxm": 3.35e12, "h200": 4.8e12}
 PX_ITERATIONS_PER_PAIR = 29.8e6
 #: Launch shapes (``triton_tvl1.FusedInner`` arguments) besides the implementations' defaults:
-#: blocks of pixels that recompute neighbours, and tiles of whole rows (at level 0's 128-pixel rows).
+#: blocks of pixels that recompute neighbours, tiles of whole rows (at level 0's 128-pixel rows),
+#: and column strips walked row by row by one warp (their shifts are warp shuffles).
 SHAPES = [{"steps": 1, "block": 128, "num_warps": 4}, {"steps": 1, "block": 256, "num_warps": 4},
           {"steps": 1, "block": 512, "num_warps": 8}, {"steps": 2, "block": 128, "num_warps": 4},
           {"steps": 2, "block": 256, "num_warps": 8}, {"steps": 3, "block": 128, "num_warps": 4},
@@ -45,7 +46,11 @@ SHAPES = [{"steps": 1, "block": 128, "num_warps": 4}, {"steps": 1, "block": 256,
           {"steps": 2, "rows": 16, "num_warps": 16},
           {"steps": 2, "rows": 32, "num_warps": 32}, {"steps": 3, "rows": 16, "num_warps": 8},
           {"steps": 3, "rows": 16, "num_warps": 16}, {"steps": 3, "rows": 32, "num_warps": 32},
-          {"steps": 4, "rows": 32, "num_warps": 32}]
+          {"steps": 4, "rows": 32, "num_warps": 32},
+          {"steps": 3, "strip": 32, "num_warps": 1}, {"steps": 4, "strip": 32, "num_warps": 1},
+          {"steps": 6, "strip": 32, "num_warps": 1}, {"steps": 3, "strip": 64, "num_warps": 1},
+          {"steps": 4, "strip": 64, "num_warps": 1}, {"steps": 5, "strip": 64, "num_warps": 1},
+          {"steps": 8, "strip": 64, "num_warps": 2}]
 WIDTH = 128
 _INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
 
@@ -116,23 +121,32 @@ def default_shapes() -> dict:
     from flowkit.flow.triton_tvl1 import FusedInner
 
     params = inspect.signature(FusedInner).parameters
-    base = {name: params[name].default for name in ("steps", "rows", "block", "num_warps")}
+    base = {name: params[name].default for name in ("steps", "rows", "block", "num_warps", "strip")}
     shapes = {}
     for impl, launch in TRITON_LAUNCH.items():
         shape = {**base, **launch}
-        shape.pop("block" if shape["rows"] is not None else "rows")
-        shapes[impl] = shape
+        layout = "strip" if shape["strip"] is not None else "rows" if shape["rows"] is not None else "block"
+        shapes[impl] = {key: value for key, value in shape.items()
+                        if key not in {"strip", "rows", "block"} - {layout}}
     return shapes
 
 
 def inner_shape(shape: dict, workdir: Path) -> dict:
     """One launch shape of the inner kernel (C = 2): {"steps", "num_warps", and "block" pixels per
-    program or "rows" per tile of 128-pixel rows, with "columns" true for the column tiles of
-    images wider than 128, which read ``steps`` columns again at either side}."""
+    program, "rows" per tile of 128-pixel rows, with "columns" true for the column tiles of
+    images wider than 128, which read ``steps`` columns again at either side, or "strip" columns
+    per strip of 128 rows}.
+
+    A strip's kernel is a loop over rows: its instructions (the path to the first EXIT, the loop
+    body once) are counted as one row's, over the strips that cover a 128-pixel row."""
     from flowkit.flow.triton_tvl1 import _inner_kernel
 
-    steps, warps, rows = shape["steps"], shape["num_warps"], shape.get("rows")
-    if rows is None:
+    steps, warps, rows, strip = shape["steps"], shape["num_warps"], shape.get("rows"), shape.get("strip")
+    if strip is not None:
+        compiled = compile_sm90(_inner_kernel(steps, 2, strips=True), inner_signature("BW"), {"BW": strip}, warps)
+        n_strips = -(-WIDTH // (strip - 2 * steps))
+        own, reread = WIDTH / n_strips, n_strips * strip / WIDTH
+    elif rows is None:
         block = shape["block"]
         compiled = compile_sm90(_inner_kernel(steps, 2), inner_signature(), {"BLOCK": block}, warps)
         own, reread = block, 1.0
@@ -152,6 +166,7 @@ def inner_shape(shape: dict, workdir: Path) -> dict:
            "warps_per_sm": warps_per_sm(stats["registers"], warps),
            "instructions": total, "warp_instructions_per_px_iteration": round(warp_instr, 2),
            "global_loads_per_px_iteration": round(ops.get("LDG", 0) * per_px_it, 3),
+           "barriers": ops.get("BAR", 0), "shuffles": ops.get("SHFL", 0),
            "bytes_per_px_iteration": round(bytes_per_px_it, 1),
            "issue_ceiling_pairs_per_s": round(issue_rate / PX_ITERATIONS_PER_PAIR)}
     for name, bandwidth in BANDWIDTH.items():
