@@ -135,7 +135,8 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
     """Per launch shape of the fused kernel (the sass model's), what a pair costs once stops inside
     a launch are paid for: a pair that stops after inner iteration t computes to the end of its
     launch, then has t mod steps steps applied again one by one. Bytes as sass_model counts them
-    (state and constants once per launch, a tile's edge rows again), instructions from its SASS;
+    (state and constants once per launch, a tile's edge rows or a strip's edge columns again),
+    instructions from its SASS;
     the predicted rate is the slower of the issue and the memory limit, the phases around the
     inner iterations (``other_bytes``) added to the memory (a model)."""
     from flowkit.flow.triton_tvl1 import FusedInner
@@ -144,8 +145,8 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
     instructions_per_s = SM90["sms"] * SM90["schedulers"] * SM90["clock_hz"]  # warp instructions issued
     out = []
     for shape in [*sass["defaults"].values(), *sass["shapes"]]:
-        steps, rows = shape["steps"], shape.get("rows")
-        fused = FusedInner(l_t=1.0, theta=1.0, taut=1.0, steps=steps, rows=rows)
+        steps = shape["steps"]
+        fused = FusedInner(l_t=1.0, theta=1.0, taut=1.0, steps=steps, rows=shape.get("rows"), strip=shape.get("strip"))
         computed = moved = 0.0
         for h, w, stop in row["stops"]:
             hw = h * w
@@ -158,7 +159,7 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
         pairs = row["pairs"]
         computed, moved = computed / pairs, moved / pairs
         issue_s = computed * shape["warp_instructions_per_px_iteration"] / instructions_per_s
-        entry = {k: shape[k] for k in ("steps", "block", "rows", "num_warps") if k in shape}
+        entry = {k: shape[k] for k in ("steps", "block", "rows", "strip", "num_warps") if k in shape}
         entry.update({"px_iterations_computed": round(computed), "inner_bytes": round(moved),
                       "spills": shape["stack_bytes"] > 0})
         for name, bandwidth in BANDWIDTH.items():
