@@ -3,7 +3,8 @@
 GPU time comes in runs of at most 10 minutes, on machines with torch and numpy but no OpenCV
 contrib, no zarr and no network, so everything it needs travels in one file made on the CPU by
 benchmarks/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
-run it writes, for each implementation ("eager", and "triton" and "triton-tiles" when triton loads):
+run it writes, for each implementation ("eager", and when triton loads "triton", "triton-tiles" and
+"triton-strips"):
 
 - ``accuracy``: end-point error (EPE) per pair against OpenCV and against the CPU torch solver,
   with summaries per group (k6, k18, bench);
@@ -17,8 +18,10 @@ run it writes, for each implementation ("eager", and "triton" and "triton-tiles"
   inner iterations per launch and several block sizes: time per iteration and pair, the DRAM
   bandwidth that implies from the bytes the kernel must move (64 B per pixel and launch with
   C = 2), and the compiled kernel's registers and spills. It says whether the kernel runs at the
-  memory floor and which launch shape to make the default. Then both implementations' launches
-  on 8 images of 1088 x 2040, which triton-tiles cuts into column tiles, and their difference;
+  memory floor and which launch shape to make the default; the strip shapes, several steps per
+  launch with warp shuffles, are the candidates for >= 2,000 pairs/s on an H100. Then the Triton
+  implementations' launches on 8 images of 1088 x 2040, which triton-tiles cuts into column tiles
+  and triton-strips into strips, and their differences from triton;
 - ``profile``: the top kernels of one solve (B = 64 eager, B = 1024 Triton), with their launch
   counts and time shares.
 
@@ -96,12 +99,12 @@ class Check:
         self.params = SMOKE if args.smoke else SPEC
         self.report: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "smoke": args.smoke,
                              "params": self.params or "SPEC defaults", "sections_seconds": {}}
-        from flowkit.flow.torch_tvl1 import resolve_impl
+        from flowkit.flow.torch_tvl1 import TRITON_LAUNCH, resolve_impl
 
         self.impls = ["eager"]
         try:
             if resolve_impl("triton", self.device) == "triton":
-                self.impls += ["triton", "triton-tiles"]
+                self.impls += list(TRITON_LAUNCH)
         except Exception as err:  # noqa: BLE001 - a report, not a crash: say why triton is out
             self.report["triton_unavailable"] = str(err)
 
@@ -297,17 +300,21 @@ def throughput(check: Check, refs: dict) -> dict:
     return check.per_impl(one)
 
 
-#: Launch shapes the inner_kernel section times after the "triton" and "triton-tiles" defaults
+#: Launch shapes the inner_kernel section times after the Triton implementations' defaults
 #: (``sass_model.default_shapes``): the alternatives benchmarks/sass_model.py ranks (steps per
-#: launch, and block pixels or tile rows, and warps).
+#: launch, and block pixels, tile rows or strip columns, and warps).
 OTHER_SHAPES = [
     {"steps": 1, "block": 256, "num_warps": 4}, {"steps": 1, "block": 128, "num_warps": 4},
     {"steps": 2, "block": 128, "num_warps": 4}, {"steps": 2, "rows": 16, "num_warps": 8},
     {"steps": 2, "rows": 16, "num_warps": 16}, {"steps": 3, "rows": 16, "num_warps": 8},
     {"steps": 2, "rows": 8, "num_warps": 4}, {"steps": 3, "rows": 32, "num_warps": 32},
     {"steps": 1, "rows": 16, "num_warps": 8},
+    {"steps": 3, "strip": 32, "num_warps": 1}, {"steps": 6, "strip": 32, "num_warps": 1},
+    {"steps": 4, "strip": 64, "num_warps": 1}, {"steps": 5, "strip": 64, "num_warps": 1},
+    {"steps": 8, "strip": 64, "num_warps": 2},
 ]
-SMOKE_SHAPES = [{"steps": 1, "block": 512, "num_warps": 4}, {"steps": 2, "rows": 8, "num_warps": 4}]
+SMOKE_SHAPES = [{"steps": 1, "block": 512, "num_warps": 4}, {"steps": 2, "rows": 8, "num_warps": 4},
+                {"steps": 2, "strip": 32, "num_warps": 1}]
 
 
 #: The wide-image case: SAMM-LV's frames (1088 x 2040), 8 of them, about the pixels of 1,024 crops.
@@ -361,8 +368,9 @@ def _max_abs(a: tuple, b: tuple) -> float:
 
 def inner_kernel(check: Check) -> dict:
     """The fused inner kernel alone: 30 iterations (one outer iteration) on n random 128x128 states
-    with every pair going, per launch shape. Then the two implementations' launches on images
-    wider than a tile (``wide_images``: triton-tiles on column tiles), their flows compared."""
+    with every pair going, per launch shape. Then the Triton implementations' launches on images
+    wider than a tile (``wide_images``: triton-tiles on column tiles, triton-strips on many strips),
+    their flows compared with triton's."""
     if "triton" not in check.impls:
         return {"skipped": "triton does not load"}
     from sass_model import default_shapes
@@ -395,8 +403,9 @@ def inner_kernel(check: Check) -> dict:
         for impl, launch in TRITON_LAUNCH.items():
             row, states[impl] = _time_launch(check, solver, launch, case, iterations)
             wide["rows"].append({"impl": impl, **row})
-        if all(state is not None for state in states.values()):
-            wide["tiles_max_abs_vs_blocks"] = _max_abs(states["triton-tiles"], states["triton"])
+        for impl, name in (("triton-tiles", "tiles_max_abs_vs_blocks"), ("triton-strips", "strips_max_abs_vs_blocks")):
+            if states[impl] is not None and states["triton"] is not None:
+                wide[name] = _max_abs(states[impl], states["triton"])
     return {"pairs": n, "size": side, "iterations": iterations,
             "note": "the time includes the stop kernel after each launch and the settle copy", "rows": rows,
             "wide_images": wide}
