@@ -4,9 +4,9 @@ For each implementation of the hot loop it counts kernels and the bytes of the t
 and write, per pixel of one pair (all flow channels together):
 
 - the inner iteration: eager = the aten operations a TorchDispatchMode sees (one CUDA kernel
-  each, near enough: a reduction may take two); triton and triton-tiles = the kernel launches of
-  ``flowkit.flow.triton_tvl1`` with the bytes their wrapper declares (a tile's edge rows read
-  again count again). Per iteration means the
+  each, near enough: a reduction may take two); triton, triton-tiles and triton-strips = the kernel
+  launches of ``flowkit.flow.triton_tvl1`` with the bytes their wrapper declares (a tile's edge
+  rows or a strip's edge columns read again count again). Per iteration means the
   difference between 31 and 1 iterations, divided by 30, so per-call set-up is left out.
 - the median step (``u[:, :2] = median(u[:, :2])``): old = unfold + ``torch.median`` (the code
   before issue 11), eager = the min/max selection network, triton = one launch (+ the copy back).
@@ -140,15 +140,23 @@ def _setup(impl: str, inner: int):
     return solver, solver_mod._Working((u, px, py), consts)
 
 
-def _count(fn) -> dict:
+def _count(fn, run_kernels: bool = True) -> dict:
+    """Kernels and bytes of ``fn()``: aten operations seen by the dispatch mode, Triton launches
+    with the bytes their wrapper declares. ``run_kernels`` False records the launches without
+    running them (the interpreter takes minutes on strips); the declared bytes do not depend on
+    what the kernels compute while no pair stops."""
     from flowkit.flow import triton_tvl1
 
     launch = triton_tvl1._launch
 
-    def launch_unseen(*args, **kwargs):
+    def launch_unseen(name, kernel, grid, args, meta, *, bytes_rw):
         # The interpreter moves the kernel's arguments with torch ops of its own: not the kernel's.
+        if not run_kernels:
+            if triton_tvl1._launch_log is not None:
+                triton_tvl1._launch_log.append((name, *bytes_rw()))
+            return None
         with _disable_current_modes():
-            launch(*args, **kwargs)
+            return launch(name, kernel, grid, args, meta, bytes_rw=bytes_rw)
 
     triton_tvl1._launch = launch_unseen
     try:
@@ -161,11 +169,13 @@ def _count(fn) -> dict:
 
 
 def inner_iteration(impl: str) -> dict:
-    """Kernels and bytes per pixel of one inner iteration (the masked path CUDA runs)."""
+    """Kernels and bytes per pixel of one inner iteration (the masked path CUDA runs). The Triton
+    kernels are recorded, not run: at epsilon 1e-12 no pair stops, so their launches are those of
+    a run."""
     runs = {}
     for n in (1, 31):
         solver, work = _setup(impl, n)
-        runs[n] = _count(lambda s=solver, wk=work: solver_mod._inner_iterations(s, wk, 1e-12))
+        runs[n] = _count(lambda s=solver, wk=work: solver_mod._inner_iterations(s, wk, 1e-12), run_kernels=False)
     per = {k: (runs[31][k] - runs[1][k]) / 30 for k in ("kernels", "bytes")}
     return {"kernels": per["kernels"], "bytes_per_px": per["bytes"] / (B * H * W),
             "one_iteration_ops": runs[1]["aten_ops"], "one_iteration_launches": runs[1]["triton_launches"]}
@@ -208,13 +218,14 @@ def main() -> None:
         "what": "per 128x128 pair and pixel, all flow channels; CUDA code path counted on the CPU",
         "torch": torch.__version__, "python": platform.python_version(), "targets": TARGETS,
         "inner_iteration": {"old_eager": inner_iteration("eager"), "new_triton": inner_iteration("triton"),
-                            "new_triton_tiles": inner_iteration("triton-tiles")},
+                            "new_triton_tiles": inner_iteration("triton-tiles"),
+                            "new_triton_strips": inner_iteration("triton-strips")},
         "median": {k: median_step(k) for k in ("old", "eager", "triton")},
         "warp": {impl: warp_step(impl) for impl in ("eager", "triton")},
-        "peak_memory": {impl: peak_memory(impl) for impl in ("eager", "triton", "triton-tiles")},
+        "peak_memory": {impl: peak_memory(impl) for impl in ("eager", "triton", "triton-tiles", "triton-strips")},
     }
     out["meets_targets"] = {}
-    for name in ("new_triton", "new_triton_tiles"):
+    for name in ("new_triton", "new_triton_tiles", "new_triton_strips"):
         new = out["inner_iteration"][name]
         out["meets_targets"][name] = {
             "inner_kernels": new["kernels"] <= TARGETS["inner_kernels"],

@@ -119,7 +119,8 @@ def budget(row: dict, cost: dict) -> dict:
     inner, median, warp = cost["inner_iteration"], cost["median"], cost["warp"]
     shapes = {"eager": ("executed", inner["old_eager"], median["eager"], warp["eager"]),
               "triton": ("needed", inner["new_triton"], median["triton"], warp["triton"]),
-              "triton-tiles": ("needed", inner["new_triton_tiles"], median["triton"], warp["triton"])}
+              "triton-tiles": ("needed", inner["new_triton_tiles"], median["triton"], warp["triton"]),
+              "triton-strips": ("needed", inner["new_triton_strips"], median["triton"], warp["triton"])}
     out = {}
     for impl, (paid, it, med, wp) in shapes.items():
         phases = {"inner": row[paid] * it["bytes_per_px"], "warp": row["warp"] * wp["bytes_per_px"],
