@@ -13,9 +13,15 @@ written once per launch, so ``steps`` iterations cost the DRAM traffic of one; t
 arithmetic, which grows with the cone of points (3 flow evaluations per pixel for one step, 15
 for two).
 
+Two other layouts compute each (step, pixel) once and shift values between neighbours instead:
+``tile_source`` (tiles of whole rows, shifted across warps through shared memory) and
+``strip_source`` (a one-warp program walking down a column strip, where a row above or below is a
+variable and only the shifts along a row remain, as warp shuffles).
+
 The arithmetic per point is the eager solver's (``torch_tvl1._Solver.iterate``) in the same order,
 so under Triton's interpreter (numpy, no FMA contraction) a launch of two steps equals two launches
-of one bit for bit, and each step's error sums equal the one-step kernel's.
+of one bit for bit, and each step's error sums equal the one-step kernel's (on tiles and strips,
+up to their order of summation).
 """
 
 from __future__ import annotations

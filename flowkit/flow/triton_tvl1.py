@@ -9,7 +9,9 @@ writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
   needs the step before at its neighbours: a program on a block of pixels recomputes those from
   the state in memory (more arithmetic, no more traffic); a program on a tile of whole rows
   shifts its tensors with ``tl.gather`` and reads ``steps`` rows more at either end (rows wider
-  than 128 are cut into column tiles, which read ``steps`` columns more at either side). It also
+  than 128 are cut into column tiles, which read ``steps`` columns more at either side); a
+  one-warp program on a column strip walks down its rows with every step in flight and reads
+  ``steps`` columns more at either side. It also
   writes each step's partial sum of the squared flow change per program. The programs of a
   stopped pair return at once.
 - ``_stop_kernel`` adds each pair's partial sums in a fixed order (deterministic, unlike atomics)
