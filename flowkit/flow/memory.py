@@ -15,10 +15,12 @@ __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 #: (torch.cuda.max_memory_allocated over the batch): on an H200, 292 B/px eager and 261 Triton
 #: at B = 256-4096 (benchmarks/results/gpu_check_h200.json), so these figures keep a 27-37 %
 #: margin over what was allocated; a batch that still does not fit is halved and retried.
-#: Since the warp step became a Triton kernel the cost model counts 92 B/px for both Triton impls
-#: (cost_model.json); 320 stays until a GPU measures the new peak (smaller batches, never a crash).
-#: "triton-strips" holds the same buffers as the other two.
-BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 320, "triton-tiles": 320, "triton-strips": 320}
+#: Since the warp step became a Triton kernel the cost model counts 92 B/px for the Triton impls
+#: (cost_model.json), and the stop-19 H200 run measured 124-127 B/px for "triton" and
+#: "triton-tiles" at B = 64-4096 (gpu_check_h200_stop19.json): 165 keeps the same ~30 % margin.
+#: "triton-strips" allocates the same tensors (the cost model's peaks agree to 0.01 %); its CUDA
+#: peak is not measured yet.
+BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 165, "triton-tiles": 165, "triton-strips": 165}
 #: The eager figure, the conservative one when the implementation is not known.
 BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]
 
