@@ -343,8 +343,11 @@ def strip_source(name: str, steps: int, channels: int) -> str:
         lines += [f"    uc{k}_{c} = zero" for k in range(1, steps + 1)]
         lines += [f"    pxc{k}_{c} = zero\n    pyc{k}_{c} = zero" for k in range(steps)]
     lines += [f"    err{k} = zero" for k in range(1, steps + 1)]
+    # A while loop, not range(): triton 3.6's interpreter cannot take a range bound computed from
+    # an argument (numpy 2 refuses int() of its 1-element array); compiled, both are one loop.
     lines += [
-        f"    for r in range(0, h + {steps}):",
+        "    r = 0",
+        f"    while r < h + {steps}:",
         "        at = inside & (r < h)",
         "        off = r * w + x",
     ]
@@ -387,6 +390,7 @@ def strip_source(name: str, steps: int, channels: int) -> str:
                   f"        tl.store(py_out + bc + {c} * hw + off, py{steps}_{c}, mask=at)"]
         lines += [f"        uc{k}_{c} = u{k}_{c}" for k in range(1, steps + 1)]
         lines += [f"        pxc{k}_{c} = px{k}_{c}\n        pyc{k}_{c} = py{k}_{c}" for k in range(steps)]
+    lines.append("        r += 1")
     lines += [f"    tl.store(part_ptr + ({k - 1} * n + b) * nstrips + strip, tl.sum(err{k}, axis=0))"
               for k in range(1, steps + 1)]
     return "\n".join(lines) + "\n"
