@@ -187,6 +187,22 @@ def test_launch_shapes_equal_one_step_blocks(launch, channels):
             torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (7, 1), (2, 3), (5, 12)])
+def test_strips_on_small_and_narrow_images_equal_one_step_blocks(h, w):
+    # Strips 8 wide with 3 steps own 2 columns each: one strip wider than the image, or 6 strips
+    # on 12 columns; rows fewer than the steps in flight.
+    solver, state, consts = _state(h=h, w=w)
+    one = tuple(t.clone() for t in state)
+    mask_one = _fused(solver).run(one, consts, 1e-12, 4)
+    mask_strips = _fused(solver, steps=3, strip=8).run(state, consts, 1e-12, 4)
+    assert mask_strips.equal(mask_one)
+    for a, b in zip(state, one):
+        if INTERPRET:  # as test_launch_shapes_equal_one_step_blocks
+            assert a.equal(b)
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("impl", ["triton", "triton-tiles", "triton-strips"])
 def test_solve_matches_eager(impl):
     prev, nxt = _textures()
