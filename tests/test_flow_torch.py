@@ -399,6 +399,30 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
         assert wide["tiles_max_abs_vs_blocks"] == 0.0 and wide["strips_max_abs_vs_blocks"] == 0.0  # several of each
 
 
+def test_gpu_launch_shapes_smoke_runs_on_the_cpu(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton", reason="the gpu extra (triton) is not installed")
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "shapes.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "gpu_launch_shapes.py"), "--smoke", "--refs",
+         str(tmp_path / "none.npz"), "--out", str(out)],
+        capture_output=True, text=True, timeout=240, cwd=root, env=env,  # a hang guard: ~11 s here
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    shapes = json.loads(out.read_text())["shapes"]
+    assert [row["impl"] for row in shapes.values()] == ["triton", "triton-strips"]
+    for row in shapes.values():  # the interpreter computes both launch shapes' flows alike
+        assert "error" not in row and row["max_abs_vs_first_shape"] == 0.0, row
+        assert len(row["B2_pairs_per_s"]) == 1
+
+
 def test_extract_checks_flow_impl_before_anything_is_written(tmp_path):
     """A bad --flow-impl is refused by extract() itself, before the store is created."""
     import cv2
