@@ -304,7 +304,7 @@ def throughput(check: Check, refs: dict) -> dict:
 #: (``sass_model.default_shapes``): the alternatives benchmarks/sass_model.py ranks (steps per
 #: launch, and block pixels, tile rows or strip columns, and warps).
 OTHER_SHAPES = [
-    {"steps": 1, "block": 256, "num_warps": 4}, {"steps": 1, "block": 128, "num_warps": 4},
+    {"steps": 1, "block": 512, "num_warps": 4}, {"steps": 1, "block": 128, "num_warps": 4},
     {"steps": 2, "block": 128, "num_warps": 4}, {"steps": 2, "rows": 16, "num_warps": 8},
     {"steps": 2, "rows": 16, "num_warps": 16}, {"steps": 3, "rows": 16, "num_warps": 8},
     {"steps": 2, "rows": 8, "num_warps": 4}, {"steps": 3, "rows": 32, "num_warps": 32},
