@@ -311,7 +311,7 @@ OTHER_SHAPES = [
     {"steps": 1, "rows": 16, "num_warps": 8},
     {"steps": 3, "strip": 32, "num_warps": 1}, {"steps": 6, "strip": 32, "num_warps": 1},
     {"steps": 4, "strip": 64, "num_warps": 1}, {"steps": 5, "strip": 64, "num_warps": 1},
-    {"steps": 8, "strip": 64, "num_warps": 2},
+    {"steps": 8, "strip": 64, "num_warps": 2}, {"steps": 5, "strip": 32, "num_warps": 1, "prefetch": True},
 ]
 SMOKE_SHAPES = [{"steps": 1, "block": 512, "num_warps": 4}, {"steps": 2, "rows": 8, "num_warps": 4},
                 {"steps": 2, "strip": 32, "num_warps": 1}]

@@ -28,10 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-#: "triton"'s default, then triton-strips' default and the strip shapes sass_model rates near it.
+#: "triton"'s default, then triton-strips' default, the strip shapes sass_model rates near it, and
+#: the default reading each row one row ahead (prefetch=1).
 SHAPES = ["triton:block=256", "triton-strips:steps=5,strip=32,num_warps=1",
           "triton-strips:steps=3,strip=32,num_warps=1", "triton-strips:steps=6,strip=32,num_warps=1",
-          "triton-strips:steps=4,strip=64,num_warps=1", "triton-strips:steps=5,strip=64,num_warps=1"]
+          "triton-strips:steps=4,strip=64,num_warps=1", "triton-strips:steps=5,strip=64,num_warps=1",
+          "triton-strips:steps=5,strip=32,num_warps=1,prefetch=1"]
 SMOKE = dict(nscales=1, warps=1, outer_iterations=1, inner_iterations=3)
 SMOKE_SHAPES = ["triton:block=256", "triton-strips:steps=3,strip=32,num_warps=1"]
 

@@ -147,7 +147,8 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
     out = []
     for shape in [*sass["defaults"].values(), *sass["shapes"]]:
         steps = shape["steps"]
-        fused = FusedInner(l_t=1.0, theta=1.0, taut=1.0, steps=steps, rows=shape.get("rows"), strip=shape.get("strip"))
+        fused = FusedInner(l_t=1.0, theta=1.0, taut=1.0, steps=steps, rows=shape.get("rows"), strip=shape.get("strip"),
+                           prefetch=shape.get("prefetch", False))
         computed = moved = 0.0
         for h, w, stop in row["stops"]:
             hw = h * w
@@ -160,7 +161,7 @@ def launch_shapes(row: dict, sass: dict, other_bytes: float) -> list:
         pairs = row["pairs"]
         computed, moved = computed / pairs, moved / pairs
         issue_s = computed * shape["warp_instructions_per_px_iteration"] / instructions_per_s
-        entry = {k: shape[k] for k in ("steps", "block", "rows", "strip", "num_warps") if k in shape}
+        entry = {k: shape[k] for k in ("steps", "block", "rows", "strip", "num_warps", "prefetch") if k in shape}
         entry.update({"px_iterations_computed": round(computed), "inner_bytes": round(moved),
                       "spills": shape["stack_bytes"] > 0})
         for name, bandwidth in BANDWIDTH.items():

@@ -50,7 +50,8 @@ SHAPES = [{"steps": 1, "block": 128, "num_warps": 4}, {"steps": 1, "block": 256,
           {"steps": 3, "strip": 32, "num_warps": 1}, {"steps": 4, "strip": 32, "num_warps": 1},
           {"steps": 6, "strip": 32, "num_warps": 1}, {"steps": 3, "strip": 64, "num_warps": 1},
           {"steps": 4, "strip": 64, "num_warps": 1}, {"steps": 5, "strip": 64, "num_warps": 1},
-          {"steps": 8, "strip": 64, "num_warps": 2}]
+          {"steps": 8, "strip": 64, "num_warps": 2}, {"steps": 5, "strip": 32, "num_warps": 1, "prefetch": True},
+          {"steps": 5, "strip": 64, "num_warps": 1, "prefetch": True}]
 WIDTH = 128
 _INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)")
 
@@ -135,7 +136,7 @@ def inner_shape(shape: dict, workdir: Path) -> dict:
     """One launch shape of the inner kernel (C = 2): {"steps", "num_warps", and "block" pixels per
     program, "rows" per tile of 128-pixel rows, with "columns" true for the column tiles of
     images wider than 128, which read ``steps`` columns again at either side, or "strip" columns
-    per strip of 128 rows}.
+    per strip of 128 rows, with "prefetch" true to read each row one row ahead}.
 
     A strip's kernel is a loop over rows: its instructions (the path to the first EXIT, the loop
     body once) are counted as one row's, over the strips that cover a 128-pixel row."""
@@ -143,7 +144,8 @@ def inner_shape(shape: dict, workdir: Path) -> dict:
 
     steps, warps, rows, strip = shape["steps"], shape["num_warps"], shape.get("rows"), shape.get("strip")
     if strip is not None:
-        compiled = compile_sm90(_inner_kernel(steps, 2, strips=True), inner_signature("BW"), {"BW": strip}, warps)
+        kernel = _inner_kernel(steps, 2, strips=True, prefetch=shape.get("prefetch", False))
+        compiled = compile_sm90(kernel, inner_signature("BW"), {"BW": strip}, warps)
         n_strips = -(-WIDTH // (strip - 2 * steps))
         own, reread = WIDTH / n_strips, n_strips * strip / WIDTH
     elif rows is None:

@@ -108,7 +108,8 @@ LAUNCHES = {"blocks": {}, "blocks_2_steps": {"steps": 2}, "tiles_1_step": {"rows
             "tiles_2_steps": {"steps": 2, "rows": 8}, "tiles_3_steps": {"steps": 3, "rows": 8},
             "column_tiles_2_steps": {"steps": 2, "rows": 8, "tile_width": 8},
             "column_tiles_3_steps": {"steps": 3, "rows": 8, "tile_width": 16},
-            "strips_3_steps": {"steps": 3, "strip": 16}, "strips_4_steps_one_strip": {"steps": 4, "strip": 64}}
+            "strips_3_steps": {"steps": 3, "strip": 16}, "strips_4_steps_one_strip": {"steps": 4, "strip": 64},
+            "strips_3_steps_prefetch": {"steps": 3, "strip": 16, "prefetch": True}}
 
 
 @pytest.mark.parametrize("launch", ["blocks", "blocks_2_steps", "tiles_2_steps"])
@@ -163,7 +164,8 @@ def _staggered_state(iterations: int, channels: int = 2):
 # their row loop in Python) with one each.
 SHAPE_CASES = [(launch, channels) for launch in ("blocks_2_steps", "tiles_1_step", "tiles_2_steps", "tiles_3_steps",
                                                   "column_tiles_2_steps", "column_tiles_3_steps")
-               for channels in (2, 3)] + [("strips_3_steps", 2), ("strips_4_steps_one_strip", 3)]
+               for channels in (2, 3)] + [("strips_3_steps", 2), ("strips_4_steps_one_strip", 3),
+                                          ("strips_3_steps_prefetch", 2)]
 
 
 @pytest.mark.parametrize(("launch", "channels"), SHAPE_CASES)
@@ -185,6 +187,16 @@ def test_launch_shapes_equal_one_step_blocks(launch, channels):
             assert a.equal(b)
         else:  # the compiler may contract a multiply-add differently in another kernel
             torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
+
+
+def test_launch_shape_arguments_are_checked():
+    solver, _, _ = _state()
+    with pytest.raises(ValueError, match="strip should be a power of two > 2 \\* steps = 10, got 8"):
+        _fused(solver, steps=5, strip=8)
+    with pytest.raises(ValueError, match="rows and strip are two layouts"):
+        _fused(solver, rows=8, strip=16)
+    with pytest.raises(ValueError, match="prefetch is an option of strips"):
+        _fused(solver, prefetch=True)
 
 
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (7, 1), (2, 3), (5, 12)])

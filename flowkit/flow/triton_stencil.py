@@ -301,7 +301,7 @@ def tile_source(name: str, steps: int, channels: int, rows: int, columns: bool =
     return "\n".join(lines) + "\n"
 
 
-def strip_source(name: str, steps: int, channels: int) -> str:
+def strip_source(name: str, steps: int, channels: int, prefetch: bool = False) -> str:
     """Triton source of kernel ``name``: ``steps`` inner iterations on a strip of BW columns, all rows.
 
     The third way to give a step its neighbours, made for many steps a launch: a program walks
@@ -315,6 +315,10 @@ def strip_source(name: str, steps: int, channels: int) -> str:
     next strip reads its edges again. The warp constants are read once per row and step (cache
     hits after the first). Same signature and ``part`` as ``inner_source``, with ``BW`` for
     ``BLOCK``; grid: (ceil(W / (BW - 2 * steps)), n).
+
+    ``prefetch``: load the next row's state and first-step constants (their first read, from
+    DRAM) one row ahead, so that their latency overlaps a row of arithmetic instead of stalling
+    the warp; costs registers. An option for the GPU to measure (benchmarks/gpu_launch_shapes.py).
     """
     own = f"(BW - {2 * steps})"
     lines = [
@@ -345,25 +349,32 @@ def strip_source(name: str, steps: int, channels: int) -> str:
     lines += [f"    err{k} = zero" for k in range(1, steps + 1)]
     # A while loop, not range(): triton 3.6's interpreter cannot take a range bound computed from
     # an argument (numpy 2 refuses int() of its 1-element array); compiled, both are one loop.
-    lines += [
-        "    r = 0",
-        f"    while r < h + {steps}:",
-        "        at = inside & (r < h)",
-        "        off = r * w + x",
-    ]
-    for c in range(channels):
-        for var, ptr in (("u0", "u_ptr"), ("px0", "px_ptr"), ("py0", "py_ptr")):
-            lines.append(f"        {var}_{c} = tl.load({ptr} + bc + {c} * hw + off, mask=at, other=0.0)")
+    first_reads = [(f"u0_{c}", f"u_ptr + bc + {c} * hw", "0.0") for c in range(channels)]
+    first_reads += [(f"{v}0_{c}", f"{v}_ptr + bc + {c} * hw", "0.0") for c in range(channels) for v in ("px", "py")]
+    constants = [("rc", "rc_ptr + b1", "0.0"), ("ng", "ng_ptr + b1", "-1.0")]  # -1: no division by 0 outside
+    constants += [(f"iw{c}", f"iw_ptr + bc + {c} * hw", "0.0") for c in range(channels)]
+    if prefetch:  # row 0 before the loop, then row r + 1 while row r is computed
+        first_reads += constants
+        lines += ["    at = inside & (h > 0)"]
+        lines += [f"    next_{var} = tl.load({ptr} + x, mask=at, other={other})" for var, ptr, other in first_reads]
+    lines += ["    r = 0", f"    while r < h + {steps}:"]
+    if prefetch:
+        lines += [f"        {var} = next_{var}" for var, _, _ in first_reads]
+        lines += ["        at = inside & (r + 1 < h)", "        off = (r + 1) * w + x"]
+        lines += [f"        next_{var} = tl.load({ptr} + off, mask=at, other={other})"
+                  for var, ptr, other in first_reads]
+    else:
+        lines += ["        at = inside & (r < h)", "        off = r * w + x"]
+        lines += [f"        {var} = tl.load({ptr} + off, mask=at, other={other})" for var, ptr, other in first_reads]
     for k in range(1, steps + 1):
         row = f"y{k}"
         lines += [
             f"        {row} = r - {k - 1}",
             f"        at = inside & ({row} >= 0) & ({row} < h)",
             f"        off = {row} * w + x",
-            "        rc = tl.load(rc_ptr + b1 + off, mask=at, other=0.0)",
-            "        ng = tl.load(ng_ptr + b1 + off, mask=at, other=-1.0)",  # -1: no division by 0 outside
         ]
-        lines += [f"        iw{c} = tl.load(iw_ptr + bc + {c} * hw + off, mask=at, other=0.0)" for c in range(channels)]
+        if not (prefetch and k == 1):  # the first step's constants were prefetched with the state
+            lines += [f"        {var} = tl.load({ptr} + off, mask=at, other={other})" for var, ptr, other in constants]
         before = "u0" if k == 1 else f"uc{k - 1}"  # the step before's flow at row y_k
         names = {"rc": "rc", "ng": "ng", "iw": "iw{c}", "u": before + "_{c}", "px": f"px{k - 1}_{{c}}",
                  "py": f"py{k - 1}_{{c}}", "px_left": f"tl.gather(px{k - 1}_{{c}}, left, 0)",

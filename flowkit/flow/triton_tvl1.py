@@ -85,15 +85,17 @@ def _jit_source(name: str, source: str):
 _INNER_KERNELS: dict = {}
 
 
-def _inner_kernel(steps: int, channels: int, rows: int | None = None, columns: bool = False, strips: bool = False):
+def _inner_kernel(steps: int, channels: int, rows: int | None = None, columns: bool = False, *,
+                  strips: bool = False, prefetch: bool = False):
     """The kernel of ``steps`` fused inner iterations for C = ``channels``: on blocks of pixels
     with the neighbours recomputed (``rows`` None), on tiles of ``rows`` rows, cut into column
-    tiles if ``columns``, or on column strips walked row by row (``strips``). Built on first use."""
-    key = (steps, channels, rows, columns, strips)
+    tiles if ``columns``, or on column strips walked row by row (``strips``), the next row read
+    one row ahead if ``prefetch``. Built on first use."""
+    key = (steps, channels, rows, columns, strips, prefetch)
     if key not in _INNER_KERNELS:
         if strips:
-            name = f"_strip{steps}_c{channels}_kernel"
-            source = strip_source(name, steps, channels)
+            name = f"_strip{steps}_c{channels}{'_prefetch' if prefetch else ''}_kernel"
+            source = strip_source(name, steps, channels, prefetch)
         elif rows is None:
             name = f"_inner{steps}_c{channels}_kernel"
             source = inner_source(name, steps, channels)
@@ -181,20 +183,24 @@ class FusedInner:
             (``triton_stencil.strip_source``). Made for many steps per launch: the state and the
             constants cross DRAM once per launch, the edge columns twice. Strips are as wide as
             the image with its edges where that is narrower.
+        prefetch: on strips, read each row one row ahead (``strip_source``); an option to measure.
     """
 
     def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and five launch choices, keyword-only
-                 block: int = _BLOCK, num_warps: int = 4, tile_width: int = _TILE_WIDTH, strip: int | None = None):
+                 block: int = _BLOCK, num_warps: int = 4, tile_width: int = _TILE_WIDTH, strip: int | None = None,
+                 prefetch: bool = False):
         if steps < 1:
             raise ValueError(f"steps should be >= 1, got {steps}")
         if rows is not None and strip is not None:
             raise ValueError(f"rows and strip are two layouts: give one, got rows={rows} and strip={strip}")
+        if prefetch and strip is None:
+            raise ValueError(f"prefetch is an option of strips: give strip too, got strip={strip}")
         for name, size in (("rows", rows), ("tile_width", tile_width if rows else None), ("strip", strip)):
             if size is not None and (size <= 2 * steps or size & (size - 1)):
                 raise ValueError(f"{name} should be a power of two > 2 * steps = {2 * steps}, got {size}")
         self.l_t, self.theta, self.taut = l_t, theta, taut
         self.steps, self.rows, self.block, self.num_warps = steps, rows, block, num_warps
-        self.tile_width, self.strip = tile_width, strip
+        self.tile_width, self.strip, self.prefetch = tile_width, strip, bool(prefetch)
         self.compiled = None  # Triton's handle of the last launch of ``steps`` (register counts)
 
     def _tile_grid(self, steps: int, h: int, w: int) -> tuple[int, int, int]:
@@ -283,7 +289,7 @@ class FusedInner:
             px_bytes = 4 * n * h * w
             return px_bytes * self.read_share(steps, h, w) * (4 * c + 2), px_bytes * 3 * c
 
-        kernel = _inner_kernel(steps, c, self.rows, columns, strips=self.strip is not None)
+        kernel = _inner_kernel(steps, c, self.rows, columns, strips=self.strip is not None, prefetch=self.prefetch)
         handle = _launch(f"inner{steps}", kernel, (nblk, n), args,
                          {**meta, "num_warps": self.num_warps}, bytes_rw=bytes_rw)
         if steps == self.steps:
