@@ -186,7 +186,7 @@ class FusedInner:
         prefetch: on strips, read each row one row ahead (``strip_source``); an option to measure.
     """
 
-    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and five launch choices, keyword-only
+    def __init__(self, *, l_t: float, theta: float, taut: float, steps: int = 1, rows: int | None = None,  # noqa: PLR0913 - three solver constants and seven launch choices, keyword-only
                  block: int = _BLOCK, num_warps: int = 4, tile_width: int = _TILE_WIDTH, strip: int | None = None,
                  prefetch: bool = False):
         if steps < 1:
