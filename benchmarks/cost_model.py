@@ -152,8 +152,7 @@ def _count(fn, run_kernels: bool = True) -> dict:
     def launch_unseen(name, kernel, grid, args, meta, *, bytes_rw):
         # The interpreter moves the kernel's arguments with torch ops of its own: not the kernel's.
         if not run_kernels:
-            if triton_tvl1._launch_log is not None:
-                triton_tvl1._launch_log.append((name, *bytes_rw()))
+            triton_tvl1.record_launch(name, bytes_rw)
             return None
         with _disable_current_modes():
             return launch(name, kernel, grid, args, meta, bytes_rw=bytes_rw)

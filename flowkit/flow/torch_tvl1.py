@@ -45,7 +45,7 @@ IMPLS = ("auto", "eager", "triton", "triton-tiles", "triton-strips")
 #: rated highest; measured slower on the H200 (896 pairs/s, gpu_check_h200_stop19.json): its
 #: tl.gather shifts cost more than the bytes they save. Kept as an option. "triton-strips" five
 #: iterations per launch on strips 32 columns wide, one warp each (its shifts are warp shuffles,
-#: no barrier): compiled for sm_90, 7.6 warp instructions and 16.8 DRAM bytes per pixel-iteration
+#: no barrier): compiled for sm_90, 7.8 warp instructions and 16.8 DRAM bytes per pixel-iteration
 #: against 10.2 and 64 for "triton", 80 registers, no spills (benchmarks/results/sass_model_sm90.json).
 #: A model, not yet a measurement: the GPU check times it against "triton".
 TRITON_LAUNCH = {"triton": {"block": 256}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16},

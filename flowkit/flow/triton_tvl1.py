@@ -41,7 +41,7 @@ import triton.language as tl
 from flowkit.flow.median import median_network, sorting_network
 from flowkit.flow.triton_stencil import inner_source, strip_source, tile_source
 
-__all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton", "warp_triton"]
+__all__ = ["FusedInner", "count_launches", "interpreted", "median_blur_triton", "record_launch", "warp_triton"]
 
 _BLOCK = 512
 _MEDIAN_BLOCK = 256
@@ -67,9 +67,15 @@ def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw):
     Triton's handle of the compiled kernel (its ``n_regs``, ``n_spills``; None when interpreted).
     ``bytes_rw`` is a function returning (bytes read, bytes written), called only while counting."""
     handle = kernel[grid](*args, **meta)
+    record_launch(name, bytes_rw)
+    return handle
+
+
+def record_launch(name: str, bytes_rw) -> None:
+    """Note a launch of kernel ``name`` for ``count_launches``, if counting (``_launch`` does;
+    benchmarks/cost_model.py also calls it for launches it counts without running)."""
     if _launch_log is not None:
         _launch_log.append((name, *bytes_rw()))
-    return handle
 
 
 def _jit_source(name: str, source: str):
