@@ -155,6 +155,13 @@ class Check:
         print(f"{name}: {self.report['sections_seconds'][name]} s", file=sys.stderr)
 
 
+def repeated(frames: np.ndarray, n: int, device):
+    """The first n of ``frames`` (m, H, W) repeated over and over, as a tensor on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.tile(frames, (-(-n // len(frames)), 1, 1))[:n]).to(device)
+
+
 def _epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(((a - b) ** 2).sum(1)).mean(axis=(1, 2))
 
@@ -282,9 +289,7 @@ def throughput(check: Check, refs: dict) -> dict:
             if rate is not None and n / rate > check.left() - 30:
                 rows.append({"batch": n, "skipped": f"predicted {n / rate:.0f} s, {check.left():.0f} s left"})
                 continue
-            reps = -(-n // len(a))
-            ta = torch.from_numpy(np.tile(a, (reps, 1, 1))[:n]).to(check.device)
-            tb = torch.from_numpy(np.tile(b, (reps, 1, 1))[:n]).to(check.device)
+            ta, tb = repeated(a, n, check.device), repeated(b, n, check.device)
             if check.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
@@ -422,7 +427,6 @@ def profile(check: Check, refs: dict) -> dict:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    torch = check.torch
     n = 4 if check.args.smoke else 64
     cuda = check.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -436,9 +440,7 @@ def profile(check: Check, refs: dict) -> dict:
         if untraced and PROFILER_SLOWDOWN * untraced[0] > check.left():
             return {"batch": m, "skipped": f"predicted {PROFILER_SLOWDOWN * untraced[0]:.0f} s traced, "
                                            f"{check.left():.0f} s left"}
-        reps = -(-m // len(refs["prev"]))
-        pa = torch.from_numpy(np.tile(refs["prev"], (reps, 1, 1))[:m]).to(check.device)
-        pb = torch.from_numpy(np.tile(refs["nxt"], (reps, 1, 1))[:m]).to(check.device)
+        pa, pb = repeated(refs["prev"], m, check.device), repeated(refs["nxt"], m, check.device)
         with torch_profile(activities=activities) as prof:
             check.solve(pa, pb, impl)
             check.sync()

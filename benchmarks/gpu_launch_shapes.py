@@ -63,7 +63,7 @@ def main(argv=None) -> None:
 
     if args.smoke and not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
-    from gpu_check import _epe, load_refs  # beside this script
+    from gpu_check import _epe, load_refs, repeated  # beside this script
 
     import flowkit.flow.torch_tvl1 as solver_mod
 
@@ -80,6 +80,7 @@ def main(argv=None) -> None:
     shapes = [parse_shape(text) for text in texts]
     out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
            "pairs": int(len(a)), "batches": batches, "shapes": {}}
+    inputs = {n: (repeated(a, n, device), repeated(b, n, device)) for n in batches}  # made once, for every shape
     first = None
     for text, (impl, launch) in zip(texts, shapes):
         if impl not in solver_mod.TRITON_LAUNCH:
@@ -91,10 +92,7 @@ def main(argv=None) -> None:
             solver_mod.tvl1_torch(torch.from_numpy(a[:2]).to(device), torch.from_numpy(b[:2]).to(device), impl=impl,
                                   **params)  # warm-up: compiles
             for _ in range(passes):
-                for n in batches:
-                    reps = -(-n // len(a))
-                    ta = torch.from_numpy(np.tile(a, (reps, 1, 1))[:n]).to(device)
-                    tb = torch.from_numpy(np.tile(b, (reps, 1, 1))[:n]).to(device)
+                for n, (ta, tb) in inputs.items():
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     start = time.perf_counter()
