@@ -4,8 +4,11 @@ gpu_check.py's ``inner_kernel`` times the fused kernel alone, every pair going; 
 SPEC-default solves (stops, warps, medians, pyramid included) with each named launch shape put in
 ``TRITON_LAUNCH`` for its implementation, at B = 1024 and 4096, each ``--passes`` times (the first
 pass of a shape also compiles what its warm-up did not). Per shape it reports pairs/s, the mean
-end-point error against OpenCV on the bench pairs, and the largest difference from the first
-shape's flow at the largest batch. It replaces gpu_triton_block.py (blocks of 512 against 256,
+end-point error against OpenCV on the bench pairs, and how far its flow lies from the first
+shape's (largest difference, mean end-point distance, share of pixels more than 1 px apart).
+``--compare`` implementations (default: eager) are solved once on the bench pairs and compared
+with the first shape the same way, untimed: the spread that rounding alone gives, to read the
+shapes' differences against. It replaces gpu_triton_block.py (blocks of 512 against 256,
 benchmarks/results/triton_block_h200.json), which is ``--shapes triton:block=512 triton:block=256``.
 
 On a GPU machine, with benchmarks/gpu_refs carried (a few minutes):
@@ -50,6 +53,14 @@ def parse_shape(text: str) -> tuple[str, dict]:
     return impl, launch
 
 
+def agreement(flow, first) -> dict:
+    """How far (B, 2, H, W) flows lie from ``first``'s, pixel by pixel."""
+    end_point = (flow - first).pow(2).sum(1).sqrt()
+    return {"max_abs_vs_first_shape": float((flow - first).abs().max()),
+            "epe_vs_first_shape_mean": round(float(end_point.mean()), 6),
+            "share_over_1px_vs_first_shape": round(float((end_point > 1).float().mean()), 7)}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refs", type=Path, default=ROOT / "benchmarks" / "gpu_refs" / "flows.npz")
@@ -57,6 +68,7 @@ def main(argv=None) -> None:
     parser.add_argument("--shapes", nargs="+", help="impl:key=value,... (FusedInner arguments); default SHAPES")
     parser.add_argument("--batches", nargs="+", type=int, default=[1024, 4096])
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--compare", nargs="*", default=["eager"], help="impls compared untimed with the first shape")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to exercise the code on the CPU")
     args = parser.parse_args(argv)
     import torch
@@ -103,8 +115,8 @@ def main(argv=None) -> None:
             if opencv is not None:
                 m = min(len(flow), len(a))  # the batch's first pairs are the bench pairs
                 row["epe_vs_opencv_mean"] = round(float(_epe(flow[:m].cpu().numpy(), opencv[:m]).mean()), 6)
-            first = flow if first is None else first
-            row["max_abs_vs_first_shape"] = float((flow - first).abs().max())
+            first = flow[:len(a)] if first is None else first  # the bench pairs (fewer in a smoke run)
+            row.update(agreement(flow[:len(first)], first))
         except Exception as err:  # noqa: BLE001 - one shape failing must not lose the others
             row["error"] = f"{type(err).__name__}: {err}"
         finally:
@@ -112,6 +124,13 @@ def main(argv=None) -> None:
         out["shapes"][text] = row
         args.out.write_text(json.dumps(out, indent=1))  # kept shape by shape, in case the run is cut short
         print(text, json.dumps(row), file=sys.stderr)
+    m = 0 if first is None else len(first)
+    ta, tb = torch.from_numpy(a[:m]).to(device), torch.from_numpy(b[:m]).to(device)
+    for impl in args.compare if first is not None else []:
+        flow = solver_mod.tvl1_torch(ta, tb, impl=impl, **params)
+        out.setdefault("compare", {})[impl] = agreement(flow, first)
+        args.out.write_text(json.dumps(out, indent=1))
+        print(impl, json.dumps(out["compare"][impl]), file=sys.stderr)
 
 
 if __name__ == "__main__":
