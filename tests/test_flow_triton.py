@@ -247,7 +247,7 @@ def test_deterministic_and_batch_independent():
 
 
 def test_impl_choice():
-    assert solver_mod.resolve_impl("auto", DEVICE) == ("triton" if ON_CUDA else "eager")
+    assert solver_mod.resolve_impl("auto", DEVICE) == ("triton-strips" if ON_CUDA else "eager")
     assert solver_mod.resolve_impl("triton", DEVICE) == "triton"
     assert solver_mod.resolve_impl("triton-tiles", DEVICE) == "triton-tiles"
     assert solver_mod.resolve_impl("triton-strips", DEVICE) == "triton-strips"

@@ -18,8 +18,8 @@ __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 #: Since the warp step became a Triton kernel the cost model counts 92 B/px for the Triton impls
 #: (cost_model.json), and the stop-19 H200 run measured 124-127 B/px for "triton" and
 #: "triton-tiles" at B = 64-4096 (gpu_check_h200_stop19.json): 165 keeps the same ~30 % margin.
-#: "triton-strips" allocates the same tensors (the cost model's peaks agree to 0.01 %); its CUDA
-#: peak is not measured yet.
+#: "triton-strips" allocates the same tensors: 124-127 B/px too, on an H100 and an H200
+#: (gpu_check_h100.json, gpu_check_h200_stop21.json).
 BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 165, "triton-tiles": 165, "triton-strips": 165}
 #: The eager figure, the conservative one when the implementation is not known.
 BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]

@@ -47,7 +47,10 @@ IMPLS = ("auto", "eager", "triton", "triton-tiles", "triton-strips")
 #: iterations per launch on strips 32 columns wide, one warp each (its shifts are warp shuffles,
 #: no barrier): compiled for sm_90, 7.8 warp instructions and 16.8 DRAM bytes per pixel-iteration
 #: against 10.2 and 64 for "triton", 80 registers, no spills (benchmarks/results/sass_model_sm90.json).
-#: A model, not yet a measurement: the GPU check times it against "triton".
+#: Measured end to end at B=4096, SPEC defaults: 2,579 pairs/s on an H100 against 1,263 for "triton"
+#: (gpu_check_h100.json), 2,728 against 1,481 on an H200 (gpu_check_h200_stop21.json); the fastest
+#: of the strip shapes tried (launch_shapes_h100.json), so "auto" takes it. Its flow differs from
+#: "triton"'s by rounding only (the same spread as eager's from "triton": launch_shapes_h100.json).
 TRITON_LAUNCH = {"triton": {"block": 256}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16},
                  "triton-strips": {"steps": 5, "strip": 32, "num_warps": 1}}
 
@@ -111,7 +114,8 @@ def _triton_module():
 def resolve_impl(impl: str, device) -> str:
     """The inner-iteration implementation that runs: "eager", "triton", "triton-tiles" or "triton-strips".
 
-    "auto" is "triton" on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
+    "auto" is "triton-strips", the fastest on an H100 and an H200 at every batch measured (see
+    ``TRITON_LAUNCH``), on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
     else "eager". The Triton implementations on the CPU need ``TRITON_INTERPRET=1`` set before the
     kernels were first imported (Triton's interpreter, for tests).
 
@@ -125,7 +129,7 @@ def resolve_impl(impl: str, device) -> str:
         return "eager"
     module = _triton_module()
     if impl == "auto":
-        return "eager" if module is None else "triton"
+        return "eager" if module is None else "triton-strips"
     if module is None:
         raise FlowkitError(
             f"impl {impl!r} should have the triton package installed (pip install 'softnet-spotting[gpu]'), "
@@ -270,7 +274,7 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.
         impl: "auto", "eager", "triton", "triton-tiles" or "triton-strips" (see ``resolve_impl``): how the inner
-            iterations and the median run. "auto" is "triton" on CUDA when triton is installed.
+            iterations and the median run. "auto" is "triton-strips" on CUDA when triton is installed.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
     halves, recursively, down to single pairs; each pair's flow does not depend on its batch.
