@@ -30,9 +30,9 @@ FlowBackend = Annotated[str, typer.Option(
     "--flow-backend", help="TV-L1 backend: auto (OpenCV on the CPU; the torch solver with --device or --gpu), "
     "opencv, torch or opencv-cuda.")]
 FlowImpl = Annotated[str, typer.Option(
-    "--flow-impl", help="Torch TV-L1 implementation: auto (Triton kernels on CUDA when the gpu extra is "
-    "installed, else eager), eager, triton, triton-tiles (three inner iterations per kernel launch; "
-    "slower than triton on an H200) or triton-strips (five per launch; not yet measured on a GPU).")]
+    "--flow-impl", help="Torch TV-L1 implementation: auto (triton-strips on CUDA when the gpu extra is "
+    "installed, else eager), eager, triton (one inner iteration per kernel launch), triton-tiles (three; "
+    "slower than triton on an H100) or triton-strips (five; twice triton's pairs/s on an H100).")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the torch backend (cpu, cuda:0).")]
 Gpu = Annotated[bool, typer.Option(

@@ -17,7 +17,7 @@ any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel
 median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``), "triton-tiles" (three inner
 iterations per launch on tiles of whole rows: less than half the memory traffic per iteration, but
 slower on an H200) and "triton-strips" (five inner iterations per launch, a one-warp program
-walking down a column strip; not yet measured on a GPU).
+walking down a column strip; twice "triton"'s pairs/s on an H100, and what "auto" takes on CUDA).
 The Triton implementations also run the warp step as one kernel.
 """
 
