@@ -115,9 +115,10 @@ def resolve_impl(impl: str, device) -> str:
     """The inner-iteration implementation that runs: "eager", "triton", "triton-tiles" or "triton-strips".
 
     "auto" is "triton-strips", faster than "triton" at every batch measured on an H100 and an H200
-    and the fastest from B = 1024 up (see ``TRITON_LAUNCH``), on a CUDA device when the ``triton`` package (the ``gpu`` extra) loads,
-    else "eager". The Triton implementations on the CPU need ``TRITON_INTERPRET=1`` set before the
-    kernels were first imported (Triton's interpreter, for tests).
+    and the fastest from B = 1024 up (see ``TRITON_LAUNCH``), on a CUDA device when the ``triton``
+    package (the ``gpu`` extra) loads, else "eager". The Triton implementations on the CPU need
+    ``TRITON_INTERPRET=1`` set before the kernels were first imported (Triton's interpreter, for
+    tests).
 
     >>> resolve_impl("auto", torch.device("cpu"))
     'eager'
