@@ -125,8 +125,7 @@ class ExtractionSettings:
     workers: processes computing tasks, or 1 with ``threaded``.
     threaded: one solver thread in this process beside the decoding (GPU, torch solver).
     landmark_backend: "mediapipe" or "dlib", recorded per video.
-    flow_impl: the torch solver's implementation, "auto", "eager", "triton", "triton-tiles" or
-        "triton-strips" (``tvl1(impl=...)``).
+    flow_impl: the torch solver's implementation, one of ``torch_tvl1.IMPLS`` (``tvl1(impl=...)``).
     """
 
     backend: str
@@ -541,9 +540,9 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             root attrs ``k_by_type``.
         landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
         flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
-        flow_impl: the torch solver's implementation: "auto" (Triton kernels on CUDA when the
-            ``gpu`` extra is installed), "eager", "triton", "triton-tiles" or "triton-strips";
-            other backends take only "auto".
+        flow_impl: the torch solver's implementation, one of ``torch_tvl1.IMPLS``: "auto" (Triton
+            kernels on CUDA when the ``gpu`` extra is installed) or one named; other backends
+            take only "auto".
         flow_params: ``TVL1Params`` fields; OpenCV's defaults (SPEC 2) when None.
         workers: processes computing TV-L1 + features, each with one OpenCV/torch thread.
             Default: the CPU count for OpenCV; for the torch solver and on CUDA, one solver

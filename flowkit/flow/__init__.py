@@ -25,9 +25,9 @@ def tvl1(prev, nxt, *, backend: str = "opencv", device=None, impl: str = "auto",
         nxt: frames of the same shape.
         backend: "opencv" (default), "torch", "opencv-cuda" or "auto" (see ``resolve_backend``).
         device: torch device for the torch backend; default: the input's device, else CPU.
-        impl: the torch backend's implementation: "auto" (Triton kernels on CUDA when triton
-            is installed, else eager), "eager", "triton", "triton-tiles" or "triton-strips"
-            (see ``torch_tvl1.resolve_impl``).
+        impl: the torch backend's implementation, one of ``torch_tvl1.IMPLS``: "auto" (Triton
+            kernels on CUDA when triton is installed, else eager) or one named (see
+            ``torch_tvl1.resolve_impl``).
             The OpenCV backends take only "auto".
         **params: ``TVL1Params`` fields; OpenCV's defaults when omitted.
 

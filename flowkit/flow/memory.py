@@ -38,8 +38,8 @@ def pairs_per_batch(device=None, height: int = 128, width: int = 128, *, free_by
             features, the transfers and other processes.
         cap: upper bound; beyond a few thousand 128x128 pairs a GPU is saturated and larger
             batches only delay the first results.
-        impl: the solver's implementation, "eager", "triton", "triton-tiles" or "triton-strips"
-            (``BYTES_PER_PIXEL_BY_IMPL``).
+        impl: the solver's implementation as ``torch_tvl1.resolve_impl`` returns it (a key of
+            ``BYTES_PER_PIXEL_BY_IMPL``).
 
     Returns:
         an int >= 1.

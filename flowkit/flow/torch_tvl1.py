@@ -274,8 +274,8 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             Both give the same flow. With the Triton impls only "masked" (and "auto") exist.
         compile: run the eager inner iteration through ``torch.compile`` (fuses its ~25
             elementwise kernels; the first call pays the compilation). Off by default.
-        impl: "auto", "eager", "triton", "triton-tiles" or "triton-strips" (see ``resolve_impl``): how the inner
-            iterations and the median run. "auto" is "triton-strips" on CUDA when triton is installed.
+        impl: one of ``IMPLS`` (see ``resolve_impl``): how the inner iterations and the median
+            run. "auto" is "triton-strips" on CUDA when triton is installed.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
     halves, recursively, down to single pairs; each pair's flow does not depend on its batch.
