@@ -47,9 +47,9 @@ BatchWindows = Annotated[Optional[int], typer.Option(
 Scheduler = Annotated[Optional[str], typer.Option(
     "--scheduler", help="Run the work units on Dask: tcp://HOST:PORT (a running cluster whose workers see the "
     "store) or local:N (an embedded cluster of N workers). Needs the dask extra.")]
-UnitWindows = Annotated[int, typer.Option(
+UnitWindows = Annotated[Optional[int], typer.Option(
     "--unit-windows", help="Windows per work unit (rounded up to whole chunks): the grain of parallel work and "
-    "of retries.")]
+    "of retries. Default: 256, or max(k) / 0.15 when that is more.")]
 Decoders = Annotated[Optional[int], typer.Option(
     "--decoders", help="Processes decoding and cropping for the batched torch/CUDA solver (default: CPU count - 1).")]
 

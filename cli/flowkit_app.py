@@ -44,7 +44,7 @@ def extract_cmd(
     chunk_windows: int = typer.Option(64, "--chunk-windows", help="Windows per stored chunk (the unit of resume)."),
     batch_windows: opt.BatchWindows = None,
     scheduler: opt.Scheduler = None,
-    unit_windows: opt.UnitWindows = 256,
+    unit_windows: opt.UnitWindows = None,
     decoders: opt.Decoders = None,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -118,6 +118,20 @@ def verify_cmd(
         typer.echo(f"flowkit: {len(problems)} bad chunk(s) in {store} ({what})", err=True)
         raise typer.Exit(1)
     typer.echo(f"{store}: every chunk of {len(fs.videos())} video(s) reads back")
+
+
+@app.command("annotations")
+def annotations_cmd(
+    workbook: Path = typer.Argument(..., help="CAS(ME)^2 / SAMM-LV workbook (.xlsx) or CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Input root (as for extract): say which annotation "
+                                          "videos match its videos."),
+) -> None:
+    """Show what an annotation file gives: format, intervals, N and k per type, dropped and truncated rows, videos."""
+    from flowkit.annotations import annotation_summary, format_summary
+
+    summary = annotation_summary(workbook, videos=videos)
+    typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
 @app.command("synth")

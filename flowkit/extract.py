@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.plan import VideoWork, min_units_for, plan_units
+from flowkit.plan import DEFAULT_UNIT_WINDOWS, VideoWork, min_units_for, plan_units  # noqa: F401 - re-exported
 from flowkit.progress import ProgressBars
 from flowkit.sources import DATA_ERRORS
 from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
@@ -53,10 +53,6 @@ TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations"
 
 # A video failing with one of these is reported and the others go on; anything else is a bug.
 _FAILURE_ERRORS = DATA_ERRORS
-#: Windows per work unit by default (4 chunks of 64): a unit re-decodes max(k) frames of overlap
-#: and, for video files, the frames from the keyframe before it, so units are not much shorter.
-DEFAULT_UNIT_WINDOWS = 256
-
 
 #: Headers of healthy files are estimates: the shared no_face.mp4 announces 98 frames and decodes
 #: 95 (3 % fewer). A video decoding more than 5 % fewer frames than announced is truncated.
@@ -108,6 +104,7 @@ class ExtractionReport:
         lines = [f"{done} of {len(self.videos)} video(s) extracted into {self.store}; {self.pairs} pairs in "
                  f"{self.seconds:.1f} s ({self.pairs_per_s:.2f} pairs/s)"]
         lines += [f"  {v.video_id}: {v.message}" for v in self.videos if v.message]
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -139,7 +136,7 @@ class ExtractionSettings:
     threaded: bool
     landmark_backend: str
     flow_impl: str = "auto"
-    unit_windows: int = DEFAULT_UNIT_WINDOWS
+    unit_windows: int | None = None
     decoders: int = 1
     unit_threads: int | None = None
 
@@ -188,6 +185,8 @@ def _as_inputs(inputs) -> list:
             out.append(item)
         else:
             out.extend(discover_videos(item))
+    real: set = set()  # one file reached twice (a symbolic link, two arguments) is one video
+    out = [v for v in out if not (Path(v.path).resolve() in real or real.add(Path(v.path).resolve()))]
     seen = set()
     for v in out:
         if v.video_id in seen:
@@ -326,16 +325,16 @@ def _prepare(video, intervals, store: FeatureStore, landmarker, settings: Extrac
     _, files, index = _describe_source(source)
     if attrs.get("reader") == "sequential":  # an earlier round found it cannot be seeked
         index = None
-    out = _Video(video, intervals, dict(attrs), np.asarray(landmarks, np.float32), files, index)
-    _check_interval_bounds(out)
-    return out
+    return _Video(video, intervals, dict(attrs), np.asarray(landmarks, np.float32), files, index)
 
 
 def _check_interval_bounds(video: _Video) -> None:
+    """After decoding found fewer frames: rows past the end are kept (as the released code keeps
+    them: those frames get no window), with a warning."""
     bad = _outside(video.intervals or [], video.n_frames)
     if bad is not None:
-        raise FlowkitError(f"annotation row '{_row(bad)}' should lie within the video, got beyond its last "
-                           f"decodable frame {video.n_frames}")
+        warnings.warn(f"annotation row '{_row(bad)}' ends past the last decodable frame {video.n_frames} of "
+                      f"{video.vid}; kept (frames past the end get no window)", UserWarning, stacklevel=2)
 
 
 def _parallel_units(settings: ExtractionSettings, engine) -> int:
@@ -419,10 +418,7 @@ def _apply_outcome(video: _Video, seen: dict, store: FeatureStore) -> None:
                 store.drop_k(video.vid, k)
         store.set_video_attrs(video.vid, n_frames=int(n))
         video.attrs["n_frames"] = int(n)
-        try:
-            _check_interval_bounds(video)
-        except FlowkitError as exc:
-            video.failed = str(exc)
+        _check_interval_bounds(video)
 
 
 def _finish(video: _Video, store: FeatureStore, ks) -> VideoResult:
@@ -455,11 +451,12 @@ def _row(iv) -> str:
     return f"{iv.video}, {iv.type}, onset {iv.onset + 1}, offset {iv.offset + 1} (1-based)"
 
 
-def _check_bounds(videos: list, by_video: dict) -> None:
-    """Refuse annotation rows beyond their video's last frame, as counted by the header or listing
-    (exact for image folders). A header that over-counts is caught again once the video is decoded."""
+def _check_bounds(videos: list, by_video: dict) -> list[str]:
+    """Annotation rows past their video's last frame, as counted by the header or listing (exact
+    for image folders): kept, as the released code keeps them, and named in a warning each."""
     from flowkit.sources import open_source
 
+    out = []
     for video in videos:
         intervals = by_video.get(video.video_id)
         if not intervals:
@@ -468,10 +465,9 @@ def _check_bounds(videos: list, by_video: dict) -> None:
             n_frames = open_source(video.path).n_frames
         except DATA_ERRORS:  # reported when the video's turn comes
             continue
-        bad = _outside(intervals, n_frames) if n_frames else None
-        if bad is not None:
-            raise FlowkitError(f"annotation rows should lie within their video, got row '{_row(bad)}' beyond "
-                               f"the last frame {n_frames} of {video.video_id}")
+        out += [f"annotation row '{_row(iv)}' ends past the last frame {n_frames} of {video.video_id}; kept "
+                "(frames past the end get no window)" for iv in intervals if n_frames and iv.offset >= n_frames]
+    return out
 
 
 def _annotation_setup(annotations, videos: list, ks, report: ExtractionReport):
@@ -489,10 +485,17 @@ def _annotation_setup(annotations, videos: list, ks, report: ExtractionReport):
         else:
             intervals = list(annotations)
     by_video, unknown = match_videos([v.video_id for v in videos], intervals)
-    _check_bounds(videos, by_video)  # before k is derived from them
+    if intervals and not by_video:
+        raise FlowkitError(f"annotations should name some of the input videos, got none in common: annotation "
+                           f"videos {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''}; input videos "
+                           f"{', '.join(v.video_id for v in videos[:4])}{' ...' if len(videos) > 4 else ''}")
     if unknown:
-        msg = (f"annotations name {len(unknown)} video(s) that are not among the inputs, ignored: "
+        rows = sum(iv.video in unknown for iv in intervals)
+        msg = (f"{rows} annotation row(s) of {len(unknown)} video(s) not among the inputs, ignored: "
                f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}")
+        report.warnings.append(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    for msg in _check_bounds(videos, by_video):
         report.warnings.append(msg)
         warnings.warn(msg, UserWarning, stacklevel=3)
     derived = k_by_type(intervals) if intervals else {}
@@ -523,7 +526,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     save_flow: bool = False,
     chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
     batch_windows: int | None = None,
-    unit_windows: int = DEFAULT_UNIT_WINDOWS,
+    unit_windows: int | None = None,
     decoders: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
@@ -553,7 +556,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             so that the last tasks of a video keep every worker busy; on CUDA, what half the
             free memory holds (:func:`flowkit.flow.memory.pairs_per_batch`); else a chunk.
         unit_windows: windows per work unit (rounded up to whole chunks): the unit of
-            parallel work and of retries.
+            parallel work and of retries. Default: ``DEFAULT_UNIT_WINDOWS``, or max(k) / 0.15
+            when that is more (:func:`flowkit.plan.unit_chunks`).
         decoders: processes decoding and cropping for the batched (torch) solver; default:
             the CPU count minus one, at least 1.
         scheduler: run the units on Dask: "tcp://HOST:PORT" (an existing cluster, workers
@@ -575,11 +579,11 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     settings = resolve_settings(flow_backend=flow_backend, device=device, gpu=gpu, flow_params=flow_params,
                                 flow_impl=flow_impl, workers=workers, chunk_windows=chunk_windows,
                                 batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
-    if unit_windows < 1:
+    if unit_windows is not None and unit_windows < 1:
         raise FlowkitError(f"unit_windows should be >= 1, got {unit_windows}")
     pooled = scheduler is not None or (not settings.threaded and settings.workers > 1)
-    settings = replace(settings, unit_windows=int(unit_windows), unit_threads=1 if pooled else None,
-                       decoders=_decoders(decoders))
+    settings = replace(settings, unit_windows=None if unit_windows is None else int(unit_windows),
+                       unit_threads=1 if pooled else None, decoders=_decoders(decoders))
     videos = _as_inputs(inputs)
     if not videos:
         raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")

@@ -6,6 +6,11 @@ video, for every k at once, aligned to whole chunks of the store, so that a unit
 frames once for all k (plus max(k) frames of overlap with the next unit) and writes whole chunks
 that no other unit writes. Window i of length k pairs frames i and i + k.
 
+By default a unit is ``DEFAULT_UNIT_WINDOWS`` windows long, or ``max(k) / MAX_OVERLAP`` when that is
+more, so that the max(k) frames it shares with the next unit stay within that share of its own
+frames (SAMM-LV's macro k = 174 would otherwise re-decode about 68 % more frames with 256-window
+units); a run too short to give each worker two units is cut finer (:func:`min_units_for`).
+
 Units are the retry grain: a unit killed with its worker is simply run again, and writes the
 same bytes. A video whose frames cannot be found by seeking (``sequential``) is one unit that
 decodes it from the start.
@@ -13,10 +18,19 @@ decodes it from the start.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-__all__ = ["VideoWork", "WorkUnit", "min_units_for", "plan_units", "windows_of"]
+__all__ = ["DEFAULT_UNIT_WINDOWS", "MAX_OVERLAP", "VideoWork", "WorkUnit", "min_units_for", "plan_units", "unit_chunks",
+           "windows_of"]
+
+#: Windows per work unit by default (4 chunks of 64): a unit re-decodes max(k) frames of overlap
+#: and, for video files, the frames from the keyframe before it, so units are not much shorter.
+DEFAULT_UNIT_WINDOWS = 256
+#: The most frames a default-sized unit decodes again for its overlap with the next one (max(k)
+#: frames), as a share of its windows: units are sized up to keep below it.
+MAX_OVERLAP = 0.15
 
 
 @dataclass(frozen=True)
@@ -94,10 +108,23 @@ def min_units_for(parallel: int) -> int:
     return 2 * parallel if parallel > 1 else 1
 
 
-def plan_units(videos: Sequence[VideoWork], *, unit_windows: int, min_units: int = 1) -> list[WorkUnit]:
+def unit_chunks(unit_windows: int | None, chunk: int, max_k: int) -> int:
+    """Chunks per unit: ``unit_windows`` rounded up to whole chunks; None (the default) takes
+    ``DEFAULT_UNIT_WINDOWS``, or ``max_k / MAX_OVERLAP`` windows when that is more.
+
+    >>> unit_chunks(None, 64, 18), unit_chunks(None, 64, 37), unit_chunks(None, 64, 174), unit_chunks(64, 64, 174)
+    (4, 4, 19, 1)
+    """
+    if unit_windows is None:
+        unit_windows = max(DEFAULT_UNIT_WINDOWS, math.ceil(max_k / MAX_OVERLAP))
+    return -(-unit_windows // chunk)
+
+
+def plan_units(videos: Sequence[VideoWork], *, unit_windows: int | None = None, min_units: int = 1) -> list[WorkUnit]:
     """Cut each video's remaining chunks into units of about ``unit_windows`` windows.
 
-    ``unit_windows`` is rounded up to whole chunks, and cut down (to one chunk at least) when the
+    ``unit_windows`` (default: :func:`unit_chunks`'s, sized to the video's largest k) is rounded up
+    to whole chunks, and cut down (to one chunk at least) when the
     run would otherwise give fewer than ``min_units`` units, so that a short run still keeps
     every worker busy. Units follow the videos' order and, within a video, the windows' order; a
     range with nothing left to compute gives no unit.
@@ -121,7 +148,7 @@ def plan_units(videos: Sequence[VideoWork], *, unit_windows: int, min_units: int
             chunks = tuple((k, tuple(js)) for k, js in todo.items())
             out.append(WorkUnit(v.video_id, 0, v.n_frames, chunks, v.n_frames, v.chunk, sequential=True))
             continue
-        per_unit = max(1, min(-(-unit_windows // v.chunk), spans // max(1, min_units)))  # chunks per unit
+        per_unit = max(1, min(unit_chunks(unit_windows, v.chunk, max(todo)), spans // max(1, min_units)))
         last_chunk = max(js[-1] for js in todo.values())
         for first in range(0, last_chunk + 1, per_unit):
             span = range(first, first + per_unit)

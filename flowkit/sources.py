@@ -279,8 +279,8 @@ def _describe(seq_or_file: Path, root: Path) -> tuple[str, str]:
     """(video_id, subject) for one input, from the dataset layouts we know."""
     stem = seq_or_file.stem if seq_or_file.is_file() else seq_or_file.name
     parent = seq_or_file.parent
-    if seq_or_file.is_dir() and _CAS_SUBJECT.match(parent.name):
-        # CAS(ME)^2: rawpic/sNN/<video>/imgN.jpg
+    if _CAS_SUBJECT.match(parent.name):
+        # CAS(ME)^2: rawpic/sNN/<video>/img001.jpg, or rawvideo/sNN/<video>.avi
         subject = parent.name.lower()
         return _safe_id(f"{subject}_{stem}"), subject
     if seq_or_file.is_dir() and "_" in stem:
@@ -307,13 +307,17 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
     hidden folders are skipped.
     Known layouts give the subject:
 
-    - CAS(ME)^2 ``rawpic/sNN/<video>/imgN.jpg``: subject ``sNN``, video_id ``sNN_<video>``.
+    - CAS(ME)^2 ``rawpic/sNN/<video>/img001.jpg`` (or ``rawvideo/sNN/<video>.avi``): subject
+      ``sNN``, video_id ``sNN_<video>``. A folder holding both ``rawpic/`` and ``rawvideo/`` (the
+      dataset as distributed: the same videos twice) gives the image sequences of ``rawpic/``,
+      which the released code reads, with a warning; ``rawvideo/`` is not read.
     - SAMM-LV ``<subject>_<video>/*.jpg``: subject is the part before the first '_',
       video_id the folder name.
     - anything else: video_id is the path relative to ``root`` (without extension) with
       separators turned into '_', and each video is its own subject.
 
-    Characters other than letters, digits, '.', '_' and '-' become '_'. Clashing ids get a
+    A file or folder reached twice (through a symbolic link) is one video, found where the walk
+    meets it first. Characters other than letters, digits, '.', '_' and '-' become '_'. Clashing ids get a
     ``_2``, ``_3``, ... suffix in walk order. The order is natural sort of the paths, so the
     result is deterministic.
 
@@ -333,17 +337,10 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
         base = root_p.parent
     else:
         base = root_p
-        for dirpath, dirnames, filenames in os.walk(root_p, followlinks=False):
-            # hidden folders (.git, .cache, ...) never hold dataset videos
-            dirnames[:] = sorted((n for n in dirnames if not n.startswith(".")), key=natural_key)
-            d = Path(dirpath)
-            names = sorted(filenames, key=natural_key)
-            if any(Path(n).suffix.lower() in IMAGE_EXTENSIONS for n in names):
-                found.append(d)
-            found.extend(d / n for n in names if Path(n).suffix.lower() in VIDEO_EXTENSIONS)
+        found = _walk(root_p)
     inputs: list[VideoInput] = []
     used: set[str] = set()
-    for p in found:
+    for p in _distinct(found):
         vid, subject = _describe(p, base if p != base else base.parent)
         unique, n = vid, 1
         while unique in used:
@@ -352,3 +349,34 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
         used.add(unique)
         inputs.append(VideoInput(unique, p, subject))
     return inputs
+
+
+def _walk(root: Path) -> list[Path]:
+    """Image folders and video files under ``root``, in natural order."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        # hidden folders (.git, .cache, ...) never hold dataset videos
+        dirnames[:] = sorted((n for n in dirnames if not n.startswith(".")), key=natural_key)
+        d = Path(dirpath)
+        if "rawpic" in dirnames and "rawvideo" in dirnames:
+            dirnames.remove("rawvideo")
+            warnings.warn(f"{d} holds both rawpic/ and rawvideo/ (CAS(ME)^2 as distributed, the same videos "
+                          "twice): using the image sequences in rawpic/, as the released code does", UserWarning,
+                          stacklevel=3)
+        names = sorted(filenames, key=natural_key)
+        if any(Path(n).suffix.lower() in IMAGE_EXTENSIONS for n in names):
+            found.append(d)
+        found.extend(d / n for n in names if Path(n).suffix.lower() in VIDEO_EXTENSIONS)
+    return found
+
+
+def _distinct(paths: list[Path]) -> list[Path]:
+    """``paths`` without a second way (a symbolic link) to a file or folder already listed."""
+    seen: set[Path] = set()
+    out = []
+    for p in paths:
+        real = p.resolve()
+        if real not in seen:
+            seen.add(real)
+            out.append(p)
+    return out

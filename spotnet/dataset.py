@@ -152,7 +152,7 @@ def loso_folds(videos: Sequence[VideoWindows], expression: str) -> list[tuple[st
     if not any(v.intervals for v in videos):
         raise SpotnetError(
             "feature store should carry annotations to train on, got none; "
-            "run flowkit extract with --annotations FILE"
+            "no video of the store has an annotation row (check with flowkit annotations FILE --videos ROOT)"
         )
     used = [i for i, v in enumerate(videos) if v.spans(expression)]
     if not used:

@@ -1,4 +1,6 @@
-"""Annotation readers (SPEC 10) on synthetic workbooks/CSVs built here, and derive_k (SPEC 2)."""
+"""Annotation readers (SPEC 10) on small workbooks/CSVs built here, and derive_k (SPEC 2).
+
+The published layouts, rebuilt in full, are in tests/test_datasets.py."""
 
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ def test_cas_unknown_subject_in_naming_sheets(tmp_path):
 
 
 def _samm(path, rows, n_header=9):
+    """Preamble rows, the header (row 10 in the published workbook), then ``rows``."""
     top = [(f"SAMM Long Videos note {i}",) for i in range(n_header)]
     header = ("Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset", "Duration", "Type",
               "Action Units", "Notes")
@@ -73,10 +76,11 @@ def _samm(path, rows, n_header=9):
 
 @pytest.mark.parametrize("n_header", [9, 10])
 def test_samm_workbook(tmp_path, n_header):
+    # Filename is <subject>_<video>_<index>; the video (the frame folder) is its first two fields.
     rows = [
-        (6, "006_1", 1, 566, 648, 743, 178, "Macro", "R12", ""),
-        (6, "006_1", 1, 0, 10, 40, 41, "Macro", "R12", "starts before the video"),
-        (7, "007_3", 3, 2021, 2046, 2081, 61, "Micro - 1/2", "R14", ""),
+        ("006", "006_1_1", 1, 566, 648, 743, 178, "Macro", "R12", ""),
+        ("006", "006_1_2", 1, 0, 10, 40, 41, "Macro", "R12", "starts before the video"),
+        ("007", "007_3_12", 3, 2021, 2046, 2081, 61, "Micro - 1/2", "R14", ""),
     ]
     with pytest.warns(UserWarning, match="dropped 1 macro interval"):
         ivs = load_annotations(_samm(tmp_path / "samm.xlsx", rows, n_header))
@@ -85,7 +89,7 @@ def test_samm_workbook(tmp_path, n_header):
 
 
 def test_samm_bad_type_names_row(tmp_path):
-    rows = [(6, "006_1", 1, 5, 6, 7, 3, "Macro", "", ""), (6, "006_1", 1, 5, 6, 7, 3, "Nano", "", "")]
+    rows = [("006", "006_1_1", 1, 5, 6, 7, 3, "Macro", "", ""), ("006", "006_1_2", 1, 5, 6, 7, 3, "Nano", "", "")]
     with pytest.raises(FlowkitError, match=r"samm.xlsx row 12: type should be macro or micro, got 'Nano'"):
         load_annotations(_samm(tmp_path / "samm.xlsx", rows))
 
@@ -105,7 +109,9 @@ def test_csv(tmp_path):
     [
         ("v1,s1,9,9,5,macro", r"a.csv row 2: onset should not come after offset"),
         ("v1,s1,1,2,3,nano", r"a.csv row 2: type should be macro or micro"),
-        ("v1,s1,x,2,3,macro", r"a.csv row 2: onset should be a whole frame number"),
+        ("v1,s1,x,2,3,macro", r"a.csv row 2: onset should be a frame number, got 'x'"),
+        ("v1,s1,1,y,3,macro", r"a.csv row 2: apex should be a frame number, got 'y'"),
+        ("v1,s1,1,0,0,macro", r"a.csv row 2: with offset 0 \(not annotated\) the apex should be"),
         ("v1,s1,0,2,3,macro", r"a.csv row 2: onset should be a 1-based frame number"),
         ("v1,s1,1", r"a.csv row 2: should have 6 columns"),
     ],
