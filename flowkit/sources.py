@@ -316,8 +316,8 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
     - anything else: video_id is the path relative to ``root`` (without extension) with
       separators turned into '_', and each video is its own subject.
 
-    A file or folder reached twice (through a symbolic link) is one video, found where the walk
-    meets it first. Characters other than letters, digits, '.', '_' and '-' become '_'. Clashing ids get a
+    Symbolic links are followed; a file or folder reached twice is one video, found where the
+    walk meets it first. Characters other than letters, digits, '.', '_' and '-' become '_'. Clashing ids get a
     ``_2``, ``_3``, ... suffix in walk order. The order is natural sort of the paths, so the
     result is deterministic.
 
@@ -352,12 +352,18 @@ def discover_videos(root: str | os.PathLike) -> list[VideoInput]:
 
 
 def _walk(root: Path) -> list[Path]:
-    """Image folders and video files under ``root``, in natural order."""
+    """Image folders and video files under ``root``, in natural order; linked folders are
+    followed, each real folder walked once (a link back up the tree ends there)."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    walked: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        d = Path(dirpath)
+        if d.resolve() in walked:
+            dirnames[:] = []
+            continue
+        walked.add(d.resolve())
         # hidden folders (.git, .cache, ...) never hold dataset videos
         dirnames[:] = sorted((n for n in dirnames if not n.startswith(".")), key=natural_key)
-        d = Path(dirpath)
         if "rawpic" in dirnames and "rawvideo" in dirnames:
             dirnames.remove("rawvideo")
             warnings.warn(f"{d} holds both rawpic/ and rawvideo/ (CAS(ME)^2 as distributed, the same videos "

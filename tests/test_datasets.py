@@ -206,17 +206,14 @@ def test_cas_root_as_distributed_uses_rawpic_with_every_label(tmp_path):
     assert [f.name for f in open_source(inputs[0].path).files] == names
 
 
-def test_cas_rawvideo_alone_keeps_subjects(tmp_path):
+def test_cas_rawvideo_alone_keeps_subjects(tmp_path, data_dir):
     import shutil
 
     from video_clips import write_video
 
     data = tmp_path / "rawvideo" / "s15"
     data.mkdir(parents=True)
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "single_face.mp4")
-    if not os.path.isfile(src):
-        pytest.skip("shared single_face.mp4 is absent")
-    write_video(src, data / "15_0101disgustingteeth.avi", 3, fourcc="MJPG")
+    write_video(data_dir / "single_face.mp4", data / "15_0101disgustingteeth.avi", 3, fourcc="MJPG")
     shutil.copy(data / "15_0101disgustingteeth.avi", data / "15_0401girlcrashing.avi")
     inputs = discover_videos(tmp_path / "rawvideo")
     assert [(v.video_id, v.subject) for v in inputs] == [("s15_15_0101disgustingteeth", "s15"),
@@ -230,8 +227,12 @@ def test_symlinked_file_is_one_video(tmp_path, data_dir):
     shutil.copy(data_dir / "single_face.mp4", tmp_path / "a" / "clip.mp4")
     (tmp_path / "b").mkdir()
     os.symlink(tmp_path / "a" / "clip.mp4", tmp_path / "b" / "same.mp4")
+    _frames(tmp_path / "elsewhere" / "006_1", ["006_1_0001.jpg"])
+    os.symlink(tmp_path / "elsewhere" / "006_1", tmp_path / "b" / "006_1")  # a linked frame folder
+    os.symlink(tmp_path, tmp_path / "b" / "loop")  # a link back up the tree
     found = discover_videos(tmp_path)
-    assert [v.video_id for v in found] == ["a_clip"]
+    assert [v.video_id for v in found] == ["a_clip", "006_1"]
+    assert found[1].path == tmp_path / "b" / "006_1"
 
 
 def _csv(path, body):
