@@ -182,7 +182,7 @@ def _apex(where: str, found: AnnotationFile, on: float, ap: float | None, off: f
     """The 0-based apex (None when not annotated); notes truncated values and an apex outside the interval."""
     for name, value in (("onset", on), ("apex", ap), ("offset", off)):
         if value is not None and value >= 1 and not value.is_integer():
-            found.truncated.append(RowNote(where, f"{name} {value!r} -> {_zero_based(value) + 1}"))
+            found.truncated.append(RowNote(where, f"{name} {value!r} -> {_zero_based(value) + 1} (1-based)"))
     if ap is None or ap < 1:
         found.apex_missing += 1
         return None
@@ -543,9 +543,10 @@ def format_summary(summary: dict) -> str:
     for t, row in summary["types"].items():
         lines.append(f"  {t}: {row['intervals']} intervals, mean length N = {row['mean_length']:.2f} frames, "
                      f"k = {row['k']}")
-    for key, label in (("dropped", "dropped"), ("truncated", "truncated"), ("apex_outside", "apex outside")):
+    for key, label in (("dropped", "dropped: {} row(s)"), ("truncated", "truncated with int(x - 1): {} value(s)"),
+                       ("apex_outside", "apex outside onset..offset: {} row(s)")):
         notes = summary[key]
-        lines.append(f"  {label}: {len(notes)} row(s)")
+        lines.append("  " + label.format(len(notes)))
         lines += [f"    {_short(n['where'])}: {n['what']}" for n in notes]
     lines.append(f"  apex not annotated: {summary['apex_not_annotated']} row(s)")
     lines.append(f"  subjects ({len(summary['subjects'])}): {' '.join(summary['subjects'])}")

@@ -96,7 +96,8 @@ def test_samm_workbook_as_published(tmp_path):
     assert found.intervals == SAMM_EXPECTED
     assert [n.where.endswith("row 12") for n in found.dropped] == [True]
     assert sorted(n.what for n in found.truncated) == [
-        "offset 30.5 -> 30", "offset 743.2 -> 743", "onset 566.4000000000001 -> 566", "onset 8.999999999999998 -> 8"]
+        "offset 30.5 -> 30 (1-based)", "offset 743.2 -> 743 (1-based)", "onset 566.4000000000001 -> 566 (1-based)",
+        "onset 8.999999999999998 -> 8 (1-based)"]
     assert found.apex_missing == 1
     with pytest.warns(UserWarning) as caught:
         load_annotations(path)
