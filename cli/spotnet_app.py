@@ -44,11 +44,13 @@ def evaluate_cmd(
                                        "1-based frames."),
     ground_truth: Path = typer.Argument(..., help="Ground-truth intervals CSV with the same columns."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ap_ranking: str = typer.Option("score", "--ap-ranking", help="AP ranks spotted intervals by score, or "
+                                   "'released': not at all, every confidence 0, as the released notebook."),
 ) -> None:
     """Score spotted intervals against ground truth (MEGC 2020: TP/FP/FN, P/R/F1, AP@[.5:.95])."""
     from spotnet.evaluation import evaluate_csv
 
-    result = evaluate_csv(predictions, ground_truth)
+    result = evaluate_csv(predictions, ground_truth, ap_ranking=ap_ranking)
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.format_table())
 
 

@@ -194,3 +194,24 @@ def test_round_trips_change_the_features(clips, tmp_path):
     a = notebook_features(files[:K + 2], as_released=False, work=tmp_path)
     b = notebook_features(files[:K + 2], as_released=True, work=tmp_path)
     assert np.abs(minmax(a) - minmax(b)).mean() > 1e-3
+
+
+def test_resuming_another_crop_record_is_refused(clips, tmp_path):
+    """A store records its crop convention and ``as_released`` per video; a run with other ones (or
+    on a store made before the convention was recorded) refuses the video in one line."""
+    from flowkit.extract import TEST_TVL1, extract
+    from flowkit.store import FeatureStore
+
+    folder, _ = clips[1]
+    store = tmp_path / "s.zarr"
+    kwargs = dict(ks=[K], landmark_backend="dlib", flow_backend="opencv", workers=1, progress=False,
+                  flow_params=dict(TEST_TVL1))
+    assert extract([folder], store, **kwargs).ok
+    refused = extract([folder], store, **kwargs, as_released=True)
+    (video,) = refused.videos
+    assert video.status == "failed" and "\n" not in video.message
+    assert "as_released=False, got 'released-slice-resize-gray' and as_released=True" in video.message
+    with FeatureStore(store, mode="a") as fs:  # a store made before the convention was recorded
+        fs.root["videos"][video.video_id].attrs.pop("crop_convention")
+    old = extract([folder], store, **kwargs)
+    assert old.videos[0].status == "failed" and "older: box 1 px larger" in old.videos[0].message
