@@ -221,3 +221,41 @@ def test_resuming_another_crop_record_is_refused(clips, tmp_path):
         fs.root["videos"][video.video_id].attrs.pop("crop_convention")
     old = extract([folder], store, **kwargs)
     assert old.videos[0].status == "failed" and "older: box 1 px larger" in old.videos[0].message
+
+
+def test_torch_solver_round_trips_on_the_host():
+    """With ``as_released`` the torch solver's flow goes through the same cartToPolar round trip,
+    on the host, and comes back on the solver's device."""
+    import torch
+
+    from flowkit.extract import TEST_TVL1, resolve_settings
+    from flowkit.flow.polar import polar_round_trip
+
+    rng = np.random.default_rng(0)
+    prev = cv2.GaussianBlur(rng.integers(0, 256, (2, 32, 32), dtype=np.uint8).transpose(1, 2, 0), (5, 5), 0)
+    prev = np.ascontiguousarray(prev.transpose(2, 0, 1))
+    nxt = np.roll(prev, 1, axis=2)
+    plain = resolve_settings(flow_backend="torch", device="cpu", flow_params=dict(TEST_TVL1))
+    released = resolve_settings(flow_backend="torch", device="cpu", flow_params=dict(TEST_TVL1), as_released=True)
+    raw, back = plain.solve(prev, nxt), released.solve(prev, nxt)
+    assert isinstance(back, torch.Tensor) and back.device == raw.device
+    np.testing.assert_array_equal(back.numpy(), polar_round_trip(raw.numpy()))
+    assert not np.array_equal(back.numpy(), raw.numpy())
+
+
+def test_spot_extracts_as_the_checkpoints_record(tmp_path, monkeypatch):
+    """``spotnet spot`` on a video extracts with the checkpoints' ``as_released`` unless told otherwise."""
+    from spotnet import spot as spot_module
+    from spotnet.checkpoint import save_model
+    from spotnet.model import SOFTNet
+
+    ckpt = tmp_path / "m.pt"
+    save_model(SOFTNet(), ckpt, metadata={"expression": "micro", "type": "micro", "k": K, "as_released": True})
+    seen = []
+    monkeypatch.setattr(spot_module, "_extract_and_spot",
+                        lambda *a, extract_options, **kw: seen.append(extract_options) or spot_module.SpotReport())
+    source = tmp_path / "video_folder"
+    source.mkdir()
+    spot_module.spot_report(ckpt, source)
+    spot_module.spot_report(ckpt, source, as_released=False)
+    assert [o["as_released"] for o in seen] == [True, False]
