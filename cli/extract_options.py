@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 __all__ = [
+    "AsReleased",
     "BatchWindows",
     "Decoders",
     "Device",
@@ -50,6 +51,9 @@ Scheduler = Annotated[Optional[str], typer.Option(
 UnitWindows = Annotated[Optional[int], typer.Option(
     "--unit-windows", help="Windows per work unit (rounded up to whole chunks): the grain of parallel work and "
     "of retries. Default: 256, or max(k) / 0.15 when that is more.")]
+AsReleased = Annotated[bool, typer.Option(
+    "--as-released", help="The released code's two round trips: each 128x128 colour crop through JPEG (OpenCV's "
+    "default quality) and back in gray, and u, v through cv2.cartToPolar and back (docs/faithfulness.md).")]
 Decoders = Annotated[Optional[int], typer.Option(
     "--decoders", help="Processes decoding and cropping for the batched torch/CUDA solver (default: CPU count - 1).")]
 

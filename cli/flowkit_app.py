@@ -46,6 +46,7 @@ def extract_cmd(
     scheduler: opt.Scheduler = None,
     unit_windows: opt.UnitWindows = None,
     decoders: opt.Decoders = None,
+    as_released: opt.AsReleased = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
@@ -56,7 +57,7 @@ def extract_cmd(
                                  flow_impl=flow_impl)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, scheduler=scheduler,
-                     unit_windows=unit_windows, decoders=decoders, progress=not quiet)
+                     unit_windows=unit_windows, decoders=decoders, progress=not quiet, as_released=as_released)
     typer.echo(report.summary())
     if report.failures:
         typer.echo(f"flowkit: {len(report.failures)} video(s) not extracted: "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -43,11 +44,13 @@ def evaluate_cmd(
                                        "1-based frames."),
     ground_truth: Path = typer.Argument(..., help="Ground-truth intervals CSV with the same columns."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ap_ranking: str = typer.Option("score", "--ap-ranking", help="AP ranks spotted intervals by score, or "
+                                   "'released': not at all, every confidence 0, as the released notebook."),
 ) -> None:
     """Score spotted intervals against ground truth (MEGC 2020: TP/FP/FN, P/R/F1, AP@[.5:.95])."""
     from spotnet.evaluation import evaluate_csv
 
-    result = evaluate_csv(predictions, ground_truth)
+    result = evaluate_csv(predictions, ground_truth, ap_ranking=ap_ranking)
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.format_table())
 
 
@@ -100,6 +103,9 @@ def spot_cmd(
     landmark_model: opt.landmark_model_option("--landmark-model") = None,
     workers: opt.Workers = None,
     batch_windows: opt.BatchWindows = None,
+    as_released: Optional[bool] = typer.Option(
+        None, "--as-released/--no-as-released", help="Extract a video with (or without) the released code's JPEG "
+        "and cartToPolar round trips; default: as the checkpoints record they were trained."),
 ) -> None:
     """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
     from flowkit.atomic import check_writable
@@ -110,7 +116,7 @@ def spot_cmd(
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
                                  landmark_model=landmark_model, workers=workers, batch_windows=batch_windows,
                                  flow_impl=flow_impl)
-    report = spot_report(model, source, p=p, store_out=store, **options)
+    report = spot_report(model, source, p=p, store_out=store, **options, as_released=as_released)
     write_intervals_csv(out, report.intervals)
     typer.echo(f"wrote {len(report.intervals)} intervals to {out}")
     if report.failures:

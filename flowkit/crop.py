@@ -10,7 +10,14 @@ import numpy as np
 from flowkit.errors import FlowkitError
 from flowkit.landmarks.face import Face
 
-__all__ = ["find_reference", "clamp_box", "crop_face", "points_to_crop", "crop_landmarks"]
+__all__ = ["CROP_CONVENTION", "find_reference", "clamp_box", "crop_face", "jpeg_round_trip", "points_to_crop",
+           "crop_landmarks"]
+
+#: The crop convention a store records per video: the released code's (Extraction_Preprocess.ipynb,
+#: cells 4 and 6): dlib's box sliced ``image[top:bottom, left:right]``, the colour crop resized to
+#: 128x128, then made gray. Stores without it were made with the box one pixel larger and gray made
+#: before the resize; resuming them is refused.
+CROP_CONVENTION = "released-slice-resize-gray"
 
 
 def find_reference(frames: Iterable[np.ndarray], landmarker) -> tuple[int, Face]:
@@ -45,17 +52,23 @@ def clamp_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def crop_face(frame: np.ndarray, box, size: int = 128) -> np.ndarray:
-    """Crop ``box`` from ``frame``, convert to gray and resize to ``size`` x ``size``.
+def crop_face(frame: np.ndarray, box, size: int = 128, *, jpeg: bool = False) -> np.ndarray:
+    """Crop ``box`` from ``frame``, resize it to ``size`` x ``size``, then make it gray.
+
+    The order follows the released code (SPEC 1): the colour crop is resized (``cv2.resize``,
+    INTER_LINEAR, OpenCV's default), then converted with ``cv2.cvtColor`` BGR2GRAY.
 
     Args:
         frame: (H, W, 3) uint8 BGR or (H, W) uint8 gray.
         box: (x0, y0, x1, y1) ints, x1/y1 exclusive. The part outside the image is cut off
             (no padding), so a box that overhangs the border is stretched to the square.
         size: side of the output.
+        jpeg: the released code's round trip instead of cvtColor: the resized colour crop is
+            encoded as JPEG at OpenCV's default quality and decoded in gray
+            (:func:`jpeg_round_trip`).
 
     Returns:
-        (size, size) uint8 gray, resized with ``cv2.resize`` INTER_LINEAR (OpenCV's default).
+        (size, size) uint8 gray.
     """
     if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
         raise FlowkitError(f"frame should be (H, W, 3) or (H, W) uint8, got {frame.shape} {frame.dtype}")
@@ -63,10 +76,25 @@ def crop_face(frame: np.ndarray, box, size: int = 128) -> np.ndarray:
     x0, y0, x1, y1 = clamp_box(box, w, h)
     if x1 <= x0 or y1 <= y0:
         raise FlowkitError(f"face box should overlap the {w}x{h} frame, got {tuple(box)}")
-    patch = frame[y0:y1, x0:x1]
+    patch = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_LINEAR)
+    if jpeg:
+        return jpeg_round_trip(patch)
     if patch.ndim == 3:
         patch = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_LINEAR)
+    return patch
+
+
+def jpeg_round_trip(image: np.ndarray) -> np.ndarray:
+    """(S, S, 3) BGR or (S, S) gray uint8 through JPEG and back in gray: (S, S) uint8.
+
+    The released code writes each crop with ``cv2.imwrite(name.jpg)`` (OpenCV's default
+    quality) and reads it back with ``cv2.imread(name, 0)``; the same encoder and decoder run
+    here in memory (``cv2.imencode`` / ``cv2.imdecode``), without files.
+    """
+    ok, buf = cv2.imencode(".jpg", image)
+    if not ok:
+        raise FlowkitError(f"crop should encode as JPEG, got a failure for shape {image.shape}")
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
 
 def points_to_crop(points: np.ndarray, box, frame_shape, size: int = 128) -> np.ndarray:

@@ -123,6 +123,10 @@ class ExtractionSettings:
     threaded: one solver thread in this process beside the decoding (GPU, torch solver).
     landmark_backend: "mediapipe" or "dlib", recorded per video.
     flow_impl: the torch solver's implementation, one of ``torch_tvl1.IMPLS`` (``tvl1(impl=...)``).
+    as_released: the released code's two round trips (SPEC 9): each colour crop through JPEG and
+        back in gray (:func:`flowkit.crop.jpeg_round_trip`), and u, v through cv2.cartToPolar and
+        back on the host (:func:`flowkit.flow.polar.polar_round_trip`), whatever the backend.
+        Recorded per video; part of the resume check.
     """
 
     backend: str
@@ -139,6 +143,7 @@ class ExtractionSettings:
     unit_windows: int | None = None
     decoders: int = 1
     unit_threads: int | None = None
+    as_released: bool = False
 
     @property
     def on_gpu(self) -> bool:
@@ -148,7 +153,7 @@ class ExtractionSettings:
 
     def solve(self, prev: np.ndarray, nxt: np.ndarray):
         """TV-L1 of (B, H, W) uint8 pairs with this run's backend: (B, 2, H, W), a tensor on
-        ``device`` for torch, else numpy."""
+        ``device`` for torch, else numpy; with ``as_released``, after the cartToPolar round trip."""
         from flowkit.flow import tvl1
         from flowkit.flow.backend import backend_info
 
@@ -159,7 +164,14 @@ class ExtractionSettings:
             dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
             prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
         impl = {"impl": self.flow_impl} if info.has_impls else {}
-        return tvl1(prev, nxt, backend=self.backend, device=self.device, **impl, **self.params)
+        flow = tvl1(prev, nxt, backend=self.backend, device=self.device, **impl, **self.params)
+        if self.as_released:  # the released code's cartToPolar round trip, on the host for every backend
+            from flowkit.flow.polar import polar_round_trip
+            from flowkit.units import to_host
+
+            back = polar_round_trip(to_host(flow))
+            flow = torch.from_numpy(back).to(flow.device) if info.takes_tensors else back
+        return flow
 
     def limit_threads(self) -> None:
         """In a worker that shares the machine with others, one OpenCV and one torch thread."""
@@ -261,7 +273,8 @@ class _Video:
         index = self.index.window(first, stop) if self.index is not None and not unit.sequential else None
         shape = self.attrs.get("frame_shape")
         return UnitTask(unit, str(self.input.path), store_path, tuple(self.attrs["crop_box"]), self.landmarks,
-                        files=files, index=index, frame_shape=tuple(shape) if shape else None)
+                        files=files, index=index, frame_shape=tuple(shape) if shape else None,
+                        jpeg=bool(self.attrs.get("as_released", False)))
 
 
 def _describe_source(source) -> tuple[str, list[str] | None, object | None]:
@@ -274,17 +287,18 @@ def _describe_source(source) -> tuple[str, list[str] | None, object | None]:
     return ("seek" if index is not None else "sequential"), None, index
 
 
-def _first_pass(video, source, landmarker, landmark_backend: str) -> tuple[dict, np.ndarray]:
+def _first_pass(video, source, landmarker, landmark_backend: str, *, as_released: bool = False
+                ) -> tuple[dict, np.ndarray]:
     """Reference face, crop box and crop landmarks ((68, 2) float32), decoding only up to the
     reference frame; the frame count from the listing or the packet index."""
-    from flowkit.crop import clamp_box, crop_face, crop_landmarks, find_reference
+    from flowkit.crop import CROP_CONVENTION, clamp_box, crop_face, crop_landmarks, find_reference
 
     frames = _Frames(source)
     reference, face = find_reference(frames, landmarker)
     ref_frame = frames.last
     h, w = ref_frame.shape[:2]
     box = clamp_box(face.box, w, h)
-    points, _ = crop_landmarks(landmarker, crop_face(frames.first, box), reference=face,
+    points, _ = crop_landmarks(landmarker, crop_face(frames.first, box, jpeg=as_released), reference=face,
                                frame_shape=ref_frame.shape)
     reader, _, _ = _describe_source(source)
     attrs = {
@@ -294,6 +308,8 @@ def _first_pass(video, source, landmarker, landmark_backend: str) -> tuple[dict,
         "crop_box": [int(v) for v in box],
         "reference_frame": int(reference),
         "landmark_backend": landmark_backend,
+        "crop_convention": CROP_CONVENTION,
+        "as_released": bool(as_released),
         # What the container promised; more than n_frames means a truncated or damaged file.
         "header_frames": int(source.n_frames or source.planned_frames()),
         "frame_shape": [int(v) for v in ref_frame.shape],
@@ -317,15 +333,29 @@ def _prepare(video, intervals, store: FeatureStore, landmarker, settings: Extrac
                                f"got another source {video.path}")
         if intervals is not None:
             store.set_video_attrs(vid, subject=subject, annotations=ann)
+        _check_crop_record(vid, attrs, store, settings)
         landmarks = store.landmarks(vid)
     else:
-        attrs, landmarks = _first_pass(video, source, landmarker, settings.landmark_backend)
+        attrs, landmarks = _first_pass(video, source, landmarker, settings.landmark_backend,
+                                       as_released=settings.as_released)
         attrs.update(subject=subject, annotations=ann)
         store.add_video(vid, attrs, landmarks)
     _, files, index = _describe_source(source)
     if attrs.get("reader") == "sequential":  # an earlier round found it cannot be seeked
         index = None
     return _Video(video, intervals, dict(attrs), np.asarray(landmarks, np.float32), files, index)
+
+
+def _check_crop_record(vid: str, attrs: dict, store: FeatureStore, settings: ExtractionSettings) -> None:
+    """Refuse to resume a video prepared with another crop convention or ``as_released``."""
+    from flowkit.crop import CROP_CONVENTION
+
+    made = (attrs.get("crop_convention", "older: box 1 px larger, gray before resize"),
+            bool(attrs.get("as_released", False)))
+    if made != (CROP_CONVENTION, settings.as_released):
+        raise FlowkitError(f"store {store.path} holds video {vid!r} made with crop convention {made[0]!r} and "
+                           f"as_released={made[1]}, got {CROP_CONVENTION!r} and as_released={settings.as_released}; "
+                           f"write to a new store")
 
 
 def _check_interval_bounds(video: _Video) -> None:
@@ -530,6 +560,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     decoders: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    as_released: bool = False,
 ) -> ExtractionReport:
     """Extract SOFTNet features of every input video into a Zarr store (docs/STORE.md).
 
@@ -564,6 +595,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             that see ``store_path``) or "local:N" (an embedded LocalCluster of N workers).
             Needs the ``dask`` extra. Default: the local engine (:mod:`flowkit.engines`).
         progress: tqdm bars: videos prepared, then pairs (pairs/s).
+        as_released: the released code's JPEG and cartToPolar round trips (``ExtractionSettings``);
+            recorded per video, and a store made otherwise is not resumed with it.
 
     Returns:
         :class:`ExtractionReport`. A video that fails (no face, unreadable) is recorded there and
@@ -578,7 +611,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     t_start = time.perf_counter()
     settings = resolve_settings(flow_backend=flow_backend, device=device, gpu=gpu, flow_params=flow_params,
                                 flow_impl=flow_impl, workers=workers, chunk_windows=chunk_windows,
-                                batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
+                                batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend,
+                                as_released=as_released)
     if unit_windows is not None and unit_windows < 1:
         raise FlowkitError(f"unit_windows should be >= 1, got {unit_windows}")
     pooled = scheduler is not None or (not settings.threaded and settings.workers > 1)
@@ -689,6 +723,7 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
     batch_windows: int | None = None,
     save_flow: bool = False,
     landmark_backend: str = "mediapipe",
+    as_released: bool = False,
 ) -> ExtractionSettings:
     """The checked :class:`ExtractionSettings` of :func:`extract`'s options (see its docstring), for
     extract itself and for anything else that solves windows the same way (``spotnet live``).
@@ -709,7 +744,7 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
         raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
     settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
                          batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
-    return replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev))
+    return replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev), as_released=bool(as_released))
 
 
 def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:

@@ -35,6 +35,7 @@ class UnitTask:
     index: video files read by seeking: :meth:`flowkit.video_index.VideoIndex.window` of the
         unit's frames; None for image folders and videos read sequentially.
     frame_shape: (H, W, 3) every frame must have (image folders; None: not checked).
+    jpeg: crops go through the released code's JPEG round trip (``crop_face(jpeg=True)``).
     """
 
     unit: WorkUnit
@@ -45,6 +46,7 @@ class UnitTask:
     files: tuple[str, ...] | None = None
     index: object | None = None
     frame_shape: tuple[int, ...] | None = None
+    jpeg: bool = False
 
 
 @dataclass
@@ -195,7 +197,7 @@ class _ChunkSolver:
             count = i + 1
             if i >= stop:
                 continue  # a sequential unit counting the frames past its plan
-            self.buffer[i] = crop_face(frame, self.task.box)
+            self.buffer[i] = crop_face(frame, self.task.box, jpeg=self.task.jpeg)
             for k, j in self.chunks.ready(i):
                 self._solve(k, j, self.unit.n_frames)
             oldest = self.chunks.oldest_frame()
@@ -249,7 +251,7 @@ def decode_unit(task: UnitTask) -> DecodedUnit:
     try:
         from flowkit.crop import crop_face
 
-        crops = [crop_face(frame, task.box) for _, frame in unit_frames(task)]
+        crops = [crop_face(frame, task.box, jpeg=task.jpeg) for _, frame in unit_frames(task)]
         if len(crops) < stop - first:
             raise FrameGap(f"{task.path}: frames should reach {stop}, got {first + len(crops)}")
         out.crops = np.stack(crops)

@@ -106,7 +106,8 @@ class CausalSpotter:
         self._scores.append(score)
         if len(self._scores) < 2 * self.k:
             return []
-        value = float(np.mean(self._scores))  # a[t] = mean(s[t : t + 2k]) for the newest t
+        # a[t] = mean(s[t : t + 2k]) for the newest t, in float32 as the offline spotter takes it
+        value = float(np.asarray(self._scores, dtype=np.float32).mean())
         self._track_maxima(value)
         self._recent.append(value)
         self._hist.append(value)

@@ -6,7 +6,8 @@ Conventions:
   hold 1-based inclusive frames (columns ``video, onset, offset, type[, score]``).
 - **Matching** (per video and type, greedy, one to one): spotted intervals are taken in
   temporal order (by onset, then offset), as the MEGC code walks its predictions. Each takes the
-  ground-truth interval with the highest IoU (the first one on ties); it is a TP if that IoU is
+  ground-truth interval with the highest IoU (the last one on ties, as the released code's
+  ``argsort(iou)[::-1]`` does); it is a TP if that IoU is
   >= the threshold (0.5; exactly 0.5 counts) and that interval is not matched yet, otherwise an
   FP. It does not fall back to its second-best interval. FN = ground truth - TP.
 - Counts are pooled over videos; "overall" pools the macro and micro counts. Precision, recall
@@ -20,6 +21,11 @@ Conventions:
   with recall relative to all ground-truth intervals. The reported value is the mean over the
   ten thresholds. It is 0 without ground truth, and ``None`` when any spotted interval has no
   score. "Overall" ranks macro and micro intervals together.
+- ``ap_ranking="released"`` computes AP the released notebook's way: it gives every spotted
+  interval confidence 0, so nothing is ranked by score; the intervals are matched in temporal
+  order (as for the counts) and taken in the order they come (videos by name, then time). The
+  released code's order is that of its LOSO folds, and its sort of equal confidences is not
+  stable, so its value can differ with the order; F1 does not depend on it.
 - Unlike the released code, a video without any spotted interval gets no dummy ``[0, 0]``
   prediction; its ground-truth intervals are simply FNs.
 """
@@ -42,6 +48,7 @@ from flowkit.atomic import atomic_write
 from spotnet.errors import SpotnetError
 
 __all__ = [
+    "AP_RANKINGS",
     "CSV_COLUMNS",
     "IOU_THRESHOLDS",
     "EvalInterval",
@@ -57,6 +64,8 @@ __all__ = [
 ]
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+#: How AP ranks the spotted intervals: by score, or not at all (the released notebook's way).
+AP_RANKINGS = ("score", "released")
 CSV_COLUMNS = ("video", "onset", "offset", "type")
 
 
@@ -130,8 +139,8 @@ def match_video(
 ) -> list[bool]:
     """Greedy one-to-one matching of one video's intervals, in the order given.
 
-    Each prediction takes its best-IoU ground-truth interval; it is a TP when that IoU is
-    >= ``threshold`` and the interval is still free.
+    Each prediction takes its best-IoU ground-truth interval (the last of equal ones); it is a
+    TP when that IoU is >= ``threshold`` and the interval is still free.
 
     Args:
         predictions: (start, end) pairs, processed in this order.
@@ -147,7 +156,7 @@ def match_video(
         best, best_iou = -1, 0.0
         for j, gt in enumerate(ground_truth):
             value = iou(pred, gt)
-            if value > best_iou:
+            if value > 0 and value >= best_iou:  # the last of equal IoUs, as the released code
                 best, best_iou = j, value
         hit = best >= 0 and best_iou >= threshold and not taken[best]
         if hit:
@@ -200,8 +209,9 @@ def _group(intervals: list[EvalInterval], kind: str) -> dict[str, list[EvalInter
     return groups
 
 
-def _type_matches(pred: list[EvalInterval], gt: list[EvalInterval], kind: str):
+def _type_matches(pred: list[EvalInterval], gt: list[EvalInterval], kind: str, ap_ranking: str = "score"):
     """TP count, predictions, ground-truth count and, per AP threshold, (scores, TP flags)."""
+    released = ap_ranking == "released"
     preds, gts = _group(pred, kind), _group(gt, kind)
     tp = n_pred = n_gt = 0
     ranked: dict[float, tuple[list[float | None], list[bool]]] = {t: ([], []) for t in IOU_THRESHOLDS}
@@ -211,14 +221,14 @@ def _type_matches(pred: list[EvalInterval], gt: list[EvalInterval], kind: str):
         n_pred += len(p)
         n_gt += len(g)
         tp += sum(match_video([(it.onset, it.offset) for it in p], g))
-        if any(it.score is None for it in p):
+        if not released and any(it.score is None for it in p):
             continue
-        by_score = sorted(p, key=lambda it: -it.score)  # stable: onset order on ties
+        by_score = p if released else sorted(p, key=lambda it: -it.score)  # stable: onset order on ties
         for t in IOU_THRESHOLDS:
             flags = match_video([(it.onset, it.offset) for it in by_score], g, threshold=t)
-            ranked[t][0].extend(it.score for it in by_score)
+            ranked[t][0].extend(0.0 if released else it.score for it in by_score)
             ranked[t][1].extend(flags)
-    has_scores = all(it.score is not None for it in pred if it.type == kind)
+    has_scores = released or all(it.score is not None for it in pred if it.type == kind)
     return tp, n_pred, n_gt, ranked if has_scores else None
 
 
@@ -231,13 +241,16 @@ def _scores(tp: int, n_pred: int, n_gt: int, ranked) -> Scores:
     return Scores(tp, n_pred - tp, n_gt - tp, precision, recall, f1, ap)
 
 
-def evaluate(predictions: Iterable, ground_truth: Iterable) -> EvaluationResult:
+def evaluate(predictions: Iterable, ground_truth: Iterable, *, ap_ranking: str = "score") -> EvaluationResult:
     """Evaluate spotted intervals against ground truth over a whole dataset.
 
     Args:
         predictions: objects with ``video, onset, offset, type`` and optionally ``score``
             (e.g. :class:`EvalInterval`); 0-based inclusive frames; type 'macro' or 'micro'.
         ground_truth: the same without score (a score is ignored).
+        ap_ranking: "score" (intervals ranked by their score, the usual detection AP) or
+            "released" (every interval confidence 0, as the released notebook; see the module
+            docstring). P, R and F1 do not depend on it.
 
     Returns:
         :class:`EvaluationResult` with macro, micro and overall :class:`Scores`.
@@ -245,9 +258,11 @@ def evaluate(predictions: Iterable, ground_truth: Iterable) -> EvaluationResult:
     Raises:
         SpotnetError: unknown type, onset > offset, negative frame or non-finite score.
     """
+    if ap_ranking not in AP_RANKINGS:
+        raise SpotnetError(f"ap_ranking should be one of {', '.join(AP_RANKINGS)}, got {ap_ranking!r}")
     pred = _check_intervals(predictions, "prediction")
     gt = _check_intervals(ground_truth, "ground-truth")
-    per_type = {kind: _type_matches(pred, gt, kind) for kind in TYPES}
+    per_type = {kind: _type_matches(pred, gt, kind, ap_ranking) for kind in TYPES}
     result = {kind: _scores(*per_type[kind]) for kind in TYPES}
     tp, n_pred, n_gt = (sum(per_type[kind][i] for kind in TYPES) for i in range(3))
     rankings = [per_type[kind][3] for kind in TYPES]
@@ -334,7 +349,8 @@ def write_intervals_csv(path: str | Path, intervals: Iterable) -> None:
         f.write(buf.getvalue())
 
 
-def evaluate_csv(predictions_csv: str | Path, ground_truth_csv: str | Path) -> EvaluationResult:
+def evaluate_csv(predictions_csv: str | Path, ground_truth_csv: str | Path, *,
+                 ap_ranking: str = "score") -> EvaluationResult:
     """:func:`evaluate` on two interval CSV files.
 
     Raises:
@@ -348,4 +364,4 @@ def evaluate_csv(predictions_csv: str | Path, ground_truth_csv: str | Path) -> E
             f"{predictions_csv} and {ground_truth_csv} should name the same videos, got none in common "
             f"(e.g. {sorted(pred_videos)[0]!r} vs {sorted(gt_videos)[0]!r})"
         )
-    return evaluate(pred, gt)
+    return evaluate(pred, gt, ap_ranking=ap_ranking)

@@ -56,6 +56,7 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
     for f in files:
         model, meta = load_checkpoint(f)
         model.flow_params = meta.get("flow_params")
+        model.as_released = meta.get("as_released")
         kind = meta.get("expression", meta.get("type"))
         k = meta.get("k")
         if kind not in TYPES or not isinstance(k, int):
@@ -126,7 +127,8 @@ def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_pa
     :func:`flowkit.extract.extract` at the models' k values, into ``store_out`` (default: a
     temporary store, removed afterwards), with ``flow_params`` or else the TV-L1 parameters
     recorded in the checkpoints (the features the models were trained on), or else OpenCV's
-    defaults. ``extract_options`` go to ``extract`` unchanged, as in ``flowkit extract``:
+    defaults; likewise ``as_released`` (the released code's round trips), when not given, is what the
+    checkpoints record, else off. ``extract_options`` go to ``extract`` unchanged, as in ``flowkit extract``:
     ``flow_backend``, ``device``, ``gpu``, ``landmark_backend``, ``model_path`` (a MediaPipe
     face_landmarker.task), ``workers``, ... A video that cannot be extracted is recorded in the
     report's failures and the others are spotted.
@@ -140,6 +142,9 @@ def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_pa
     if flow_params is None:
         recorded = [m.flow_params for _, group in models.values() for m in group if m.flow_params]
         flow_params = recorded[0] if recorded else None
+    if extract_options.get("as_released") is None:
+        recorded = [m.as_released for _, group in models.values() for m in group if m.as_released is not None]
+        extract_options = {**extract_options, "as_released": bool(recorded and recorded[0])}
     ks = sorted({k for k, _ in models.values()})
     if store_out is not None:
         return _extract_and_spot(models, source, Path(store_out), ks=ks, p=p, flow_params=flow_params,

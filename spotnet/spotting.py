@@ -38,11 +38,12 @@ def _check_k(k) -> int:
 
 
 def _smooth(s: np.ndarray, k: int) -> np.ndarray:
+    # As SOFTNet_Spotting.ipynb (cell 17, spotting) does it: numpy's float32 mean of each slice of
+    # the float32 scores. Equal slices then give equal values (a running float64 sum does not),
+    # which decides where find_peaks puts the peak of a plateau.
     n = s.shape[0] - 2 * k
-    if n <= 0:
-        return np.zeros(0, dtype=np.float64)
-    csum = np.concatenate([[0.0], np.cumsum(s)])
-    return (csum[2 * k : 2 * k + n] - csum[:n]) / (2 * k)
+    s32 = s.astype(np.float32)
+    return np.array([s32[t : t + 2 * k].mean() for t in range(max(n, 0))], dtype=np.float32)
 
 
 def smooth_scores(scores, k: int) -> np.ndarray:
@@ -50,14 +51,15 @@ def smooth_scores(scores, k: int) -> np.ndarray:
 
     ``a[t] = mean(s[t : t + 2k])`` for ``t = 0 .. L - 2k - 1``. (The paper describes a centred
     2k + 1 window; SPEC section 9 keeps the code's 2k.) As in the code, the last score
-    ``s[L - 1]`` never enters ``a``.
+    ``s[L - 1]`` never enters ``a``, and the means are taken in float32, slice by slice, as the
+    released code takes them of the model's float32 scores.
 
     Args:
         scores: (L,) window scores (array-like or tensor), finite.
         k: window length in frames, >= 1.
 
     Returns:
-        (max(L - 2k, 0),) float64 smoothed scores; empty when L <= 2k.
+        (max(L - 2k, 0),) float32 smoothed scores; empty when L <= 2k.
 
     >>> smooth_scores([0, 2, 4, 6], 1).tolist()
     [1.0, 3.0]
@@ -93,7 +95,8 @@ def spot_intervals(scores, k: int, *, p: float = 0.55, n_frames: int | None = No
     a = _smooth(s, k)
     if a.size == 0:
         return []
-    threshold = a.mean() + p * (a.max() - a.mean())
+    mean = a.mean()  # float32 throughout, as in the released code
+    threshold = mean + np.float32(p) * (a.max() - mean)
     peaks, _ = find_peaks(a, height=threshold, distance=k)
     last = None if n_frames is None else int(n_frames) - 1
     return [SpottedInterval(int(t), int(t + 2 * k) if last is None else min(int(t + 2 * k), last), float(a[t]))

@@ -57,19 +57,38 @@ def test_clamp_box():
 
 
 def test_crop_face_matches_cv2_and_clamps():
+    """SPEC 1 as the released code does it: resize the colour crop, then make it gray."""
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     out = crop_face(frame, (10, 5, 50, 45))
     assert out.shape == (128, 128) and out.dtype == np.uint8
+
+    def released(patch, size=128):
+        return cv2.cvtColor(cv2.resize(patch, (size, size)), cv2.COLOR_BGR2GRAY)
+
+    np.testing.assert_array_equal(out, released(frame[5:45, 10:50]))
+    # the other order (gray, then resize) differs by a grey level in places: the order matters
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    np.testing.assert_array_equal(out, cv2.resize(gray[5:45, 10:50], (128, 128)))
+    assert np.abs(out.astype(int) - cv2.resize(gray[5:45, 10:50], (128, 128))).max() >= 1
     # a box over the border is cut to the image, not padded
-    np.testing.assert_array_equal(crop_face(frame, (-10, -10, 30, 30)), cv2.resize(gray[0:30, 0:30], (128, 128)))
+    np.testing.assert_array_equal(crop_face(frame, (-10, -10, 30, 30)), released(frame[0:30, 0:30]))
     np.testing.assert_array_equal(crop_face(gray, (10, 5, 50, 45), size=64), cv2.resize(gray[5:45, 10:50], (64, 64)))
     with pytest.raises(FlowkitError, match="overlap"):
         crop_face(frame, (100, 100, 120, 120))
     with pytest.raises(FlowkitError, match="uint8"):
         crop_face(frame.astype(np.float32), (0, 0, 10, 10))
+
+
+def test_jpeg_crop_equals_imwrite_imread(tmp_path):
+    """``jpeg=True`` equals the released code's files: cv2.imwrite(.jpg) of the resized colour crop,
+    then cv2.imread(..., 0) (Extraction_Preprocess.ipynb cells 4 and 6), to the grey level."""
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), (5, 5), 0)
+    box = (20, 10, 100, 85)
+    name = str(tmp_path / "img001.jpg")
+    cv2.imwrite(name, cv2.resize(frame[10:85, 20:100], (128, 128)))
+    np.testing.assert_array_equal(crop_face(frame, box, jpeg=True), cv2.imread(name, 0))
+    assert not np.array_equal(crop_face(frame, box, jpeg=True), crop_face(frame, box))
 
 
 def test_points_to_crop_follows_resize():

@@ -185,3 +185,34 @@ def test_csv_rejects(tmp_path, text, match):
 def test_csv_missing_file(tmp_path):
     with pytest.raises(SpotnetError, match="no such file"):
         read_intervals_csv(tmp_path / "absent.csv")
+
+
+def test_equal_ious_take_the_last_ground_truth():
+    """Two ground-truth intervals equally good for a prediction: the released code's matcher
+    (``np.argsort(iou)[::-1]``, SOFTNet_Spotting.ipynb's MeanAveragePrecision2d) takes the last.
+    Prediction (0, 9) has IoU 0.8 with both (0, 7) and (2, 9); taking the last leaves (0, 7) to
+    the second prediction, so both are TPs (taking the first would make the second an FP)."""
+    assert iou((0, 9), (0, 7)) == iou((0, 9), (2, 9)) == 0.8
+    assert match_video([(0, 9), (0, 7)], [(0, 7), (2, 9)]) == [True, True]
+    assert match_video([(0, 9), (0, 7)], [(2, 9), (0, 7)]) == [True, False]
+    # zero IoU never matches, whatever the order
+    assert match_video([(50, 60)], [(0, 7), (2, 9)]) == [False]
+
+
+def test_ap_released_ranking_ignores_scores():
+    """``ap_ranking="released"``: every interval confidence 0 (as the notebook), so AP follows the
+    intervals' order, not their scores. By hand: GT (0, 9) and (40, 49); spotted (0, 9) score
+    0.1 (TP at every threshold) and (20, 29) score 0.9 (FP). Ranked by score: precision 0 then
+    1/2 at recall 1/2, AP = 0.25. In temporal order: precision 1 at recall 1/2, AP = 0.5."""
+    gt = [I("v", 0, 9, "micro"), I("v", 40, 49, "micro")]
+    pred = [I("v", 0, 9, "micro", 0.1), I("v", 20, 29, "micro", 0.9)]
+    assert evaluate(pred, gt).micro.ap50_95 == pytest.approx(0.25)
+    released = evaluate(pred, gt, ap_ranking="released")
+    assert released.micro.ap50_95 == pytest.approx(0.5)
+    assert (released.micro.tp, released.micro.f1) == (evaluate(pred, gt).micro.tp, evaluate(pred, gt).micro.f1)
+    # it needs no scores
+    unscored = [I(it.video, it.onset, it.offset, it.type) for it in pred]
+    assert evaluate(unscored, gt).micro.ap50_95 is None
+    assert evaluate(unscored, gt, ap_ranking="released").micro.ap50_95 == pytest.approx(0.5)
+    with pytest.raises(SpotnetError, match="ap_ranking should be one of score, released, got 'coco'"):
+        evaluate(pred, gt, ap_ranking="coco")

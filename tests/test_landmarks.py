@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import urllib.error
 
+import cv2
 import numpy as np
 import pytest
 
@@ -175,3 +176,17 @@ def test_mapping_and_box_against_dlib(name, data_dir, mp_landmarker, dlib_landma
     assert len(crop_dist) >= 2 and np.mean(crop_dist) <= 3.0
     assert np.mean(ious) >= 0.8
     assert np.min(ious) >= 0.7  # dlib's box sizes jump in 1.2x steps
+
+
+def test_dlib_box_is_sliced_as_the_notebook(data_dir, dlib_landmarker):
+    """The released code crops image[top:bottom, left:right] with dlib's rectangle
+    (Extraction_Preprocess.ipynb cell 4): the box's exclusive x1, y1 are right() and bottom()."""
+    import dlib
+
+    frame = next(iter(open_source(data_dir / "single_face.mp4")))
+    rect = dlib.get_frontal_face_detector()(frame, 1)[0]
+    face = dlib_landmarker.detect(frame)
+    assert face.box == (rect.left(), rect.top(), rect.right(), rect.bottom())
+    np.testing.assert_array_equal(crop_face(frame, face.box),
+                                  cv2.cvtColor(cv2.resize(frame[rect.top():rect.bottom(), rect.left():rect.right()],
+                                                          (128, 128)), cv2.COLOR_BGR2GRAY))

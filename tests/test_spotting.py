@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.signal import find_peaks
 
 from spotnet import SpotnetError, SpottedInterval, smooth_scores, spot_intervals
 
@@ -102,3 +103,40 @@ def test_smooth_bad_input():
         smooth_scores([float("nan")] * 5, 1)
     with pytest.raises(SpotnetError, match="k should"):
         smooth_scores([0.0] * 5, 0)
+
+
+def _notebook_peaks(scores: np.ndarray, k: int, p: float = 0.55) -> list[int]:
+    """SOFTNet_Spotting.ipynb cell 17 (``spotting``), transcribed for one video: the model's float32
+    scores as an (L, 1) column, the aggregation loop, the threshold and find_peaks; returns the
+    peaks (the intervals are [peak - k, peak + k] there, in frames shifted by k)."""
+    score_plot = np.asarray(scores, np.float32).reshape(-1, 1)
+    score_plot_agg = score_plot.copy()
+    for x in range(len(score_plot[k:-k])):
+        score_plot_agg[x + k] = score_plot[x:x + 2 * k].mean()
+    score_plot_agg = score_plot_agg[k:-k]
+    threshold = score_plot_agg.mean() + p * (max(score_plot_agg) - score_plot_agg.mean())
+    peaks, _ = find_peaks(score_plot_agg[:, 0], height=threshold[0], distance=k)
+    return [int(t) for t in peaks]
+
+
+def _random_case(rng) -> tuple[np.ndarray, int]:
+    """Scores with exact repeats (a model's outputs on still stretches), as float32."""
+    k = int(rng.integers(2, 20))
+    length = int(rng.integers(4 * k + 2, 400))
+    levels = np.float32([0.0, 0.05, 0.1, 0.3, 0.5, 0.9])
+    runs = rng.integers(1, 3 * k, size=length)
+    scores = np.repeat(rng.choice(levels, size=length), runs)[:length]
+    noisy = rng.random() < 0.5  # half the cases: continuous scores without repeats
+    if noisy:
+        scores = scores + rng.normal(0, 0.02, length).astype(np.float32)
+    return scores.astype(np.float32), k
+
+
+def test_peaks_equal_the_notebook_on_400_random_cases():
+    """spot_intervals finds the notebook's peaks on every one of 400 random cases (seed 0), half of
+    them with exactly repeated scores: the smoothing is float32, slice by slice, as there."""
+    rng = np.random.default_rng(0)
+    for case in range(400):
+        scores, k = _random_case(rng)
+        ours = [it.start for it in spot_intervals(scores, k)]
+        assert ours == _notebook_peaks(scores, k), f"case {case}, k={k}"

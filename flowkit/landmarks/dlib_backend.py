@@ -64,8 +64,9 @@ class DlibLandmarker:
         rect = max(rects, key=lambda r: r.width() * r.height())
         shape = self._predictor(rgb, rect)
         points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float32)
-        # dlib rectangles include their right and bottom pixels.
-        box = (rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1)
+        # dlib's rectangle includes its right and bottom pixels; the released code slices
+        # image[top:bottom, left:right], leaving them out, and so does this box (x1, y1 exclusive).
+        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
         return Face(box, points)
 
     def close(self) -> None:
