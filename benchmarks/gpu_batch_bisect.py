@@ -1,6 +1,6 @@
 """Where does a pair's TV-L1 flow start to depend on its batch on CUDA? A bisection over the solver's loops.
 
-``benchmarks/gpu_engine_check.py`` found every single step of the torch solver batch-invariant on an
+``tools/gpu/engine_check.py`` found every single step of the torch solver batch-invariant on an
 H200 (bitwise), yet a whole SPEC solve of a pair alone differs from the same pair in a batch of 8 by
 up to 11.5 px (on the CPU it is bitwise equal). This runs the solve with one loop enabled at a time
 (pyramid scales, warps, outer and inner iterations), for both implementations, and reports the

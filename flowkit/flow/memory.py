@@ -11,7 +11,7 @@ __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 #: SPEC-pyramid solve on the CPU: 299 bytes per pixel for "eager" (the bicubic warp's temporaries
 #: and the median network's wires dominate) and 245 for "triton" (no inner-iteration temporaries,
 #: but a second set of u, p buffers). About 30% more leaves room for the CUDA caching allocator's
-#: rounding and fragmentation. benchmarks/gpu_check.py measures the CUDA peak
+#: rounding and fragmentation. tools/gpu/gpu_check.py measures the CUDA peak
 #: (torch.cuda.max_memory_allocated over the batch): on an H200, 292 B/px eager and 261 Triton
 #: at B = 256-4096 (benchmarks/results/gpu_check_h200.json), so these figures keep a 27-37 %
 #: margin over what was allocated; a batch that still does not fit is halved and retried.

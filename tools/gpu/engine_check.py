@@ -13,9 +13,9 @@ an earlier run would have: no face detection there), and runs ``extract(gpu=True
 - ``batch_invariance``: for each step of the solver, whether a pair's result is bitwise the same
   alone and in a batch of 8 (on the CPU they all are).
 
-Make the assets here:   python benchmarks/gpu_engine_check.py --make-assets
-On the GPU machine:     python3 benchmarks/gpu_engine_check.py --out $OUT/gpu_engine_h200.json
-Smoke run on the CPU:   python benchmarks/gpu_engine_check.py --smoke --out /tmp/gpu_engine_smoke.json
+Make the assets here:   python tools/gpu/engine_check.py --make-assets
+On the GPU machine:     python3 tools/gpu/engine_check.py --out $OUT/gpu_engine_h200.json
+Smoke run on the CPU:   python tools/gpu/engine_check.py --smoke --out /tmp/gpu_engine_smoke.json
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 ASSETS = ROOT / "benchmarks" / "gpu_engine"
 VIDEO = (ROOT / ".." / "shared" / "data" / "WolfgangLanger_Pexels.mp4").resolve()

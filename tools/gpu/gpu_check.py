@@ -2,7 +2,7 @@
 
 GPU time comes in runs of at most 10 minutes, on machines with torch and numpy but no OpenCV
 contrib, no zarr and no network, so everything it needs travels in one file made on the CPU by
-benchmarks/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
+tools/gpu/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
 run it writes, for each implementation ("eager", and when triton loads "triton", "triton-tiles" and
 "triton-strips"):
 
@@ -28,9 +28,9 @@ run it writes, for each implementation ("eager", and when triton loads "triton",
 The JSON is rewritten after every section, so a run cut short keeps what it measured.
 
 Run on a GPU (see README, "Measuring on a GPU"):
-    python benchmarks/gpu_check.py --refs benchmarks/gpu_refs/flows.npz --out gpu_check.json
+    python tools/gpu/gpu_check.py --refs tools/gpu/gpu_refs/flows.npz --out gpu_check.json
 and on the CPU, with tiny sizes, to exercise the code (tests/test_flow_torch.py does):
-    python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
+    python tools/gpu/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SPEC: dict = {}  # SPEC 2 defaults
 SMOKE = dict(nscales=1, warps=1, outer_iterations=1, inner_iterations=2)
@@ -457,7 +457,7 @@ def profile(check: Check, refs: dict) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--refs", type=Path, default=ROOT / "benchmarks" / "gpu_refs" / "flows.npz")
+    parser.add_argument("--refs", type=Path, default=ROOT / "tools" / "gpu" / "gpu_refs" / "flows.npz")
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to exercise the code on the CPU")
     parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting new work after this")
