@@ -81,7 +81,10 @@ class VideoResult:
 
 @dataclass
 class ExtractionReport:
-    """Outcome of :func:`extract`: per-video results, pairs computed and wall time."""
+    """Outcome of :func:`extract`: per-video results, pairs computed and wall time.
+
+    stages: where the time went, seconds per key of :data:`flowkit.stages.STAGES`.
+    """
 
     store: Path
     videos: list[VideoResult] = field(default_factory=list)
@@ -89,6 +92,7 @@ class ExtractionReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     engine: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
 
     @property
     def failures(self) -> list[VideoResult]:
@@ -108,7 +112,17 @@ class ExtractionReport:
         lines = [f"{done} of {len(self.videos)} video(s) extracted into {self.store}; {self.pairs} pairs in "
                  f"{self.seconds:.1f} s ({self.pairs_per_s:.2f} pairs/s)"]
         lines += [f"  {v.video_id}: {v.message}" for v in self.videos if v.message]
+        if self.stages:
+            from flowkit.stages import format_stages
+
+            lines.append(format_stages(self.stages))
         return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready data (``flowkit extract --json``)."""
+        from dataclasses import asdict
+
+        return {**asdict(self), "store": str(self.store), "pairs_per_s": round(self.pairs_per_s, 3)}
 
 
 @dataclass(frozen=True)
@@ -156,13 +170,21 @@ class ExtractionSettings:
         from flowkit.flow.backend import backend_info
 
         info = backend_info(self.backend)
-        if info.takes_tensors:
-            import torch
-
-            dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
-            prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
+        prev, nxt = self.upload(prev), self.upload(nxt)
         impl = {"impl": self.flow_impl} if info.has_impls else {}
         return tvl1(prev, nxt, backend=self.backend, device=self.device, **impl, **self.params)
+
+    def upload(self, frames):
+        """(B, H, W) uint8 frames where ``solve`` takes them: a tensor on ``device`` for torch
+        (a tensor already there passes as it is), else unchanged."""
+        from flowkit.flow.backend import backend_info
+
+        if not backend_info(self.backend).takes_tensors:
+            return frames
+        import torch
+
+        dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
+        return torch.as_tensor(frames, device=dev)
 
     def limit_threads(self) -> None:
         """In a worker that shares the machine with others, one OpenCV and one torch thread."""
@@ -607,6 +629,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
                 landmarker.close()
         engine = starting.result()
         _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
+        report.stages = _stages(engine.stats.get("stages") or {}, time.perf_counter() - t_start)
         for video in prepared:
             report.videos.append(_finish(video, store, ks))
             bars.video_done()
@@ -623,6 +646,15 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report.pairs = sum(r.pairs for r in report.videos)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _stages(engine_stages: dict, seconds: float) -> dict:
+    """The engine's stage timings with "prepare_s": the driver's time outside the engine so far
+    (settings, landmarker, faces, frame counts, store entries, plans)."""
+    from flowkit.stages import STAGES
+
+    stages = {**engine_stages, "prepare_s": round(seconds - engine_stages.get("engine_wall_s", 0.0), 3)}
+    return {k: stages[k] for k in STAGES if k in stages}
 
 
 def _started(starting):

@@ -1,21 +1,24 @@
-"""One-shot GPU check of the extraction engine (BatchedEngine) end to end, as JSON.
+"""One-shot check of ``flowkit extract --gpu`` end to end (BatchedEngine), as JSON.
 
-GPU machines here have torch but no mediapipe, PyAV or zarr, and no shared data. So the inputs
-travel in ``benchmarks/gpu_engine/`` (git-ignored, made on the CPU by ``--make-assets``): the
-shared face video and its face (crop box and crop landmarks, found by flowkit with MediaPipe);
-zarr comes as wheels (README, "Measuring on a GPU"). On the GPU the script writes JPEG folders cut
-from the video, records each as already prepared in a fresh store (the box and landmarks above, as
-an earlier run would have: no face detection there), and runs ``extract(gpu=True)`` on them. It reports:
+It needs nothing but this repository: the inputs are synthetic JPEG folders made here, each
+recorded as already prepared in a fresh store (a crop box and 68 crop landmarks, as an earlier
+run's first pass leaves them), so no face detection, no mediapipe, no PyAV and no shared data are
+needed. zarr comes as carried wheels (docs/gpu.md, "Engine check").
 
-- ``runs``: pairs/s end to end (decoding, cropping, TV-L1, features, Zarr writes) and the
-  solver's idle fraction, for a few decoder counts;
-- ``repeat_equal``: whether two runs with the same batches give bitwise equal features;
-- ``batch_invariance``: for each step of the solver, whether a pair's result is bitwise the same
-  alone and in a batch of 8 (on the CPU they all are).
+Two inputs, each extracted twice into fresh stores:
 
-Make the assets here:   python tools/gpu/engine_check.py --make-assets
-On the GPU machine:     python3 tools/gpu/engine_check.py --out $OUT/gpu_engine_h200.json
-Smoke run on the CPU:   python tools/gpu/engine_check.py --smoke --out /tmp/gpu_engine_smoke.json
+- ``casme2_like``: colour JPEG folders of 640x480, k = 6 and 18 (CAS(ME)^2's rawpic);
+- ``samm_like``: grayscale JPEG folders of 2040x1088, k = 37 and 174 (SAMM-LV).
+
+For each run it records pairs/s end to end (decoding, cropping, TV-L1, features, Zarr writes),
+the stage timings of ``ExtractionReport.stages``, the implementation that ran and the batch it
+used, and whether the two runs' stores are bitwise equal. The file also holds the commit, the
+torch / triton / driver versions, the GPU's clocks, and whether each solver step gives a pair the
+same bits alone and in a batch. It is rewritten after every section, and ``--budget-s`` skips a
+run whose predicted time would not fit.
+
+On the GPU machine:   python3 tools/gpu/engine_check.py --out $OUT/engine_check_<gpu>.json
+Smoke run on the CPU: python tools/gpu/engine_check.py --smoke --out /tmp/engine_check_smoke.json
 """
 
 from __future__ import annotations
@@ -23,59 +26,94 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-ASSETS = ROOT / "benchmarks" / "gpu_engine"
-VIDEO = (ROOT / ".." / "shared" / "data" / "WolfgangLanger_Pexels.mp4").resolve()
+
+#: name -> (videos, frames per video, (width, height), grayscale, ks, crop box (x0, y0, x1, y1)).
+INPUTS = {
+    "casme2_like": (16, 300, (640, 480), False, (6, 18), (200, 100, 440, 340)),
+    "samm_like": (4, 600, (2040, 1088), True, (37, 174), (720, 244, 1320, 844)),
+}
+SMOKE_INPUTS = {
+    "casme2_like": (2, 24, (160, 120), False, (6, 18), (40, 20, 120, 100)),
+    "samm_like": (1, 40, (255, 136), True, (4, 9), (90, 20, 190, 120)),
+}
 
 
-def make_assets() -> None:
-    """The face of frame 0 as flowkit finds it (needs mediapipe and ../shared), and the video."""
-    from flowkit.crop import clamp_box, crop_face, crop_landmarks
-    from flowkit.landmarks import make_landmarker
-    from flowkit.sources import open_source
+def synthetic_landmarks(size: int = 128) -> np.ndarray:
+    """(68, 2) float32 points in the iBUG-68 layout of a frontal face filling a ``size`` crop."""
+    s = size / 128.0
+    t = np.linspace(0, 1, 17)
+    jaw = np.stack([20 + 88 * t, 40 + 80 * np.sin(np.pi * t)], 1)
+    brows = np.concatenate([np.stack([np.linspace(30, 58, 5), np.full(5, 40.0)], 1),
+                            np.stack([np.linspace(70, 98, 5), np.full(5, 40.0)], 1)])
+    nose = np.concatenate([np.stack([np.full(4, 64.0), np.linspace(48, 70, 4)], 1),
+                           np.stack([np.linspace(54, 74, 5), np.full(5, 74.0)], 1)])
 
-    ASSETS.mkdir(parents=True, exist_ok=True)
-    frame = next(iter(open_source(VIDEO)))
-    landmarker = make_landmarker("mediapipe", model_path=ROOT / ".." / "shared" / "models" / "face_landmarker.task")
-    face = landmarker.detect(frame)
-    box = clamp_box(face.box, frame.shape[1], frame.shape[0])
-    points, _ = crop_landmarks(landmarker, crop_face(frame, box), reference=face, frame_shape=frame.shape)
-    landmarker.close()
-    shutil.copy(VIDEO, ASSETS / "video.mp4")
-    (ASSETS / "face.json").write_text(json.dumps({"crop_box": [int(v) for v in box],
-                                                  "landmarks": np.asarray(points).tolist()}))
-    print(f"wrote {ASSETS}")
+    def ellipse(cx, cy, rx, ry, n):
+        a = np.linspace(np.pi, 3 * np.pi, n, endpoint=False)
+        return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], 1)
+
+    eyes = np.concatenate([ellipse(44, 54, 8, 4, 6), ellipse(84, 54, 8, 4, 6)])
+    mouth = np.concatenate([ellipse(64, 96, 18, 8, 12), ellipse(64, 96, 12, 4, 8)])
+    return (np.concatenate([jaw, brows, nose, eyes, mouth]) * s).astype(np.float32)
 
 
-def write_videos(video: Path, root: Path, n_videos: int, frames: int) -> list[Path]:
-    """``n_videos`` JPEG folders (CAS(ME)^2's layout) of ``frames`` frames each, cut from ``video``
-    at different offsets so that each is its own face video."""
+def _texture(width: int, height: int, seed: int) -> np.ndarray:
     import cv2
 
-    from flowkit.sources import open_source
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 1, (height + 64, width + 64, 3)).astype(np.float32)
+    tex = cv2.GaussianBlur(noise, (0, 0), 3) + 0.5 * cv2.GaussianBlur(noise, (0, 0), 9)
+    tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+    return tex.astype(np.uint8)
 
-    decoded = list(open_source(video))
-    step = max(1, (len(decoded) - frames) // max(1, n_videos - 1))
-    folders = []
-    for v in range(n_videos):
+
+def _write_frames(args) -> None:
+    """Frames start .. stop - 1 of a video: its texture moved by a slow drift and a local bump
+    (JPEG, quality 90)."""
+    import cv2
+
+    folder, seed, width, height, start, stop, gray = args
+    tex = _texture(width, height, seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    bump = 2 * np.exp(-((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / (width / 6) ** 2)
+    for i in range(start, stop):
+        phase = 2 * np.pi * i / 40
+        map_x = (xx + 32 + 3 * np.sin(phase) + bump * np.sin(phase / 3)).astype(np.float32)
+        map_y = (yy + 32 + 2 * np.cos(phase)).astype(np.float32)
+        frame = cv2.remap(tex, map_x, map_y, cv2.INTER_LINEAR)
+        if gray:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        cv2.imwrite(str(folder / f"img{i + 1}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def write_inputs(root: Path, videos: int, frames: int, size: tuple[int, int], gray: bool, *,
+                 processes: int | None = None) -> list[Path]:
+    """``videos`` JPEG folders ``v0``, ``v1`` ... of ``frames`` frames (img1.jpg ...) each."""
+    width, height = size
+    jobs, folders = [], []
+    step = 50
+    for v in range(videos):
         folder = root / f"v{v}"
         folder.mkdir(parents=True)
-        for i in range(frames):
-            cv2.imwrite(str(folder / f"img{i + 1}.jpg"), decoded[min(v * step + i, len(decoded) - 1)])
         folders.append(folder)
+        jobs += [(folder, v, width, height, i, min(i + step, frames), gray) for i in range(0, frames, step)]
+    with ProcessPoolExecutor(processes or os.cpu_count() or 1) as pool:
+        list(pool.map(_write_frames, jobs))
     return folders
 
 
-def prepared_store(path: Path, folders: list[Path], face: dict) -> None:
+def prepared_store(path: Path, folders: list[Path], box, landmarks: np.ndarray) -> None:
     """A store holding each folder as an earlier run's first pass would have left it."""
     import cv2
 
@@ -84,25 +122,39 @@ def prepared_store(path: Path, folders: list[Path], face: dict) -> None:
     with FeatureStore(path, mode="a") as store:
         for folder in folders:
             files = sorted(folder.iterdir(), key=lambda p: int(p.stem[3:]))
-            shape = cv2.imread(str(files[0])).shape
+            h, w = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).shape[:2]
             attrs = {"source": str(folder.resolve()), "n_frames": len(files), "fps": None,
-                     "crop_box": face["crop_box"], "reference_frame": 0, "landmark_backend": "mediapipe",
-                     "header_frames": len(files), "frame_shape": list(shape), "reader": "images",
+                     "crop_box": [int(v) for v in box], "reference_frame": 0, "landmark_backend": "mediapipe",
+                     "header_frames": len(files), "frame_shape": [h, w, 3], "reader": "images",
                      "subject": folder.name, "annotations": []}
-            store.add_video(folder.name, attrs, np.asarray(face["landmarks"], np.float32))
+            store.add_video(folder.name, attrs, landmarks)
 
 
-def run_extract(root: Path, folders, face, store: Path, *, smoke: bool, **options) -> dict:
+def run_extract(root: Path, folders, box, store: Path, *, ks, smoke: bool, decoders: int) -> dict:
     from flowkit.extract import TEST_TVL1, extract
 
-    prepared_store(store, folders, face)
+    prepared_store(store, folders, box, synthetic_landmarks())
     t0 = time.perf_counter()
-    report = extract([root], store, ks=[6, 18], gpu=not smoke, flow_backend="torch",
-                     flow_params=TEST_TVL1 if smoke else None, progress=False, **options)
+    report = extract([root], store, ks=list(ks), gpu=not smoke, flow_backend="torch",
+                     flow_params=TEST_TVL1 if smoke else None, progress=False, decoders=decoders)
     seconds = time.perf_counter() - t0
-    assert report.ok, report.summary()
+    if not report.ok:
+        raise RuntimeError(report.summary())
+    engine = report.engine
     return {"pairs": report.pairs, "seconds": round(seconds, 3), "pairs_per_s": round(report.pairs / seconds, 1),
-            "engine": report.engine, **{k: v for k, v in options.items()}}
+            "decoders": decoders, "impl": engine.get("impl"), "batch": engine.get("batch"),
+            "batch_windows": engine.get("batch_windows"), "stages": report.stages, "engine": engine}
+
+
+def stores_equal(a: Path, b: Path) -> bool:
+    """Every features array of two stores bitwise equal, with the same videos and k."""
+    from flowkit.store import FeatureReader
+
+    ra, rb = FeatureReader(a), FeatureReader(b)
+    if sorted(ra.videos()) != sorted(rb.videos()):
+        return False
+    return all(ra.ks(v) == rb.ks(v) and all(np.array_equal(ra.features(v, k)[:], rb.features(v, k)[:])
+                                            for k in ra.ks(v)) for v in ra.videos())
 
 
 def batch_invariance(device) -> dict:
@@ -118,8 +170,7 @@ def batch_invariance(device) -> dict:
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(8, 1, 128, 128, generator=g) * 255).to(device)
     flow = (torch.randn(8, 2, 128, 128, generator=g) * 2).to(device)
-    lm = np.asarray(json.loads((ASSETS / "face.json").read_text())["landmarks"], np.float32) \
-        if (ASSETS / "face.json").is_file() else np.tile(np.linspace(20, 108, 68, dtype=np.float32)[:, None], (1, 2))
+    lm = synthetic_landmarks()
     grid_y, grid_x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     map_x, map_y = grid_x.to(device) + flow[:, 0], grid_y.to(device) + flow[:, 1]
 
@@ -139,7 +190,6 @@ def batch_invariance(device) -> dict:
         "tvl1_torch_1_iteration": lambda t: tvl1_torch(t[:, 0].to(torch.uint8), t[:, 0].flip(-1).to(torch.uint8),
                                                        nscales=1, warps=1, outer_iterations=1,
                                                        inner_iterations=1),
-        "tvl1_torch_spec": lambda t: tvl1_torch(t[:, 0].to(torch.uint8), t[:, 0].roll(2, -1).to(torch.uint8)),
     }
     out = {}
     for name, fn in steps.items():
@@ -151,54 +201,107 @@ def batch_invariance(device) -> dict:
     return out
 
 
+def commit() -> str:
+    """The checked-out commit: ``FLOWKIT_COMMIT`` (a copy without .git), else git, else "unknown"."""
+    if os.environ.get("FLOWKIT_COMMIT"):
+        return os.environ["FLOWKIT_COMMIT"]
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def gpu_clocks() -> dict:
+    """Driver version and clocks (current and maximum, MHz) from nvidia-smi, or why not."""
+    fields = ["name", "driver_version", "clocks.sm", "clocks.mem", "clocks.max.sm", "clocks.max.mem", "power.limit"]
+    try:
+        done = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"nvidia-smi: {exc}"}
+    if done.returncode != 0:
+        return {"error": f"nvidia-smi exited {done.returncode}: {done.stderr.strip()[:200]}"}
+    first = done.stdout.strip().splitlines()[0]
+    return dict(zip(fields, (v.strip() for v in first.split(","))))
+
+
+def environment(device) -> dict:
+    import torch
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    env = {"commit": commit(), "torch": torch.__version__, "triton": triton_version,
+           "python": sys.version.split()[0], "numpy": np.__version__, "cpu_count": os.cpu_count(),
+           "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = gpu_clocks()
+    return env
+
+
+def check_input(name: str, spec: tuple, tmp: Path, *, smoke: bool, budget_end: float, report: dict, save) -> None:
+    """Write one input, extract it twice (a run whose predicted time does not fit is skipped) and
+    compare the two stores."""
+    videos, frames, size, gray, ks, box = spec
+    entry = {"videos": videos, "frames_per_video": frames, "frame_size": list(size),
+             "jpeg": "grayscale" if gray else "colour", "ks": list(ks), "runs": []}
+    report["inputs"][name] = entry
+    t0 = time.perf_counter()
+    folders = write_inputs(tmp / name, videos, frames, size, gray)
+    entry["write_inputs_s"] = round(time.perf_counter() - t0, 3)
+    decoders = max(1, (os.cpu_count() or 2) - 1)
+    for n in range(2):
+        predicted = entry["runs"][0]["seconds"] if entry["runs"] else 0.0
+        if time.perf_counter() + predicted > budget_end:
+            entry["skipped"] = f"run {n + 1} predicted {predicted:.0f} s, beyond the budget"
+            break
+        entry["runs"].append(run_extract(tmp / name, folders, box, tmp / f"{name}_{n}.zarr", ks=ks, smoke=smoke,
+                                         decoders=decoders))
+        save()
+        print(name, {k: v for k, v in entry["runs"][-1].items() if k != "engine"}, flush=True)
+    if len(entry["runs"]) == 2:
+        entry["repeat_equal"] = stores_equal(tmp / f"{name}_0.zarr", tmp / f"{name}_1.zarr")
+    save()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--make-assets", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("gpu_engine.json"))
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes and TV-L1 on the CPU")
-    parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("engine_check.json"))
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs and TV-L1 on the CPU")
+    parser.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget of the whole check")
+    parser.add_argument("--inputs", nargs="*", default=list(INPUTS), choices=list(INPUTS))
     args = parser.parse_args(argv)
-    if args.make_assets:
-        make_assets()
-        return
+    t_start = time.perf_counter()
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    face = json.loads((ASSETS / "face.json").read_text())
-    n_videos, frames = (2, 24) if args.smoke else (args.videos, args.frames)
-    report: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                    "torch": torch.__version__, "cpu_count": os.cpu_count(), "videos": n_videos,
-                    "frames_per_video": frames, "ks": [6, 18], "tvl1": "TEST_TVL1" if args.smoke else "SPEC defaults"}
+    report: dict = {"smoke": args.smoke, "tvl1": "TEST_TVL1" if args.smoke else "SPEC defaults",
+                    "budget_s": args.budget_s, "environment": environment(device), "inputs": {}}
 
     def save():
+        report["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))
 
+    save()
     report["batch_invariance"] = batch_invariance(device)
     save()
+    specs = SMOKE_INPUTS if args.smoke else INPUTS
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "videos"
-        folders = write_videos(ASSETS / "video.mp4", root, n_videos, frames)
-        cpus = os.cpu_count() or 2
-        runs = []
-        # warm-up: CUDA context, Triton compilation, worker start (not reported)
-        run_extract(root / "v0", folders[:1], face, Path(tmp) / "warm.zarr", smoke=args.smoke, decoders=2)
-        for n, decoders in enumerate([max(1, cpus - 1), max(1, cpus // 4)] if not args.smoke else [2]):
-            runs.append(run_extract(root, folders, face, Path(tmp) / f"run{n}.zarr", smoke=args.smoke,
-                                    decoders=decoders))
-            report["runs"] = runs
-            save()
-            print(runs[-1], flush=True)
-        again = run_extract(root, folders, face, Path(tmp) / "again.zarr", smoke=args.smoke,
-                            decoders=runs[0]["decoders"])
-        report["runs"].append(again)
-        from flowkit.store import FeatureReader
-
-        a, b = FeatureReader(Path(tmp) / "run0.zarr"), FeatureReader(Path(tmp) / "again.zarr")
-        report["repeat_equal"] = all(np.array_equal(a.features(v, k)[:], b.features(v, k)[:])
-                                     for v in a.videos() for k in a.ks(v))
-        save()
-    print(json.dumps(report, indent=1))
+        tmp = Path(tmp)
+        # warm-up: CUDA context, Triton compilation, decoder start (not reported)
+        warm = write_inputs(tmp / "warm", 1, 24, (160, 120), False)
+        run_extract(tmp / "warm", warm, (40, 20, 120, 100), tmp / "warm.zarr", ks=(6,), smoke=args.smoke, decoders=2)
+        for name in args.inputs:
+            check_input(name, specs[name], tmp, smoke=args.smoke, budget_end=t_start + args.budget_s, report=report,
+                        save=save)
+    save()
+    print(json.dumps({n: {k: v for k, v in e.items() if k != "runs"} for n, e in report["inputs"].items()}, indent=1))
 
 
 if __name__ == "__main__":
