@@ -279,11 +279,11 @@ class BatchedEngine:
     ``trace`` lists (stage, batch number, start, end) in ``time.perf_counter()`` seconds.
     """
 
-    def __init__(self, settings: ExtractionSettings, *, depth: int = PIPELINE_DEPTH):
+    def __init__(self, settings: ExtractionSettings, *, depth: int | None = None):
         from flowkit.flow.memory import batch_target
 
         self.settings = settings
-        self.depth = max(1, depth)
+        self.depth = max(1, PIPELINE_DEPTH if depth is None else depth)
         self.decoders = max(1, settings.decoders)
         self.pool = process_pool(self.decoders) if self.decoders > 1 else None
         # Compression and file writes release the GIL: a few writer threads keep up with the solver.

@@ -737,7 +737,10 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
         raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
     settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
                          batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
-    return replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev))
+    flow_impl = _check_flow_impl(flow_impl, backend, dev)
+    if batch_windows is None:  # sized for the implementation that runs
+        settings = replace(settings, batch_windows=_default_batch(backend, dev, chunk_windows, flow_impl))
+    return replace(settings, flow_impl=flow_impl)
 
 
 def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
@@ -755,15 +758,21 @@ def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
     return flow_impl
 
 
-def _default_batch(backend: str, dev, chunk_windows: int) -> int:
-    """On a GPU, what half its free memory holds; else a chunk (units are the parallel grain)."""
+def _default_batch(backend: str, dev, chunk_windows: int, flow_impl: str = "auto") -> int:
+    """On a GPU, what half its free memory holds with the implementation that runs; else a chunk
+    (units are the parallel grain)."""
     from flowkit.flow.backend import backend_info
 
     info = backend_info(backend)
     if info.batched and info.on_gpu(dev):
         from flowkit.flow.memory import pairs_per_batch
 
-        return pairs_per_batch(dev)
+        impl = "eager"
+        if info.has_impls:
+            from flowkit.flow.torch_tvl1 import resolve_impl
+
+            impl = resolve_impl(flow_impl, dev)
+        return pairs_per_batch(dev, impl=impl)
     return chunk_windows
 
 
