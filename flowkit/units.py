@@ -111,13 +111,13 @@ def to_host(flow) -> np.ndarray:
 
 
 def unit_frames(task: UnitTask) -> Iterator[tuple[int, np.ndarray]]:
-    """(i, (H, W, 3) uint8 BGR) for the frames the unit reads, in order; a sequential unit reads
-    to the end of the video, whatever it planned."""
+    """(i, (H, W, 3) uint8 BGR, or (H, W) gray for one-channel images) for the frames the unit
+    reads, in order; a sequential unit reads to the end of the video, whatever it planned."""
     first, stop = task.unit.frames
     if task.files is not None:
         from flowkit.sources import read_image_files
 
-        yield from read_image_files(task.files, first, shape=task.frame_shape)
+        yield from read_image_files(task.files, first, shape=task.frame_shape, keep_gray=True)
         return
     from flowkit.video_index import read_range, read_sequential
 
