@@ -48,8 +48,10 @@ def main(argv=None) -> None:
     nxt = smooth[:, 3:131, 1:129].round().to(torch.uint8).to(device)
     fastest = resolve_impl("auto", device)  # a Triton impl on CUDA when triton loads
     impls = ["eager"] + ([fastest] if fastest != "eager" else [])
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "pairs": 8, "results": {}}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "gpu"))
+    from provenance import provenance
+
+    report = {**provenance(device, solves_per_config=1), "pairs": 8, "results": {}}
     for impl in impls:
         for name, params in CONFIGS.items():
             batch = tvl1_torch(prev, nxt, impl=impl, **params)

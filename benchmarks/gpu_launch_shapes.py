@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools" / "gpu"))  # gpu_check
+sys.path.insert(0, str(ROOT / "tools" / "gpu"))  # gpu_check, provenance
 
 #: "triton"'s default, then triton-strips' default, the strip shapes sass_model rates near it, and
 #: the default reading each row one row ahead (prefetch=1).
@@ -91,8 +91,9 @@ def main(argv=None) -> None:
     batches, passes = ([2], 1) if args.smoke else (args.batches, args.passes)
     texts = args.shapes or (SMOKE_SHAPES if args.smoke else SHAPES)
     shapes = [parse_shape(text) for text in texts]
-    out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-           "pairs": int(len(a)), "batches": batches, "shapes": {}}
+    from provenance import provenance
+
+    out = {**provenance(device, passes=passes), "pairs": int(len(a)), "batches": batches, "shapes": {}}
     inputs = {n: (repeated(a, n, device), repeated(b, n, device)) for n in batches}  # made once, for every shape
     first = None
     for text, (impl, launch) in zip(texts, shapes):

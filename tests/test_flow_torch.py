@@ -388,6 +388,7 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
     sections = ("environment", "accuracy", "determinism", "median", "warp", "throughput", "inner_kernel", "profile")
     for section in sections:
         assert "error" not in report[section], report[section]
+    assert report["environment"]["commit"] and report["environment"]["repeats"]["inner_kernel"] >= 1
     for impl in report["environment"]["impls"]:
         assert report["determinism"][impl]["repeat_bitwise_equal"]
         assert report["median"]["eager_network"]["equal_to_network"]

@@ -130,3 +130,15 @@ def test_batch_target_follows_the_curve(tmp_path, monkeypatch):
         assert memory.pairs_per_batch(free_bytes=10 * 400 * 128 * 128, fraction=1.0, impl="eager") == 10
     finally:
         memory.sizing_table.cache_clear()
+
+
+def test_implied_bandwidth_counts_only_the_launches_that_step_the_state():
+    """gpu_check's implied_dram_gb_per_s: a launch log of two 5-step launches and the settle's
+    redo launches (one step each, declared with a whole step's bytes) counts the two alone."""
+    sys.path.insert(0, str(ROOT / "tools" / "gpu"))
+    from gpu_check import stepping_bytes
+
+    step5, redo = ("inner5", 800, 600), ("inner1", 160, 120)
+    log = [step5, ("stop", 8, 3), step5, ("stop", 8, 3), *[redo] * 8, ("settle", 96, 96)]
+    assert stepping_bytes(log) == 2 * (800 + 600)
+    assert stepping_bytes([("inner1", 64, 48), ("stop", 8, 3)]) == 64 + 48  # one step per launch: no redo

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools" / "gpu"))  # provenance
 
 #: name -> (videos, frames per video, (width, height), grayscale, ks, crop box (x0, y0, x1, y1)).
 INPUTS = {
@@ -201,47 +201,10 @@ def batch_invariance(device) -> dict:
     return out
 
 
-def commit() -> str:
-    """The checked-out commit: ``FLOWKIT_COMMIT`` (a copy without .git), else git, else "unknown"."""
-    if os.environ.get("FLOWKIT_COMMIT"):
-        return os.environ["FLOWKIT_COMMIT"]
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-
-def gpu_clocks() -> dict:
-    """Driver version and clocks (current and maximum, MHz) from nvidia-smi, or why not."""
-    fields = ["name", "driver_version", "clocks.sm", "clocks.mem", "clocks.max.sm", "clocks.max.mem", "power.limit"]
-    try:
-        done = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": f"nvidia-smi: {exc}"}
-    if done.returncode != 0:
-        return {"error": f"nvidia-smi exited {done.returncode}: {done.stderr.strip()[:200]}"}
-    first = done.stdout.strip().splitlines()[0]
-    return dict(zip(fields, (v.strip() for v in first.split(","))))
-
-
 def environment(device) -> dict:
-    import torch
+    from provenance import provenance
 
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    env = {"commit": commit(), "torch": torch.__version__, "triton": triton_version,
-           "python": sys.version.split()[0], "numpy": np.__version__, "cpu_count": os.cpu_count(),
-           "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
-    if device.type == "cuda":
-        env["cuda"] = torch.version.cuda
-        env["gpu"] = gpu_clocks()
-    return env
+    return {**provenance(device, extract_runs_per_input=2), "numpy": np.__version__}
 
 
 def check_input(name: str, spec: tuple, tmp: Path, *, smoke: bool, budget_end: float, report: dict, save) -> None:
