@@ -399,8 +399,9 @@ def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings
                 continue
             work.append(VideoWork(v.vid, v.n_frames, todo, settings.chunk_windows, sequential=v.sequential))
         active = [v for v in prepared if v.failed is None]
-        units = plan_units(work, unit_windows=settings.unit_windows,
-                           min_units=min_units_for(_parallel_units(settings, engine)))
+        parallel = _parallel_units(settings, engine)
+        units = plan_units(work, unit_windows=settings.unit_windows, min_units=min_units_for(parallel),
+                           workers=parallel)
         if not units:
             return
         by_id = {v.vid: v for v in active}
