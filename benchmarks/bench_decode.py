@@ -18,6 +18,7 @@ Run:
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def test_decode(benchmark, jpegs, method):
     benchmark.extra_info.update(size=size, jpeg=kind, method=method, frames_source=source, opencv_threads=1,
                                 opencv=cv2.__version__, frames_per_s_per_core=round(1 / median, 1))
     print(f"\n{size} {kind} JPEG, {method}: {1e3 * median:.2f} ms, {1 / median:.1f} frames/s per core")
+
+
+def table(path: Path) -> str:
+    """The Markdown table of a --benchmark-json file of this suite: frames/s per core."""
+    rows: dict = {}
+    for bench in json.loads(Path(path).read_text())["benchmarks"]:
+        info = bench["extra_info"]
+        rows.setdefault((info["size"], info["jpeg"]), {})[info["method"]] = info["frames_per_s_per_core"]
+    methods = ["full_colour", "full_gray", "decoders_bgr", "decoders"]
+    lines = ["| JPEG | " + " | ".join(methods) + " |", "|" + " --- |" * (len(methods) + 1)]
+    for (size, kind), by in rows.items():
+        lines.append(f"| {size} {kind} | " + " | ".join(str(by.get(m, "-")) for m in methods) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(Path(sys.argv[1])))
