@@ -226,7 +226,6 @@ def test_extract_many_videos_cuda(benchmark, tmp_path):
     fraction (BatchedEngine: decoder processes feed one solver whose batches span videos and k).
     SPEC-default TV-L1; sizes from BENCH_VIDEOS (default 6) and BENCH_FRAMES (default 200)."""
     import torch
-    from gpu_engine_check import write_videos  # the JPEG folders gpu_engine_check.py measures on
 
     n_videos = int(os.environ.get("BENCH_VIDEOS", "6"))
     frames = int(os.environ.get("BENCH_FRAMES", "200"))
@@ -240,3 +239,20 @@ def test_extract_many_videos_cuda(benchmark, tmp_path):
     print(f"\nextract --gpu, {n_videos} videos x {frames} frames, k 6 and 18: {report.pairs} pairs, median "
           f"{seconds:.2f} s, {report.pairs / seconds:.1f} pairs/s, solver idle "
           f"{report.engine.get('solver_idle_fraction')} on {torch.cuda.get_device_name()}")
+
+
+def write_videos(video: Path, root: Path, n_videos: int, frames: int) -> list[Path]:
+    """``n_videos`` JPEG folders (CAS(ME)^2's layout) of ``frames`` frames each, cut from ``video``
+    at different offsets so that each is its own face video."""
+    from flowkit.sources import open_source
+
+    decoded = list(open_source(video))
+    step = max(1, (len(decoded) - frames) // max(1, n_videos - 1))
+    folders = []
+    for v in range(n_videos):
+        folder = root / f"v{v}"
+        folder.mkdir(parents=True)
+        for i in range(frames):
+            cv2.imwrite(str(folder / f"img{i + 1}.jpg"), decoded[min(v * step + i, len(decoded) - 1)])
+        folders.append(folder)
+    return folders

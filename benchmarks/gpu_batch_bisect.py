@@ -1,6 +1,6 @@
 """Where does a pair's TV-L1 flow start to depend on its batch on CUDA? A bisection over the solver's loops.
 
-``benchmarks/gpu_engine_check.py`` found every single step of the torch solver batch-invariant on an
+``tools/gpu/engine_check.py`` found every single step of the torch solver batch-invariant on an
 H200 (bitwise), yet a whole SPEC solve of a pair alone differs from the same pair in a batch of 8 by
 up to 11.5 px (on the CPU it is bitwise equal). This runs the solve with one loop enabled at a time
 (pyramid scales, warps, outer and inner iterations), for both implementations, and reports the
@@ -48,8 +48,10 @@ def main(argv=None) -> None:
     nxt = smooth[:, 3:131, 1:129].round().to(torch.uint8).to(device)
     fastest = resolve_impl("auto", device)  # a Triton impl on CUDA when triton loads
     impls = ["eager"] + ([fastest] if fastest != "eager" else [])
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "pairs": 8, "results": {}}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "gpu"))
+    from provenance import provenance
+
+    report = {**provenance(device, solves_per_config=1), "pairs": 8, "results": {}}
     for impl in impls:
         for name, params in CONFIGS.items():
             batch = tvl1_torch(prev, nxt, impl=impl, **params)

@@ -11,7 +11,7 @@ with the first shape the same way, untimed: the spread that rounding alone gives
 shapes' differences against. It replaces gpu_triton_block.py (blocks of 512 against 256,
 benchmarks/results/triton_block_h200.json), which is ``--shapes triton:block=512 triton:block=256``.
 
-On a GPU machine, with benchmarks/gpu_refs carried (a few minutes):
+On a GPU machine, with tools/gpu/gpu_refs carried (a few minutes):
     python3 benchmarks/gpu_launch_shapes.py --out $OUT/launch_shapes.json
 On the CPU, tiny and under Triton's interpreter, to exercise the code (a test does):
     python benchmarks/gpu_launch_shapes.py --smoke --out /tmp/launch_shapes.json
@@ -30,6 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools" / "gpu"))  # gpu_check, provenance
 
 #: "triton"'s default, then triton-strips' default, the strip shapes sass_model rates near it, and
 #: the default reading each row one row ahead (prefetch=1).
@@ -63,7 +64,7 @@ def agreement(flow, first) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--refs", type=Path, default=ROOT / "benchmarks" / "gpu_refs" / "flows.npz")
+    parser.add_argument("--refs", type=Path, default=ROOT / "tools" / "gpu" / "gpu_refs" / "flows.npz")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--shapes", nargs="+", help="impl:key=value,... (FusedInner arguments); default SHAPES")
     parser.add_argument("--batches", nargs="+", type=int, default=[1024, 4096])
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
 
     if args.smoke and not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
-    from gpu_check import _epe, load_refs, repeated  # beside this script
+    from gpu_check import _epe, load_refs, repeated
 
     import flowkit.flow.torch_tvl1 as solver_mod
 
@@ -90,8 +91,9 @@ def main(argv=None) -> None:
     batches, passes = ([2], 1) if args.smoke else (args.batches, args.passes)
     texts = args.shapes or (SMOKE_SHAPES if args.smoke else SHAPES)
     shapes = [parse_shape(text) for text in texts]
-    out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-           "pairs": int(len(a)), "batches": batches, "shapes": {}}
+    from provenance import provenance
+
+    out = {**provenance(device, passes=passes), "pairs": int(len(a)), "batches": batches, "shapes": {}}
     inputs = {n: (repeated(a, n, device), repeated(b, n, device)) for n in batches}  # made once, for every shape
     first = None
     for text, (impl, launch) in zip(texts, shapes):

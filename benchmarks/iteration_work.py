@@ -21,10 +21,10 @@ with the work a stop inside a multi-step launch wastes and the issue limit of it
 
 With ``--pairs-per-s`` (a measured GPU rate) and ``--bytes-per-px`` (the kernel's unique traffic
 per pixel-iteration), it prints the memory traffic that rate implies.
-Input: the face pairs of ``benchmarks/make_gpu_refs.py`` (groups k6, k18 and the 16 "bench" pairs
+Input: the face pairs of ``tools/gpu/make_gpu_refs.py`` (groups k6, k18 and the 16 "bench" pairs
 that ``gpu_check.py`` times).
 
-    python benchmarks/iteration_work.py [--refs benchmarks/gpu_refs/flows.npz] [--pairs-per-s 1007 --bytes-per-px 64]
+    python benchmarks/iteration_work.py [--refs tools/gpu/gpu_refs/flows.npz] [--pairs-per-s 1007 --bytes-per-px 64]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from flowkit.flow.params import TVL1Params
 from flowkit.flow.pyramid import pyramid_sizes
 from flowkit.flow.torch_tvl1 import tvl1_torch
 
-REFS = Path(__file__).resolve().parent / "gpu_refs" / "flows.npz"
+REFS = Path(__file__).resolve().parents[1] / "tools" / "gpu" / "gpu_refs" / "flows.npz"
 COST = Path(__file__).resolve().parent / "results" / "cost_model.json"
 SASS = Path(__file__).resolve().parent / "results" / "sass_model_sm90.json"
 

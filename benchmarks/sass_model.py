@@ -14,7 +14,7 @@ program, warps per program) of ``triton_tvl1``'s inner kernel this reads, from t
   SPEC defaults (benchmarks/results/iteration_work.json, "bench", "needed").
 
 A model, not a measurement: it knows nothing of latency, caches or occupancy's effect on bandwidth.
-benchmarks/gpu_check.py ("inner_kernel") measures the same shapes on a GPU.
+tools/gpu/gpu_check.py ("inner_kernel") measures the same shapes on a GPU.
 
     python benchmarks/sass_model.py > benchmarks/results/sass_model_sm90.json   # about a minute
 """

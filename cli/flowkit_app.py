@@ -48,6 +48,7 @@ def extract_cmd(
     decoders: opt.Decoders = None,
     as_released: opt.AsReleased = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (videos, pairs, stage timings) as JSON."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
     from flowkit.extract import FAST_TVL1, extract
@@ -58,7 +59,7 @@ def extract_cmd(
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, scheduler=scheduler,
                      unit_windows=unit_windows, decoders=decoders, progress=not quiet, as_released=as_released)
-    typer.echo(report.summary())
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
     if report.failures:
         typer.echo(f"flowkit: {len(report.failures)} video(s) not extracted: "
                    + "; ".join(f"{v.video_id} ({v.message})" for v in report.failures), err=True)

@@ -77,7 +77,10 @@ class VideoResult:
 
 @dataclass
 class ExtractionReport:
-    """Outcome of :func:`extract`: per-video results, pairs computed and wall time."""
+    """Outcome of :func:`extract`: per-video results, pairs computed and wall time.
+
+    stages: where the time went, seconds per key of :data:`flowkit.stages.STAGES`.
+    """
 
     store: Path
     videos: list[VideoResult] = field(default_factory=list)
@@ -85,6 +88,7 @@ class ExtractionReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     engine: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
 
     @property
     def failures(self) -> list[VideoResult]:
@@ -104,8 +108,18 @@ class ExtractionReport:
         lines = [f"{done} of {len(self.videos)} video(s) extracted into {self.store}; {self.pairs} pairs in "
                  f"{self.seconds:.1f} s ({self.pairs_per_s:.2f} pairs/s)"]
         lines += [f"  {v.video_id}: {v.message}" for v in self.videos if v.message]
+        if self.stages:
+            from flowkit.stages import format_stages
+
+            lines.append(format_stages(self.stages))
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready data (``flowkit extract --json``)."""
+        from dataclasses import asdict
+
+        return {**asdict(self), "store": str(self.store), "pairs_per_s": round(self.pairs_per_s, 3)}
 
 
 @dataclass(frozen=True)
@@ -158,11 +172,7 @@ class ExtractionSettings:
         from flowkit.flow.backend import backend_info
 
         info = backend_info(self.backend)
-        if info.takes_tensors:
-            import torch
-
-            dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
-            prev, nxt = torch.from_numpy(prev).to(dev), torch.from_numpy(nxt).to(dev)
+        prev, nxt = self.upload(prev), self.upload(nxt)
         impl = {"impl": self.flow_impl} if info.has_impls else {}
         flow = tvl1(prev, nxt, backend=self.backend, device=self.device, **impl, **self.params)
         if self.as_released:  # the released code's cartToPolar round trip, on the host for every backend
@@ -170,8 +180,22 @@ class ExtractionSettings:
             from flowkit.units import to_host
 
             back = polar_round_trip(to_host(flow))
+            if info.takes_tensors:
+                import torch
             flow = torch.from_numpy(back).to(flow.device) if info.takes_tensors else back
         return flow
+
+    def upload(self, frames):
+        """(B, H, W) uint8 frames where ``solve`` takes them: a tensor on ``device`` for torch
+        (a tensor already there passes as it is), else unchanged."""
+        from flowkit.flow.backend import backend_info
+
+        if not backend_info(self.backend).takes_tensors:
+            return frames
+        import torch
+
+        dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
+        return torch.as_tensor(frames, device=dev)
 
     def limit_threads(self) -> None:
         """In a worker that shares the machine with others, one OpenCV and one torch thread."""
@@ -406,8 +430,9 @@ def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings
                 continue
             work.append(VideoWork(v.vid, v.n_frames, todo, settings.chunk_windows, sequential=v.sequential))
         active = [v for v in prepared if v.failed is None]
-        units = plan_units(work, unit_windows=settings.unit_windows,
-                           min_units=min_units_for(_parallel_units(settings, engine)))
+        parallel = _parallel_units(settings, engine)
+        units = plan_units(work, unit_windows=settings.unit_windows, min_units=min_units_for(parallel),
+                           workers=parallel)
         if not units:
             return
         by_id = {v.vid: v for v in active}
@@ -645,6 +670,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
                 landmarker.close()
         engine = starting.result()
         _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
+        report.stages = _stages(engine.stats.get("stages") or {}, time.perf_counter() - t_start)
         for video in prepared:
             report.videos.append(_finish(video, store, ks))
             bars.video_done()
@@ -661,6 +687,15 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report.pairs = sum(r.pairs for r in report.videos)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _stages(engine_stages: dict, seconds: float) -> dict:
+    """The engine's stage timings with "prepare_s": the driver's time outside the engine so far
+    (settings, landmarker, faces, frame counts, store entries, plans)."""
+    from flowkit.stages import STAGES
+
+    stages = {**engine_stages, "prepare_s": round(seconds - engine_stages.get("engine_wall_s", 0.0), 3)}
+    return {k: stages[k] for k in STAGES if k in stages}
 
 
 def _started(starting):
@@ -744,7 +779,10 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
         raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
     settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
                          batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
-    return replace(settings, flow_impl=_check_flow_impl(flow_impl, backend, dev), as_released=bool(as_released))
+    flow_impl = _check_flow_impl(flow_impl, backend, dev)
+    if batch_windows is None:  # sized for the implementation that runs
+        settings = replace(settings, batch_windows=_default_batch(backend, dev, chunk_windows, flow_impl))
+    return replace(settings, flow_impl=flow_impl, as_released=bool(as_released))
 
 
 def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
@@ -762,15 +800,21 @@ def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
     return flow_impl
 
 
-def _default_batch(backend: str, dev, chunk_windows: int) -> int:
-    """On a GPU, what half its free memory holds; else a chunk (units are the parallel grain)."""
+def _default_batch(backend: str, dev, chunk_windows: int, flow_impl: str = "auto") -> int:
+    """On a GPU, what half its free memory holds with the implementation that runs; else a chunk
+    (units are the parallel grain)."""
     from flowkit.flow.backend import backend_info
 
     info = backend_info(backend)
     if info.batched and info.on_gpu(dev):
         from flowkit.flow.memory import pairs_per_batch
 
-        return pairs_per_batch(dev)
+        impl = "eager"
+        if info.has_impls:
+            from flowkit.flow.torch_tvl1 import resolve_impl
+
+            impl = resolve_impl(flow_impl, dev)
+        return pairs_per_batch(dev, impl=impl)
     return chunk_windows
 
 

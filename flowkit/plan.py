@@ -120,14 +120,17 @@ def unit_chunks(unit_windows: int | None, chunk: int, max_k: int) -> int:
     return -(-unit_windows // chunk)
 
 
-def plan_units(videos: Sequence[VideoWork], *, unit_windows: int | None = None, min_units: int = 1) -> list[WorkUnit]:
+def plan_units(videos: Sequence[VideoWork], *, unit_windows: int | None = None, min_units: int = 1,
+               workers: int = 1) -> list[WorkUnit]:
     """Cut each video's remaining chunks into units of about ``unit_windows`` windows.
 
     ``unit_windows`` (default: :func:`unit_chunks`'s, sized to the video's largest k) is rounded up
     to whole chunks, and cut down (to one chunk at least) when the
     run would otherwise give fewer than ``min_units`` units, so that a short run still keeps
-    every worker busy. Units follow the videos' order and, within a video, the windows' order; a
-    range with nothing left to compute gives no unit.
+    every worker busy. With ``workers`` > 1 a video's unit count is rounded up to a multiple of
+    ``workers`` and its chunks shared out evenly, the larger units first, so that its last units
+    do not leave some workers idle while one finishes. Units follow the videos' order and, within
+    a video, the windows' order; a range with nothing left to compute gives no unit.
 
     >>> work = VideoWork("v", n_frames=100, todo={2: {0, 1, 2}, 6: {3}}, chunk=25)
     >>> [(u.start, u.stop, u.chunks) for u in plan_units([work], unit_windows=50)]
@@ -136,6 +139,9 @@ def plan_units(videos: Sequence[VideoWork], *, unit_windows: int | None = None, 
     (50, 100)
     >>> [u.start for u in plan_units([work], unit_windows=50, min_units=4)]  # one chunk each
     [0, 25, 50, 75]
+    >>> long = VideoWork("v", n_frames=906, todo={6: set(range(14))}, chunk=64)
+    >>> [len(u.chunks[0][1]) for u in plan_units([long], unit_windows=192, min_units=4, workers=2)]
+    [3, 3, 2, 2, 2, 2]
     """
     out: list[WorkUnit] = []
     spans = sum(max(max(js) + 1 for js in v.todo.values() if js) for v in videos
@@ -149,12 +155,31 @@ def plan_units(videos: Sequence[VideoWork], *, unit_windows: int | None = None, 
             out.append(WorkUnit(v.video_id, 0, v.n_frames, chunks, v.n_frames, v.chunk, sequential=True))
             continue
         per_unit = max(1, min(unit_chunks(unit_windows, v.chunk, max(todo)), spans // max(1, min_units)))
-        last_chunk = max(js[-1] for js in todo.values())
-        for first in range(0, last_chunk + 1, per_unit):
-            span = range(first, first + per_unit)
+        for span in _cut(max(js[-1] for js in todo.values()) + 1, per_unit, workers):
             chunks = tuple((k, tuple(j for j in js if j in span)) for k, js in todo.items())
             chunks = tuple((k, js) for k, js in chunks if js)
             if chunks:
-                out.append(WorkUnit(v.video_id, first * v.chunk, (first + per_unit) * v.chunk, chunks, v.n_frames,
+                out.append(WorkUnit(v.video_id, span.start * v.chunk, span.stop * v.chunk, chunks, v.n_frames,
                                     v.chunk))
+    return out
+
+
+def _cut(n_chunks: int, per_unit: int, workers: int) -> list[range]:
+    """Chunks 0 .. n_chunks - 1 as ranges of at most ``per_unit``; with ``workers`` > 1 their count
+    a multiple of ``workers`` (at most one chunk each), sizes differing by one, the larger first.
+
+    >>> _cut(14, 3, 1), _cut(14, 3, 2)
+    ([range(0, 3), range(3, 6), range(6, 9), range(9, 12), range(12, 15)], [range(0, 3), range(3, 6), \
+range(6, 8), range(8, 10), range(10, 12), range(12, 14)])
+    """
+    if workers <= 1:
+        return [range(first, first + per_unit) for first in range(0, n_chunks, per_unit)]
+    n = -(-n_chunks // per_unit)
+    n = min(n_chunks, -(-n // workers) * workers)
+    size, extra = divmod(n_chunks, n)
+    out, first = [], 0
+    for u in range(n):
+        stop = first + size + (u < extra)
+        out.append(range(first, stop))
+        first = stop
     return out

@@ -59,11 +59,13 @@ def natural_key(name: str | os.PathLike) -> tuple:
     return tuple((0, int(p)) if p.isdigit() else (1, p.lower()) for p in parts) + ((2, str(name)),)
 
 
-def to_bgr8(image: np.ndarray) -> np.ndarray:
+def to_bgr8(image: np.ndarray, *, keep_gray: bool = False) -> np.ndarray:
     """Convert an image as read by ``cv2.imread(..., IMREAD_UNCHANGED)`` to (H, W, 3) uint8 BGR.
 
     Accepts (H, W) gray, (H, W, 1), (H, W, 3) BGR and (H, W, 4) BGRA, in uint8 or uint16
-    (16-bit values are divided by 257, which maps 65535 to 255, and rounded).
+    (16-bit values are divided by 257, which maps 65535 to 255, and rounded). With ``keep_gray``
+    a one-channel image stays (H, W) uint8: converting it to BGR and back to gray (what a crop
+    does) gives the same bits, since OpenCV's gray weights sum to one exactly.
     """
     if image.dtype == np.uint16:
         image = np.rint(image.astype(np.float32) / 257.0).astype(np.uint8)
@@ -72,7 +74,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return image if keep_gray else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.ndim == 3 and image.shape[2] == 3:
@@ -196,17 +198,23 @@ class ImageFolderSource(FrameSource):
             yield frame
 
 
-def read_image_files(files, first: int = 0, *, shape: tuple | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def read_image_files(files, first: int = 0, *, shape: tuple | None = None,
+                     keep_gray: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(first + n, (H, W, 3) uint8 BGR) for each of ``files``; every image must have ``shape``
-    (default: the first one's)."""
+    (default: the first one's; only its height and width are compared).
+
+    With ``keep_gray`` a one-channel image (a grayscale JPEG: libjpeg decodes it as one channel)
+    comes as (H, W) uint8 gray, which :func:`flowkit.crop.crop_face` crops to the same bits as its
+    BGR conversion; the units' decoders read so.
+    """
     for i, f in enumerate(files, start=first):
         image = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise FlowkitError(f"image file should be a readable image, got {str(f)!r} which could not be decoded")
-        frame = to_bgr8(image)
+        frame = to_bgr8(image, keep_gray=keep_gray)
         if shape is None:
             shape = frame.shape
-        elif frame.shape != tuple(shape):
+        elif frame.shape[:2] != tuple(shape)[:2]:
             raise FlowkitError(
                 f"images of a sequence should all have size {shape[1]}x{shape[0]}, got "
                 f"{frame.shape[1]}x{frame.shape[0]} in {str(f)!r}"

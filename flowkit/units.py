@@ -64,6 +64,7 @@ class UnitResult:
     error: str | None = None
     seconds: float = 0.0
     written: list[tuple[int, int]] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def one_line(exc: BaseException) -> str:
@@ -74,11 +75,13 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, (FlowkitError, cv2.error)) else f"{type(exc).__name__}: {text}"
 
 
-def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, settings: ExtractionSettings):
+def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, settings: ExtractionSettings, *,
+                    stages: dict | None = None):
     """TV-L1 on (B, 128, 128) uint8 crop pairs, then the features.
 
     With the torch backend the crops move to ``settings.device`` once and the flow, strain,
     head-motion correction, eye mask and ROI all stay there; only the features come back.
+    ``stages``, when given, gains the seconds of "solve_s", "features_s" and "download_s".
 
     Returns:
         (features (B, 3, 42, 42) float32, flow (B, 2, 128, 128) float32 when
@@ -86,11 +89,18 @@ def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, se
     """
     from flowkit.features import features_from_flow
 
+    stages = {} if stages is None else stages
+    t0 = time.perf_counter()
     flow = settings.solve(prev, nxt)
-    feats = to_host(features_from_flow(flow, landmarks))
-    if settings.save_flow:
-        return feats, to_host(flow)
-    return feats, None
+    t1 = time.perf_counter()
+    feats = features_from_flow(flow, landmarks)
+    t2 = time.perf_counter()
+    feats = to_host(feats)
+    flow = to_host(flow) if settings.save_flow else None
+    t3 = time.perf_counter()
+    for key, seconds in (("solve_s", t1 - t0), ("features_s", t2 - t1), ("download_s", t3 - t2)):
+        stages[key] = stages.get(key, 0.0) + seconds
+    return feats, flow
 
 
 def to_host(flow) -> np.ndarray:
@@ -103,13 +113,13 @@ def to_host(flow) -> np.ndarray:
 
 
 def unit_frames(task: UnitTask) -> Iterator[tuple[int, np.ndarray]]:
-    """(i, (H, W, 3) uint8 BGR) for the frames the unit reads, in order; a sequential unit reads
-    to the end of the video, whatever it planned."""
+    """(i, (H, W, 3) uint8 BGR, or (H, W) gray for one-channel images) for the frames the unit
+    reads, in order; a sequential unit reads to the end of the video, whatever it planned."""
     first, stop = task.unit.frames
     if task.files is not None:
         from flowkit.sources import read_image_files
 
-        yield from read_image_files(task.files, first, shape=task.frame_shape)
+        yield from read_image_files(task.files, first, shape=task.frame_shape, keep_gray=True)
         return
     from flowkit.video_index import read_range, read_sequential
 
@@ -186,6 +196,23 @@ class _ChunkSolver:
         self.chunks = _Chunks(task.unit)
         self.landmarks = np.asarray(task.landmarks, dtype=np.float32)
         self.buffer: dict[int, np.ndarray] = {}
+        self.stages = result.stages
+
+    def _frames(self, frames) -> Iterator[tuple[int, np.ndarray]]:
+        """``frames`` with the seconds spent decoding them counted as "decode_s"."""
+        it = iter(frames)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                self._count("decode_s", time.perf_counter() - t0)
+            yield item
+
+    def _count(self, key: str, seconds: float) -> None:
+        self.stages[key] = self.stages.get(key, 0.0) + seconds
 
     def feed(self, frames) -> int:
         """Take (i, frame) in order; returns the count of frames seen (i + 1 of the last)."""
@@ -193,11 +220,13 @@ class _ChunkSolver:
 
         stop = self.unit.frames[1]
         count = self.unit.frames[0]
-        for i, frame in frames:
+        for i, frame in self._frames(frames):
             count = i + 1
             if i >= stop:
                 continue  # a sequential unit counting the frames past its plan
+            t0 = time.perf_counter()
             self.buffer[i] = crop_face(frame, self.task.box, jpeg=self.task.jpeg)
+            self._count("decode_s", time.perf_counter() - t0)
             for k, j in self.chunks.ready(i):
                 self._solve(k, j, self.unit.n_frames)
             oldest = self.chunks.oldest_frame()
@@ -222,24 +251,31 @@ class _ChunkSolver:
             stop = min(b + batch, e)
             prev = np.stack([self.buffer[i] for i in range(b, stop)])
             nxt = np.stack([self.buffer[i + k] for i in range(b, stop)])
-            f, fl = compute_windows(prev, nxt, self.landmarks, self.settings)
+            f, fl = compute_windows(prev, nxt, self.landmarks, self.settings, stages=self.stages)
             feats.append(f)
             flows.append(fl)
         flow = np.concatenate(flows) if self.settings.save_flow else None
+        t0 = time.perf_counter()
         self.writer.write_chunk(self.unit.video_id, k, j, np.concatenate(feats), flow, n_windows=n_frames - k)
+        self._count("write_s", time.perf_counter() - t0)
         self.result.pairs += e - s
         self.result.written.append((k, j))
 
 
 @dataclass
 class DecodedUnit:
-    """A unit's crops for the batched engine: crops[i - first] is frame i's (128, 128) uint8 crop."""
+    """A unit's crops for the batched engine: crops[i - first] is frame i's (128, 128) uint8 crop.
+
+    span: (start, end) of the decoding in ``time.monotonic()`` seconds, one clock for every
+    process of the machine.
+    """
 
     task: UnitTask
     first: int = 0
     crops: np.ndarray | None = None
     gap: bool = False
     error: str | None = None
+    span: tuple[float, float] = (0.0, 0.0)
 
 
 def decode_unit(task: UnitTask) -> DecodedUnit:
@@ -248,6 +284,7 @@ def decode_unit(task: UnitTask) -> DecodedUnit:
 
     first, stop = task.unit.frames
     out = DecodedUnit(task, first)
+    start = time.monotonic()
     try:
         from flowkit.crop import crop_face
 
@@ -259,4 +296,5 @@ def decode_unit(task: UnitTask) -> DecodedUnit:
         out.gap = True
     except DATA_ERRORS as exc:
         out.error = one_line(exc)
+    out.span = (start, time.monotonic())
     return out

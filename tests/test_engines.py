@@ -248,7 +248,7 @@ def test_a_bug_stops_the_run_instead_of_failing_a_video(two_clips, tmp_path, mon
     """A ValueError from our own code is not bad data: it propagates (here from the inline engine)."""
     from flowkit import units
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise ValueError("a bug in the solver")
 
     monkeypatch.setattr(units, "compute_windows", broken)

@@ -162,7 +162,7 @@ def _numbered_frames(folder, n: int):
     return folder
 
 
-def _index_features(prev, nxt, landmarks, settings):
+def _index_features(prev, nxt, landmarks, settings, stages=None):
     """compute_windows's stand-in: channel 0 carries prev's frame value, channel 1 nxt's."""
     feats = np.zeros((prev.shape[0], 3, 42, 42), np.float32)
     feats[:, 0] = prev[:, :1, :1]

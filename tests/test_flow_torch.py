@@ -379,7 +379,7 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
     out = tmp_path / "check.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--smoke", "--refs", str(tmp_path / "none.npz"),
+        [sys.executable, str(root / "tools" / "gpu" / "gpu_check.py"), "--smoke", "--refs", str(tmp_path / "none.npz"),
          "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=root, env=env,  # a hang guard: ~65 s here
     )
@@ -388,6 +388,7 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
     sections = ("environment", "accuracy", "determinism", "median", "warp", "throughput", "inner_kernel", "profile")
     for section in sections:
         assert "error" not in report[section], report[section]
+    assert report["environment"]["commit"] and report["environment"]["repeats"]["inner_kernel"] >= 1
     for impl in report["environment"]["impls"]:
         assert report["determinism"][impl]["repeat_bitwise_equal"]
         assert report["median"]["eager_network"]["equal_to_network"]

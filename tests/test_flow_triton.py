@@ -262,7 +262,7 @@ def test_impl_choice():
 @pytest.mark.parametrize("impl", ["triton", "triton-tiles"])
 def test_full_size_face_pair_matches_opencv(impl):
     # 128x128, SPEC's 5-level pyramid; fewer iterations than SPEC (the interpreter takes ~0.05 s
-    # a launch), the same for OpenCV. SPEC-default solves on many pairs: benchmarks/gpu_check.py.
+    # a launch), the same for OpenCV. SPEC-default solves on many pairs: tools/gpu/gpu_check.py.
     a, b = face_pairs(6, (0,))
     params = dict(warps=1, outer_iterations=2, inner_iterations=10)
     out = tvl1_torch(torch.from_numpy(a).to(DEVICE), torch.from_numpy(b).to(DEVICE), impl=impl, **params)

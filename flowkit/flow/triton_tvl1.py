@@ -179,7 +179,7 @@ class FusedInner:
             either end read again by the next tile (``triton_stencil.tile_source``). A tile is
             ``rows`` x the next power of two >= W, up to ``tile_width``.
         block: pixels per program (``rows`` None, on a GPU); num_warps: warps per program.
-            benchmarks/sass_model.py and benchmarks/gpu_check.py compare the choices.
+            benchmarks/sass_model.py and tools/gpu/gpu_check.py compare the choices.
         tile_width: the widest tile. Wider images are cut into column tiles that read ``steps``
             columns again at either side. At 128 (SPEC's crop) the default tiles compile for sm_90
             without register spills; at 256 they spill (benchmarks/sass_model.py).

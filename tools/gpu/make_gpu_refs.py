@@ -1,4 +1,4 @@
-"""Reference flows for benchmarks/gpu_check.py, made on the CPU (needs cv2.optflow and the video).
+"""Reference flows for tools/gpu/gpu_check.py, made on the CPU (needs cv2.optflow and the video).
 
 The GPU machines have neither OpenCV's contrib module nor the shared data, so their inputs
 travel as one file: the 128x128 face crops of ``WolfgangLanger_Pexels.mp4`` for pairs (i, i + k)
@@ -8,7 +8,7 @@ each, SPEC-default parameters. The flows are stored as float32 with their bytes 
 (exponents together), which compresses them about twice as well as plain float32.
 
 Run (about two minutes on 2 cores):
-    python benchmarks/make_gpu_refs.py [--out benchmarks/gpu_refs/flows.npz]
+    python tools/gpu/make_gpu_refs.py [--out tools/gpu/gpu_refs/flows.npz]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from flow_fixtures import FACE_VIDEO, face_frames, face_pairs  # noqa: E402
 
 from flowkit.flow.opencv_tvl1 import tvl1_opencv  # noqa: E402

@@ -2,7 +2,7 @@
 
 GPU time comes in runs of at most 10 minutes, on machines with torch and numpy but no OpenCV
 contrib, no zarr and no network, so everything it needs travels in one file made on the CPU by
-benchmarks/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
+tools/gpu/make_gpu_refs.py (OpenCV's and the CPU torch solver's flows for 75 face pairs). In one
 run it writes, for each implementation ("eager", and when triton loads "triton", "triton-tiles" and
 "triton-strips"):
 
@@ -28,9 +28,9 @@ run it writes, for each implementation ("eager", and when triton loads "triton",
 The JSON is rewritten after every section, so a run cut short keeps what it measured.
 
 Run on a GPU (see README, "Measuring on a GPU"):
-    python benchmarks/gpu_check.py --refs benchmarks/gpu_refs/flows.npz --out gpu_check.json
+    python tools/gpu/gpu_check.py --refs tools/gpu/gpu_refs/flows.npz --out gpu_check.json
 and on the CPU, with tiny sizes, to exercise the code (tests/test_flow_torch.py does):
-    python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
+    python tools/gpu/gpu_check.py --smoke --out /tmp/gpu_check_smoke.json
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # provenance
+sys.path.insert(0, str(ROOT / "benchmarks"))  # sass_model
 SPEC: dict = {}  # SPEC 2 defaults
 SMOKE = dict(nscales=1, warps=1, outer_iterations=1, inner_iterations=2)
 BATCHES = (64, 256, 1024, 4096)
@@ -170,18 +172,15 @@ def _summary(x: np.ndarray, groups: np.ndarray) -> dict:
     return {g: {"mean": float(x[groups == g].mean()), "max": float(x[groups == g].max())} for g in np.unique(groups)}
 
 
-def environment(check: Check) -> dict:
-    torch = check.torch
-    info = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "device": torch.cuda.get_device_name() if check.device.type == "cuda" else platform.machine(),
-            "impls": check.impls}
-    try:
-        import triton
+#: Timed runs per figure, after a first (compiling) run: the median is kept.
+REPEATS = {"median": 5, "warp": 5, "throughput": 1, "inner_kernel": 3}
 
-        info["triton"] = triton.__version__
-    except ImportError:
-        info["triton"] = None
-    return info
+
+def environment(check: Check) -> dict:
+    from provenance import provenance
+
+    return {**provenance(check.device, **REPEATS), "numpy": np.__version__, "impls": check.impls,
+            "machine": platform.machine()}
 
 
 def accuracy(check: Check, refs: dict) -> dict:
@@ -243,7 +242,7 @@ def median_timing(check: Check) -> dict:
     out = {"batch": b, "size": side}
     for name, fn in fns.items():
         same = bool(fn(flow).equal(ref))
-        times = [check.timed(lambda f=fn: f(flow)) for _ in range(5)]
+        times = [check.timed(lambda f=fn: f(flow)) for _ in range(REPEATS["median"])]
         out[name] = {"median_ms": round(float(np.median(times)) * 1e3, 3), "equal_to_network": same}
     return out
 
@@ -267,7 +266,7 @@ def warp_timing(check: Check) -> dict:
     for impl in ("eager", "triton"):
         solver = _Solver(TVL1Params(), "masked", False, impl)
         results[impl] = solver.warp(i0, i1, i1x, i1y, u)
-        times = [check.timed(lambda s=solver: s.warp(i0, i1, i1x, i1y, u)) for _ in range(5)]
+        times = [check.timed(lambda s=solver: s.warp(i0, i1, i1x, i1y, u)) for _ in range(REPEATS["warp"])]
         out[impl] = {"median_ms": round(float(np.median(times)) * 1e3, 3)}
     pairs = zip(results["triton"], results["eager"])
     out["triton"]["max_abs_vs_eager"] = [float((a - r).abs().max()) for a, r in pairs]
@@ -339,10 +338,26 @@ def _inner_case(check: Check, solver, n: int, h: int, w: int) -> tuple:
     return state, solver.warp(i0, i1, *centered_gradient(i1), state[0])
 
 
+def stepping_bytes(launches: list) -> int:
+    """Bytes read and written by the inner launches of a ``count_launches`` log that step the state:
+    each is followed by the stop kernel. The redo launches of ``_settle`` (inner launches not
+    followed by a stop) move only the pairs that stopped inside a launch, none when every pair goes.
+
+    >>> stepping_bytes([("inner2", 10, 5), ("stop", 1, 1), ("inner1", 7, 3), ("inner1", 7, 3), ("settle", 4, 4)])
+    15
+    """
+    return sum(read + written for (name, read, written), after in zip(launches, launches[1:])
+               if name.startswith("inner") and after[0] == "stop")
+
+
 def _time_launch(check: Check, solver, launch: dict, case: tuple, iterations: int) -> tuple[dict, tuple | None]:
     """The fused inner kernel of ``launch`` (FusedInner's arguments) on ``case``, every pair going:
-    timed 3 times after a first (compiling) run, the median kept. Returns (its row, the state it
-    ends in; None if it failed)."""
+    timed ``REPEATS["inner_kernel"]`` times after a first (compiling) run, the median kept. Returns
+    (its row, the state it ends in; None if it failed).
+
+    ``implied_dram_gb_per_s`` counts the bytes of the launches that step the state (each followed by
+    the stop kernel), not the redo launches of ``_settle``: with every pair going they find no
+    pair to redo and move nothing, though each is declared with a whole step's bytes."""
     from flowkit.flow.triton_tvl1 import FusedInner, count_launches
 
     state0, consts = case
@@ -352,13 +367,13 @@ def _time_launch(check: Check, solver, launch: dict, case: tuple, iterations: in
         with count_launches() as launches:  # the first run compiles; its bytes as cost_model counts them
             fused.run(tuple(t.clone() for t in state0), consts, -1.0, iterations)
         times = []
-        for _ in range(3):
+        for _ in range(REPEATS["inner_kernel"]):
             state = tuple(t.clone() for t in state0)
             times.append(check.timed(lambda f=fused, s=state: f.run(s, consts, -1.0, iterations)))
     except Exception as err:  # noqa: BLE001 - one launch shape that fails to compile must not end the section
         return {**launch, "error": f"{type(err).__name__}: {err}"}, None
     per_iteration = float(np.median(times)) / iterations
-    moved = sum(read + written for name, read, written in launches if name.startswith("inner")) / iterations
+    moved = stepping_bytes(launches) / iterations
     return {**launch, "us_per_iteration": round(per_iteration * 1e6, 2),
             "ns_per_pair_iteration": round(per_iteration / n * 1e9, 3),
             "ps_per_px_iteration": round(per_iteration / (n * h * w) * 1e12, 2),
@@ -457,7 +472,7 @@ def profile(check: Check, refs: dict) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--refs", type=Path, default=ROOT / "benchmarks" / "gpu_refs" / "flows.npz")
+    parser.add_argument("--refs", type=Path, default=ROOT / "tools" / "gpu" / "gpu_refs" / "flows.npz")
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to exercise the code on the CPU")
     parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting new work after this")
