@@ -117,6 +117,7 @@ def prepared_store(path: Path, folders: list[Path], box, landmarks: np.ndarray) 
     """A store holding each folder as an earlier run's first pass would have left it."""
     import cv2
 
+    from flowkit.crop import CROP_CONVENTION
     from flowkit.store import FeatureStore
 
     with FeatureStore(path, mode="a") as store:
@@ -126,7 +127,8 @@ def prepared_store(path: Path, folders: list[Path], box, landmarks: np.ndarray) 
             attrs = {"source": str(folder.resolve()), "n_frames": len(files), "fps": None,
                      "crop_box": [int(v) for v in box], "reference_frame": 0, "landmark_backend": "mediapipe",
                      "header_frames": len(files), "frame_shape": [h, w, 3], "reader": "images",
-                     "subject": folder.name, "annotations": []}
+                     "subject": folder.name, "annotations": [], "crop_convention": CROP_CONVENTION,
+                     "as_released": False}
             store.add_video(folder.name, attrs, landmarks)
 
 
