@@ -590,6 +590,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     bars = ProgressBars(progress, len(videos))
     engine = starting = None
     try:
+        store.claim_flow_params(settings.params)  # one TV-L1 setting per store, before any video is touched
         starting = start_engine(settings, scheduler)  # while the videos are prepared
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})

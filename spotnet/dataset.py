@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from flowkit.errors import FlowkitError
-from flowkit.store import FeatureReader
+from flowkit.store import FeatureReader, chunk_error
 from spotnet.augment import COPIES, NONE, augment_window
 from spotnet.errors import SpotnetError
 from spotnet.labels import pseudo_labels
@@ -323,5 +323,5 @@ def _read_chunk(arr, video: VideoWindows, start: int, stop: int) -> np.ndarray:
     except Exception as exc:  # codec errors of a truncated or overwritten chunk file
         raise SpotnetError(
             f"features of video {video.video} (k={video.k}) should be readable, got a damaged chunk "
-            f"{start // video.chunk} ({' '.join(str(exc).split())[:80]}); run flowkit verify --repair, then extract"
+            f"{start // video.chunk} ({chunk_error(exc)}); run flowkit verify --repair, then extract"
         ) from None

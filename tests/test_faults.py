@@ -183,10 +183,11 @@ def keras_micro(shared_dir):
     return path
 
 
-def test_spot_into_a_missing_folder_fails_before_extraction(keras_micro, clip, tmp_path):
-    r = cli("spotnet", "spot", keras_micro, clip, "--out", tmp_path / "missing" / "x.csv",
+def test_spot_into_an_unwritable_path_fails_before_extraction(keras_micro, clip, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    r = cli("spotnet", "spot", keras_micro, clip, "--out", tmp_path / "taken" / "x.csv",
             "--store", tmp_path / "kept.zarr")
-    assert r.returncode == 2 and "missing folder" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 2 and "should be creatable" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "kept.zarr").exists(), "nothing may be extracted first"
 
 
