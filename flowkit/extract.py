@@ -589,6 +589,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
     bars = ProgressBars(progress, len(videos))
     engine = starting = None
+    stopped = False  # by a signal (KeyboardInterrupt) or an error: workers are killed, not waited for
     try:
         store.claim_flow_params(settings.params)  # one TV-L1 setting per store, before any video is touched
         starting = start_engine(settings, scheduler)  # while the videos are prepared
@@ -612,12 +613,15 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             report.videos.append(_finish(video, store, ks))
             bars.video_done()
         report.engine = dict(engine.stats)
+    except BaseException:
+        stopped = True
+        raise
     finally:
         bars.close()
         if engine is None and starting is not None:
             engine = _started(starting)  # no cluster or pool may outlive the run
         if engine is not None:
-            engine.close()
+            engine.terminate() if stopped else engine.close()
         store.close()
     order = {v.video_id: n for n, v in enumerate(videos)}
     report.videos.sort(key=lambda r: order[r.video_id])
