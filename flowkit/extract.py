@@ -586,7 +586,12 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report = ExtractionReport(store=Path(store_path))
     by_video, ks, kbt = _annotation_setup(annotations, videos, ks, report)
 
-    store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
+    early = _check_before_store(store_path, scheduler, landmark_backend, model_path)
+    try:
+        store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
+    except BaseException:
+        early.close()
+        raise
     bars = ProgressBars(progress, len(videos))
     engine = starting = None
     stopped = False  # by a signal (KeyboardInterrupt) or an error: workers are killed, not waited for
@@ -600,7 +605,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         landmarker = _NoLandmarker()
         if any(store.video_attrs(v.video_id).get("crop_box") is None if store.has_video(v.video_id) else True
                for v in videos):
-            landmarker = make_landmarker(landmark_backend, model_path=model_path)
+            landmarker = early if not isinstance(early, _NoLandmarker) else make_landmarker(
+                landmark_backend, model_path=model_path)
         try:
             prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
                                     settings=settings, report=report, bars=bars)
@@ -618,6 +624,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         raise
     finally:
         bars.close()
+        early.close()  # idempotent: normally closed once its videos are prepared
         if engine is None and starting is not None:
             engine = _started(starting)  # no cluster or pool may outlive the run
         if engine is not None:
@@ -628,6 +635,19 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report.pairs = sum(r.pairs for r in report.videos)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _check_before_store(store_path, scheduler: str | None, landmark_backend: str, model_path):
+    """The options the run needs later, checked before the store is created: the scheduler string,
+    and for a new store (every video needs its face) the landmarker itself, which is returned."""
+    from flowkit.engines import check_scheduler
+    from flowkit.landmarks import make_landmarker
+
+    if scheduler:
+        check_scheduler(scheduler)
+    if (Path(store_path) / "zarr.json").is_file():
+        return _NoLandmarker()
+    return make_landmarker(landmark_backend, model_path=model_path)
 
 
 def _started(starting):

@@ -145,9 +145,21 @@ class StoreProblem:
         return f"video {self.video} k={self.k} chunk {self.chunk}: {self.problem}"
 
 
+def _metadata_files(root: Path) -> Iterator[Path]:
+    """Every ``zarr.json`` of the layout: root, ``videos``, each video, its arrays and k groups, and
+    theirs; chunk folders are not walked."""
+    yield root / "zarr.json"
+    yield root / VIDEOS / "zarr.json"
+    folders = [root / VIDEOS]
+    for _ in range(3):  # videos/<id>, then landmarks and k<k>, then features, written, flow
+        folders = [Path(e.path) for f in folders if f.is_dir() for e in os.scandir(f)
+                   if e.is_dir() and e.name != "c" and (Path(e.path) / "zarr.json").is_file()]
+        yield from (f / "zarr.json" for f in sorted(folders))
+
+
 def _corrupt_metadata(root: Path) -> Path | None:
-    """The first ``zarr.json`` under ``root`` that is not valid JSON, if any."""
-    for meta in sorted(root.rglob("zarr.json")):
+    """The first ``zarr.json`` of the store's layout that is not valid JSON, if any."""
+    for meta in _metadata_files(root):
         try:
             json.loads(meta.read_bytes())
         except (ValueError, OSError):
@@ -462,6 +474,9 @@ class FeatureStore(FeatureReader):
             # Checked under the lock: another writer may have created the store meanwhile.
             if (self.path / "zarr.json").is_file():
                 self._open_root("a")
+                bad = _corrupt_metadata(self.path)  # now, as bad input, not later as a failing video
+                if bad is not None:
+                    raise FlowkitError(f"feature store metadata {bad} should be valid JSON, got a corrupt file")
             else:
                 self._create_root()
         except BaseException:
@@ -604,22 +619,22 @@ class FeatureStore(FeatureReader):
         # (nothing can have been written to it) and is made again below.
         if "n_windows" in old:
             mismatch = [
-                what for what, a, b in (
-                    ("flow_params", old.get("flow_params"), params),
-                    ("flow_backend", old.get("flow_backend"), flow_backend),
-                    ("n_windows", old.get("n_windows"), n_windows),
-                    ("chunk", old.get("chunk"), chunk),
+                f"{what} ({a} in the store against {b})" for what, a, b in (
+                    ("TV-L1 parameters (--fast)", old.get("flow_params"), params),
+                    ("flow backend (--flow-backend, --device, --gpu)", old.get("flow_backend"), flow_backend),
+                    ("window count", old.get("n_windows"), n_windows),
+                    ("--chunk-windows", old.get("chunk"), chunk),
                 ) if a != b
             ]
             if save_flow and "flow" not in g[name]:
-                mismatch.append("save_flow")
+                mismatch.append("--save-flow (no flow in the store)")
             if not mismatch:
                 _one_object_per_flag(g[name])
                 self.unflag_chunks(video_id, k, self.missing_chunks(video_id, k))
                 return
             raise FlowkitError(
                 f"store {self.path} already holds video {video_id!r} k={k} made with a different "
-                f"{', '.join(mismatch)}; write to a new store to use other settings"
+                f"{'; '.join(mismatch)}; rerun with the store's settings, or write to a new store"
             )
         kg = g.create_group(name, overwrite=True)
         n_chunks = math.ceil(n_windows / chunk)

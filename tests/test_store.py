@@ -70,8 +70,11 @@ def test_resume_state_and_mismatch(tmp_path):
     s = FeatureStore(path, mode="a")
     s.create_features("v1", 3, 10, "opencv", PARAMS, chunk=4)  # same settings: kept
     assert s.written("v1", 3).tolist() == [False, True, False]
-    with pytest.raises(FlowkitError, match="different flow_params"):
+    with pytest.raises(FlowkitError, match=r"different TV-L1 parameters \(--fast\) "
+                                           r"\(\{'nscales': 2, 'warps': 1\} in the store against \{'nscales': 5\}\)"):
         s.create_features("v1", 3, 10, "opencv", {"nscales": 5}, chunk=4)
+    with pytest.raises(FlowkitError, match=r"--chunk-windows \(4 in the store against 5\)"):
+        s.create_features("v1", 3, 10, "opencv", PARAMS, chunk=5)
     with pytest.raises(FlowkitError, match=r"shape \(4, 3, 42, 42\)"):
         s.write_chunk("v1", 3, 0, np.ones((3, 3, 42, 42), np.float32))
     with pytest.raises(FlowkitError, match="unknown 'v9'"):
