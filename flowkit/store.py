@@ -363,6 +363,30 @@ class FeatureReader:
                 return [StoreProblem(video_id, k, j, "holds NaN or infinite values")]
         return []
 
+    def writer_pid(self) -> int | None:
+        """The pid of the process writing this store now (holding its lock), or None.
+
+        A probe: the lock is taken and released at once when free, so call it only to explain
+        an incomplete store, not in a loop beside a starting writer.
+        """
+        lock = self.path / ".lock"
+        if not lock.is_file():
+            return None
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def unchecksummed(self) -> list[str]:
         """Paths (``videos/<id>/k<k>/features``, ...) of the arrays written without a crc32c
         checksum (by flowkit before it wrote them); ``flowkit verify --repair`` rewrites them."""

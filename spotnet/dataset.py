@@ -119,11 +119,11 @@ def list_videos(path: str | Path, k: int, *, require_complete: bool = True, only
             )
         if require_complete and not store.is_complete(vid, k):
             lost = store.missing_chunks(vid, k)
-            why = f"chunk(s) {lost} lost (their files are gone)" if lost else "an interrupted extraction"
-            raise SpotnetError(
-                f"features of video {vid} (k={k}) in {path} should be complete, got {why}; "
-                "run flowkit extract again to finish it"
-            )
+            writer = None if lost else store.writer_pid()
+            why = (f"chunk(s) {lost} lost (their files are gone)" if lost else "an interrupted extraction"
+                   if writer is None else f"an extraction still writing it (pid {writer})")
+            fix = "wait for it to end" if writer is not None else "run flowkit extract again to finish it"
+            raise SpotnetError(f"features of video {vid} (k={k}) in {path} should be complete, got {why}; {fix}")
         attrs = store.video_attrs(vid)
         n_windows = int(store.features(vid, k).shape[0])
         out.append(VideoWindows(
