@@ -91,7 +91,7 @@ def chunk_error(exc: BaseException) -> str:
     """What a codec error on reading a chunk means, in a few words."""
     text = " ".join(str(exc).split())
     if "checksum" in text.lower():
-        return "checksum mismatch (damaged in place)"
+        return "checksum mismatch (the chunk was damaged after it was written)"
     return f"undecodable ({text[:80]})"
 
 

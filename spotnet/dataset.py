@@ -321,7 +321,18 @@ def _read_chunk(arr, video: VideoWindows, start: int, stop: int) -> np.ndarray:
     try:
         return np.asarray(arr[start:stop], dtype=np.float32)
     except Exception as exc:  # codec errors of a truncated or overwritten chunk file
+        bad = _first_bad_chunk(arr, video, start, stop)
         raise SpotnetError(
             f"features of video {video.video} (k={video.k}) should be readable, got a damaged chunk "
-            f"{start // video.chunk} ({chunk_error(exc)}); run flowkit verify --repair, then extract"
+            f"{bad} ({chunk_error(exc)}); run flowkit verify --repair, then extract"
         ) from None
+
+
+def _first_bad_chunk(arr, video: VideoWindows, start: int, stop: int) -> int:
+    """The first chunk of windows [start, stop) that does not read back (a read spans several)."""
+    for j in range(start // video.chunk, -(-min(stop, video.n_windows) // video.chunk)):
+        try:
+            arr[j * video.chunk:(j + 1) * video.chunk]
+        except Exception:  # noqa: BLE001 - any codec error marks the chunk
+            return j
+    return start // video.chunk

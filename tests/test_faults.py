@@ -71,7 +71,7 @@ def test_damaged_chunk_is_reported_then_repaired(reference, clip, tmp_path):
     path = chunk_file(store, 2)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated
     verify = cli("flowkit", "verify", store)
-    assert verify.returncode == 1 and "video good k=2 chunk 2: undecodable" in verify.stdout
+    assert verify.returncode == 1 and "video good k=2 chunk 2: checksum mismatch" in verify.stdout
     assert FeatureReader(store).written("good", 2).all(), "verify must not change anything"
     from spotnet.dataset import list_videos, video_windows
     from spotnet.errors import SpotnetError
@@ -325,3 +325,245 @@ def test_outputs_get_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"m.pt": 0o644, "i.csv": 0o644}
+
+
+# ---------------------------------------------------------------------- stores that cannot silently lie
+def _flip_one_bit(path: Path) -> None:
+    """One bit in the middle of a chunk object: inside zstd's payload, so zstd alone still decodes it."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _micro_checkpoint(path: Path, *, k: int = 2, flow_params=None) -> Path:
+    from spotnet import SOFTNet, save_model
+
+    torch.manual_seed(0)
+    meta = {"type": "micro", "k": k, **({"flow_params": flow_params} if flow_params else {})}
+    save_model(SOFTNet(), path, metadata=meta)
+    return path
+
+
+def _annotated_pair(reference: Path, store: Path) -> Path:
+    """The reference store with a second subject (a copy of its video), both annotated: LOSO-trainable."""
+    import zarr
+
+    shutil.copytree(reference, store)
+    shutil.copytree(store / "videos" / "good", store / "videos" / "other")
+    for vid, subject in (("good", "s1"), ("other", "s2")):
+        g = zarr.open_group(str(store / "videos" / vid), mode="r+")
+        g.attrs.update(subject=subject, annotations=[{"onset": 3, "apex": 4, "offset": 5, "type": "micro"}])
+    return store
+
+
+def test_a_flipped_bit_is_named_by_verify_and_refused_by_train_and_spot(reference, tmp_path):
+    store = _annotated_pair(reference, tmp_path / "s.zarr")
+    _flip_one_bit(chunk_file(store, 1))
+    verify = cli("flowkit", "verify", store)
+    assert verify.returncode == 1
+    assert "video good k=2 chunk 1: checksum mismatch" in verify.stdout
+    train = cli("spotnet", "train", store, "--out", tmp_path / "run", "--epochs", 1, "--no-progress",
+                "--expression", "micro")
+    assert train.returncode == 2, train.stderr
+    assert train.stderr.strip().splitlines() == [
+        "spotnet: error: features of video good (k=2) should be readable, got a damaged chunk 1 (checksum mismatch "
+        "(the chunk was damaged after it was written)); run flowkit verify --repair, then extract"]
+    assert not list((tmp_path / "run").rglob("*.pt")), "no model may come from the damaged store"
+    spot = cli("spotnet", "spot", _micro_checkpoint(tmp_path / "m.pt"), store, "--out", tmp_path / "i.csv")
+    assert spot.returncode == 2 and "damaged chunk 1 (checksum mismatch" in spot.stderr
+    assert len(spot.stderr.strip().splitlines()) == 1
+
+
+def test_repair_unflags_a_flipped_chunk_and_extract_restores_it(reference, clip, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    _flip_one_bit(chunk_file(store, 0))
+    assert cli("flowkit", "verify", store, "--repair").returncode == 1
+    assert FeatureReader(store).written("good", 2).tolist() == [False, True, True]
+    report = extract([clip], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=4, progress=False)
+    assert report.ok and report.pairs == 4
+    np.testing.assert_array_equal(FeatureReader(store).features("good", 2)[:],
+                                  FeatureReader(reference).features("good", 2)[:])
+    assert cli("flowkit", "verify", store).returncode == 0
+
+
+def test_a_store_without_checksums_is_named_by_info_and_upgraded_by_repair(reference, tmp_path):
+    from test_store import _strip_checksums
+
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    _strip_checksums(store)
+    info = cli("flowkit", "info", store)
+    assert info.returncode == 0 and "3 array(s) lack checksums" in info.stdout  # landmarks, features, written
+    verify = cli("flowkit", "verify", store)
+    assert verify.returncode == 0 and "lack checksums" in verify.stderr
+    repair = cli("flowkit", "verify", store, "--repair")
+    assert repair.returncode == 0 and "added checksums to" in repair.stdout
+    assert FeatureReader(store).unchecksummed() == []
+    np.testing.assert_array_equal(FeatureReader(store).features("good", 2)[:],
+                                  FeatureReader(reference).features("good", 2)[:])
+    _flip_one_bit(chunk_file(store, 2))
+    assert "chunk 2: checksum mismatch" in cli("flowkit", "verify", store).stdout
+
+
+def test_a_second_setting_cannot_add_videos_to_a_store(reference, data_dir, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    other = write_frames(data_dir / "single_face.mp4", tmp_path / "in" / "new", 8)
+    shutil.copytree(_clip_of(reference), tmp_path / "in" / "good")
+    r = cli("flowkit", "extract", other.parent, store, "--k", 2, "--fast", "--workers", 1, "--chunk-windows", 4,
+            "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"flowkit: error: TV-L1 parameters should match those of store {store}, got inner_iterations 5 against 10, "
+        "nscales 2 against 3, outer_iterations 1 against 2, warps 1 against 2 (the store's against this run's; "
+        "--fast changes them); extract into a new store to use others"]
+    assert FeatureReader(store).videos() == ["good"], "the new video is not touched"
+
+
+def _clip_of(reference: Path) -> Path:
+    return Path(FeatureReader(reference).video_attrs("good")["source"])
+
+
+def test_train_refuses_a_store_whose_videos_disagree(reference, tmp_path):
+    import zarr
+
+    store = _annotated_pair(reference, tmp_path / "s.zarr")
+    root = zarr.open_group(str(store), mode="r+")
+    del root.attrs["flow_params"]  # as written before the root recorded it
+    k2 = zarr.open_group(str(store / "videos" / "other" / "k2"), mode="r+")
+    k2.attrs["flow_params"] = {**k2.attrs["flow_params"], "nscales": 3}
+    r = cli("spotnet", "train", store, "--out", tmp_path / "run", "--epochs", 1, "--no-progress",
+            "--expression", "micro")
+    assert r.returncode == 2, r.stderr
+    assert "should hold features of one TV-L1 setting, got video good k=2 with nscales 2 against 3 in video " \
+           "other k=2" in r.stderr
+    assert not list((tmp_path / "run").rglob("*.pt"))
+
+
+def test_train_writes_the_stores_setting_into_every_checkpoint(reference, tmp_path):
+    from spotnet import load_checkpoint
+    from spotnet.training import train_loso
+
+    store = _annotated_pair(reference, tmp_path / "s.zarr")
+    train_loso(store, out_dir=tmp_path / "run", expression="micro", epochs=1, progress=False, report=False)
+    params = FeatureReader(store).attrs["flow_params"]
+    for ckpt in (tmp_path / "run").rglob("*.pt"):
+        assert load_checkpoint(ckpt)[1]["flow_params"] == params
+
+
+def test_spot_refuses_a_checkpoint_of_other_tvl1_parameters_unless_forced(reference, tmp_path):
+    from flowkit.flow.params import check_params
+
+    spec = check_params({}).to_dict()  # OpenCV's defaults, as extracted without --fast
+    model = _micro_checkpoint(tmp_path / "m.pt", flow_params=spec)
+    r = cli("spotnet", "spot", model, reference, "--out", tmp_path / "i.csv")
+    assert r.returncode == 2 and not (tmp_path / "i.csv").exists()
+    assert r.stderr.strip().splitlines() == [
+        f"spotnet: error: TV-L1 parameters of checkpoint {model} should match store {reference}'s, got "
+        "inner_iterations 30 against 5, nscales 5 against 2, outer_iterations 10 against 1, warps 5 against 1 (the "
+        f"checkpoint's against store {reference}'s); pass --force to spot anyway"]
+    forced = cli("spotnet", "spot", model, reference, "--out", tmp_path / "i.csv", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "spotnet: warning: TV-L1 parameters of checkpoint" in forced.stderr and "(--force)" in forced.stderr
+
+
+# ---------------------------------------------------------------------- exit codes and messages
+def test_corrupt_array_metadata_exits_2_on_extract(reference, clip, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    meta = store / "videos" / "good" / "k2" / "features" / "zarr.json"
+    meta.write_text("{not json")
+    r = cli("flowkit", "extract", clip, store, "--k", 2, "--workers", 1, "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"flowkit: error: feature store metadata {meta} should be valid JSON, got a corrupt file"
+
+
+@pytest.mark.parametrize("option", [("--scheduler", "local:x"), ("--model", "missing.task")])
+def test_bad_options_are_refused_before_the_store_is_created(option, clip, tmp_path):
+    r = cli("flowkit", "extract", clip, tmp_path / "o.zarr", "--k", 2, *option, "--quiet")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_missing_output_folders_are_created_by_every_command(reference, tmp_path):
+    model = _micro_checkpoint(tmp_path / "m.pt")
+    r = cli("spotnet", "spot", model, reference, "--out", tmp_path / "new" / "deeper" / "i.csv")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "new" / "deeper" / "i.csv").is_file()
+
+
+def test_a_chunk_setting_mismatch_names_the_option_and_both_values(reference, clip, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    report = extract([clip], store, ks=[2], flow_params=TEST_TVL1, workers=1, chunk_windows=8, progress=False)
+    assert report.failures and "made with a different --chunk-windows (4 in the store against 8)" in \
+        report.failures[0].message
+
+
+def test_usage_errors_are_one_sentence(tmp_path):
+    r = cli("flowkit", "extract", "--bogus")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "flowkit: error: No such option: --bogus (Possible options: --gpu); see 'flowkit extract --help'"]
+    r = cli("spotnet", "train", tmp_path, "--epochs", "x")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("spotnet: error: Invalid value for '--epochs'")
+
+
+def test_train_while_an_extract_writes_says_so(reference, tmp_path):
+    from flowkit.store import FeatureStore
+    from spotnet.dataset import list_videos
+    from spotnet.errors import SpotnetError
+
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    with FeatureStore(store, mode="a") as writer:  # an extract in progress: lock held, a chunk to do
+        writer.unflag_chunks("good", 2, [2])
+        with pytest.raises(SpotnetError, match=rf"got an extraction still writing it \(pid {os.getpid()}\); wait"):
+            list_videos(store, 2)
+    with pytest.raises(SpotnetError, match="got an interrupted extraction; run flowkit extract again"):
+        list_videos(store, 2)
+
+
+# ---------------------------------------------------------------------- faces
+def test_live_without_a_face_exits_2_with_one_line(keras_micro, data_dir, mediapipe_model):
+    r = cli("spotnet", "live", keras_micro, data_dir / "no_face.mp4", "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"spotnet: error: a face should appear in {data_dir / 'no_face.mp4'}, got none in its 95 frame(s)"]
+
+
+def test_live_on_a_missing_camera_is_one_line(keras_micro, mediapipe_model):
+    r = cli("spotnet", "live", keras_micro, "7", "--quiet")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["spotnet: error: camera '7' should open for reading, got a refusal"]
+
+
+@pytest.mark.parametrize("shape", ["wide", "tall"])
+def test_a_face_on_a_very_wide_or_tall_frame_is_found(shape, data_dir, mediapipe_model):
+    import cv2
+
+    from flowkit.landmarks import make_landmarker
+
+    cap = cv2.VideoCapture(str(data_dir / "single_face.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    with make_landmarker("mediapipe", model_path=mediapipe_model) as landmarker:
+        if shape == "wide":  # 4000x300, the face 1700 px from the left
+            small = cv2.resize(frame, (533, 300))
+            big = np.zeros((300, 4000, 3), np.uint8)
+            big[:, 1700:1700 + 533] = small
+            offset = np.float32([1700, 0])
+        else:  # 300x4000, the face 2000 px from the top
+            small = cv2.resize(frame, (300, 169))
+            big = np.zeros((4000, 300, 3), np.uint8)
+            big[2000:2000 + 169] = small
+            offset = np.float32([0, 2000])
+        alone = landmarker.detect(small)
+        found = landmarker.detect(big)
+    assert alone is not None and found is not None
+    # The same face as on the small frame, moved by the padding: tiles cut the frame, never rescale it.
+    # Tolerance 2 px: MediaPipe sees another image around the face (other tile borders).
+    np.testing.assert_allclose(found.points, alone.points + offset, atol=2.0)
