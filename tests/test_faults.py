@@ -567,3 +567,108 @@ def test_a_face_on_a_very_wide_or_tall_frame_is_found(shape, data_dir, mediapipe
     # The same face as on the small frame, moved by the padding: tiles cut the frame, never rescale it.
     # Tolerance 2 px: MediaPipe sees another image around the face (other tile borders).
     np.testing.assert_allclose(found.points, alone.points + offset, atol=2.0)
+
+
+# ---------------------------------------------------------------------- stop when told
+#: Each engine's options; --fast TV-L1 keeps the runs short, chunks of 2 windows give many flags.
+ENGINES = {
+    "inline": ("--workers", "1"),
+    "processes": ("--workers", "2"),
+    "batched": ("--flow-backend", "torch", "--decoders", "2"),
+    "dask-local": ("--scheduler", "local:2"),
+}
+
+
+@pytest.fixture(scope="module")
+def long_clip(data_dir, mediapipe_model, tmp_path_factory):
+    return write_frames(data_dir / "single_face.mp4", tmp_path_factory.mktemp("signals") / "long", 60)
+
+
+def _extract_cmd(clip: Path, store: Path, engine: str) -> list[str]:
+    return [sys.executable, "-m", "cli.flowkit_app", "extract", str(clip), str(store), "--k", "2", "--fast",
+            "--chunk-windows", "2", "--unit-windows", "2", "--quiet", *ENGINES[engine]]
+
+
+def _flags(store: Path) -> int:
+    return len(list(store.glob("videos/*/k2/written/c/*")))
+
+
+def _signal_mid_run(cmd: list[str], store: Path, sig) -> tuple[int, float, float]:
+    """Start ``cmd``, send ``sig`` to its pid alone once a new chunk is flagged; (exit code, seconds
+    until the driver exited, seconds until it and every process it started were gone)."""
+    import time
+
+    before = _flags(store) if store.exists() else 0
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while (not store.exists() or _flags(store) <= before) and time.monotonic() < deadline:
+            assert proc.poll() is None, f"the run ended before it could be signalled: {proc.communicate()}"
+            tree |= _process_tree(proc.pid)
+            time.sleep(0.02)
+        tree |= _process_tree(proc.pid)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        exited = time.monotonic() - t0
+        while any(_running(p) for p in tree) and time.monotonic() - t0 < 10:  # the issue's bound
+            time.sleep(0.02)
+        gone = time.monotonic() - t0
+        assert not [p for p in tree if _running(p)], f"processes still alive 10 s after {sig!r}"
+        stderr = proc.stderr.read()
+        name = "SIGTERM" if sig == 15 else "SIGINT"
+        assert stderr.strip().splitlines() == [f"flowkit: stopped by {name}; what was complete is kept, and the "
+                                               "same command resumes"], stderr
+        return proc.returncode, exited, gone
+    finally:
+        for p in tree | _process_tree(proc.pid) | {proc.pid}:
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def signal_references(long_clip, tmp_path_factory):
+    """Uninterrupted stores of the long clip, one per backend (opencv, torch), computed inline."""
+    from flowkit.extract import FAST_TVL1
+
+    out = {}
+    for backend in ("opencv", "torch"):
+        store = tmp_path_factory.mktemp("sigref") / f"{backend}.zarr"
+        report = extract([long_clip], store, ks=[2], flow_params=FAST_TVL1, flow_backend=backend, workers=1,
+                         chunk_windows=2, progress=False)
+        assert report.ok, report.summary()
+        out[backend] = FeatureReader(store).features("long", 2)[:]
+    return out
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list processes")
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_sigterm_then_sigint_stop_every_engine_and_resume_identically(engine, long_clip, signal_references,
+                                                                       tmp_path, capsys):
+    import signal
+
+    if engine == "dask-local":
+        pytest.importorskip("distributed", reason="the dask extra is not installed")
+    store = tmp_path / "o.zarr"
+    cmd = _extract_cmd(long_clip, store, engine)
+    times = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        code, exited, gone = _signal_mid_run(cmd, store, sig)
+        assert code == 128 + sig, f"{sig!r} should end the run with {128 + sig}, got {code}"
+        times[sig.name] = (round(exited, 2), round(gone, 2))
+        reader = FeatureReader(store)
+        assert not reader.is_complete("long", 2) and reader.written("long", 2).any()
+    # The resume runs in this process (its imports are done): resuming does not depend on the engine.
+    from flowkit.extract import FAST_TVL1
+
+    backend = "torch" if engine == "batched" else "opencv"
+    report = extract([long_clip], store, ks=[2], flow_params=FAST_TVL1, flow_backend=backend, workers=1,
+                     chunk_windows=2, progress=False)
+    assert report.ok and 0 < report.pairs < 58, report.summary()  # only what the two stopped runs left
+    np.testing.assert_array_equal(FeatureReader(store).features("long", 2)[:], signal_references[backend])
+    with capsys.disabled():  # the measured stop times, for the record (never asserted beyond the 10 s bound)
+        print(f"\n{engine}: seconds to exit / to every process gone: {times}")
