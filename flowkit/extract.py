@@ -610,13 +610,18 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         try:
             prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
                                     settings=settings, report=report, bars=bars)
+            engine = starting.result()
+            _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
+            lost = _faces_lost(prepared, store, landmarker,
+                               lambda: make_landmarker(landmark_backend, model_path=model_path))
         finally:
             if hasattr(landmarker, "close"):
                 landmarker.close()
-        engine = starting.result()
-        _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
         for video in prepared:
             report.videos.append(_finish(video, store, ks))
+            if lost.get(video.vid) and report.videos[-1].status != "failed":
+                report.videos[-1].message = "; ".join(filter(None, [report.videos[-1].message, lost[video.vid]]))
+                report.warnings.append(f"{video.vid}: {lost[video.vid]}")
             bars.video_done()
         report.engine = dict(engine.stats)
     except BaseException:
@@ -635,6 +640,32 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report.pairs = sum(r.pairs for r in report.videos)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _faces_lost(prepared: list[_Video], store: FeatureStore, landmarker, load) -> dict[str, str]:
+    """{video id: summary line} of the videos whose face is lost for more than a share of their
+    frames (:mod:`flowkit.face_presence`); the spans are stored once per video (attr ``face_lost``)."""
+    from flowkit.face_presence import describe_lost, lost_spans
+
+    out, loaded = {}, None
+    try:
+        for video in [v for v in prepared if v.failed is None]:
+            spans = video.attrs.get("face_lost")
+            if spans is None:
+                if isinstance(landmarker, _NoLandmarker):
+                    landmarker = loaded = load()  # prepared by an interrupted run: looked at now
+                try:
+                    spans = lost_spans(video.input.path, landmarker, n_frames=video.n_frames)
+                except _FAILURE_ERRORS:  # its reading problems are reported by the extraction itself
+                    continue
+                store.set_video_attrs(video.vid, face_lost=spans)
+            message = describe_lost(spans, video.n_frames)
+            if message:
+                out[video.vid] = message
+    finally:
+        if loaded is not None:
+            loaded.close()
+    return out
 
 
 def _check_before_store(store_path, scheduler: str | None, landmark_backend: str, model_path):

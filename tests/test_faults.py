@@ -672,3 +672,26 @@ def test_sigterm_then_sigint_stop_every_engine_and_resume_identically(engine, lo
     np.testing.assert_array_equal(FeatureReader(store).features("long", 2)[:], signal_references[backend])
     with capsys.disabled():  # the measured stop times, for the record (never asserted beyond the 10 s bound)
         print(f"\n{engine}: seconds to exit / to every process gone: {times}")
+
+
+def test_a_face_lost_for_most_of_a_video_is_named_in_the_summary(data_dir, mediapipe_model, tmp_path):
+    import cv2
+
+    folder = tmp_path / "leaves"
+    folder.mkdir()
+    face, empty = cv2.VideoCapture(str(data_dir / "single_face.mp4")), cv2.VideoCapture(str(data_dir / "no_face.mp4"))
+    size = None
+    for i in range(50):  # the face for 8 frames, then a scene without one
+        ok, frame = (face if i < 8 else empty).read()
+        assert ok
+        size = size or frame.shape[1::-1]
+        cv2.imwrite(str(folder / f"img{i + 1}.png"), cv2.resize(frame, size))
+    face.release()
+    empty.release()
+    r = cli("flowkit", "extract", folder, tmp_path / "o.zarr", "--k", 6, "--fast", "--workers", 1, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert ("leaves: face lost in 84% of the frames (1-based: 9-50); their windows are stored as computed from "
+            "the fixed crop box") in r.stdout
+    store = FeatureReader(tmp_path / "o.zarr")
+    assert store.video_attrs("leaves")["face_lost"] == [[8, 49]]
+    assert store.is_complete("leaves", 6), "the windows are stored, as the released code does"
