@@ -135,5 +135,4 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> None:
         sys.exit(2)
     if _SIGNALS and code == 130:  # typer's code for an interrupt that ended the command (spotnet live ends itself)
         _stopped(prog, _SIGNALS[0])
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: always a SystemExit

@@ -47,6 +47,9 @@ def extract_cmd(
     unit_windows: opt.UnitWindows = 256,
     decoders: opt.Decoders = None,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    no_face_check: bool = typer.Option(False, "--no-face-check", help="Skip looking for the face in up to 200 "
+                                       "frames of each new video after the run (one more decode of it), which names "
+                                       "videos whose face is lost for more than 10% of their frames."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
     from flowkit.extract import FAST_TVL1, extract
@@ -56,7 +59,7 @@ def extract_cmd(
                                  flow_impl=flow_impl)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, scheduler=scheduler,
-                     unit_windows=unit_windows, decoders=decoders, progress=not quiet)
+                     unit_windows=unit_windows, decoders=decoders, progress=not quiet, face_check=not no_face_check)
     typer.echo(report.summary())
     if report.failures:
         typer.echo(f"flowkit: {len(report.failures)} video(s) not extracted: "

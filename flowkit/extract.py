@@ -527,6 +527,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     decoders: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    face_check: bool = True,
 ) -> ExtractionReport:
     """Extract SOFTNet features of every input video into a Zarr store (docs/STORE.md).
 
@@ -560,6 +561,9 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             that see ``store_path``) or "local:N" (an embedded LocalCluster of N workers).
             Needs the ``dask`` extra. Default: the local engine (:mod:`flowkit.engines`).
         progress: tqdm bars: videos prepared, then pairs (pairs/s).
+        face_check: after the run, look for the face in up to 200 frames of each new video (one
+            more sequential decode in this process) and name a video whose face is lost for more
+            than 10 % of its frames in the summary (:mod:`flowkit.face_presence`).
 
     Returns:
         :class:`ExtractionReport`. A video that fails (no face, unreadable) is recorded there and
@@ -613,7 +617,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             engine = starting.result()
             _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
             lost = _faces_lost(prepared, store, landmarker,
-                               lambda: make_landmarker(landmark_backend, model_path=model_path))
+                               lambda: make_landmarker(landmark_backend, model_path=model_path)) if face_check else {}
         finally:
             if hasattr(landmarker, "close"):
                 landmarker.close()
