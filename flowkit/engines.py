@@ -371,6 +371,7 @@ class DaskEngine:
         futures = [self.client.submit(run_unit, t, self.settings, pure=False, resources={"GPU": 1} if on_gpu else None,
                                       key=f"flowkit-unit-{self.run_id}-{t.unit.video_id}-{t.unit.start}-{n}")
                    for n, t in enumerate(tasks)]
+        self._futures = futures  # for terminate(), when the stop comes while this generator is suspended
         try:
             for fut in as_completed(futures):
                 yield fut.result()
@@ -383,13 +384,17 @@ class DaskEngine:
             self.cluster.close()
 
     def terminate(self) -> None:
-        """The run's futures cancelled (``run`` does it as it unwinds); an embedded cluster's worker
+        """The run's futures cancelled (also done by ``run`` as it unwinds); an embedded cluster's worker
         processes killed, then the cluster closed without its shutdown warnings. A remote cluster's
         workers are not ours: they only lose this run's tasks."""
         import logging
 
         for name in ("distributed", "tornado"):  # closing under way units logs warnings; the stop is wanted
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            self.client.cancel(getattr(self, "_futures", []))
+        except Exception:  # noqa: BLE001 - a scheduler already gone has nothing left to cancel
+            pass
         if self.cluster is not None:
             pids = [getattr(getattr(getattr(w, "process", None), "process", None), "pid", None)
                     for w in self.cluster.workers.values()]

@@ -695,3 +695,28 @@ def test_a_face_lost_for_most_of_a_video_is_named_in_the_summary(data_dir, media
     store = FeatureReader(tmp_path / "o.zarr")
     assert store.video_attrs("leaves")["face_lost"] == [[8, 49]]
     assert store.is_complete("leaves", 6), "the windows are stored, as the released code does"
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list processes")
+def test_sigterm_under_a_remote_dask_cluster_cancels_the_runs_tasks(long_clip, signal_references, tmp_path):
+    import signal
+    import time
+
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from flowkit.extract import FAST_TVL1
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with cluster, distributed.Client(cluster) as client:
+        store = tmp_path / "o.zarr"
+        cmd = [*_extract_cmd(long_clip, store, "inline")[:-2], "--scheduler", cluster.scheduler_address]
+        code, exited, _ = _signal_mid_run(cmd, store, signal.SIGTERM)
+        assert code == 143
+        deadline = time.monotonic() + 10  # the unit a worker was running ends; nothing else of the run starts
+        while time.monotonic() < deadline and any(client.processing().values()):
+            time.sleep(0.1)
+        assert not any(client.processing().values()), "the run's tasks should be cancelled"
+        assert len(client.scheduler_info()["workers"]) == 1, "a remote cluster's workers are not ours to stop"
+    report = extract([long_clip], store, ks=[2], flow_params=FAST_TVL1, workers=1, chunk_windows=2, progress=False)
+    assert report.ok
+    np.testing.assert_array_equal(FeatureReader(store).features("long", 2)[:], signal_references["opencv"])
