@@ -49,6 +49,9 @@ def extract_cmd(
     as_released: opt.AsReleased = False,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (videos, pairs, stage timings) as JSON."),
+    no_face_check: bool = typer.Option(False, "--no-face-check", help="Skip looking for the face in up to 200 "
+                                       "frames of each new video after the run (one more decode of it), which names "
+                                       "videos whose face is lost for more than 10% of their frames."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
     from flowkit.extract import FAST_TVL1, extract
@@ -58,7 +61,8 @@ def extract_cmd(
                                  flow_impl=flow_impl)
     report = extract([input], out, ks=k or None, annotations=annotations, **options, save_flow=save_flow,
                      flow_params=dict(FAST_TVL1) if fast else None, chunk_windows=chunk_windows, scheduler=scheduler,
-                     unit_windows=unit_windows, decoders=decoders, progress=not quiet, as_released=as_released)
+                     unit_windows=unit_windows, decoders=decoders, progress=not quiet, as_released=as_released,
+                     face_check=not no_face_check)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
     if report.failures:
         typer.echo(f"flowkit: {len(report.failures)} video(s) not extracted: "
@@ -81,6 +85,9 @@ def info_cmd(
         return
     typer.echo(f"{summary['path']}: schema {summary['schema_version']}, flowkit {summary['flowkit_version']}, "
                f"{len(summary['videos'])} video(s), k_by_type {summary.get('k_by_type') or '-'}")
+    if summary["unchecksummed_arrays"]:
+        typer.echo(f"{summary['unchecksummed_arrays']} array(s) lack checksums (written by an older flowkit), so "
+                   "damage inside their chunks can go unnoticed; 'flowkit verify --repair' adds them")
     typer.echo(f"{'video':30} {'subject':10} {'frames':>7} {'ann':>4} {'k':>4} {'windows':>8} {'state':>10}  backend")
     for v in summary["videos"]:
         rows = v["ks"] or [None]
@@ -100,9 +107,11 @@ def info_cmd(
 def verify_cmd(
     store: Path = typer.Argument(..., help="Zarr store written by 'flowkit extract'."),
     repair: bool = typer.Option(False, "--repair", help="Clear the written flag of every bad chunk, so that "
-                                "rerunning 'flowkit extract' recomputes exactly those (takes the writer's lock)."),
+                                "rerunning 'flowkit extract' recomputes exactly those, and add checksums to arrays "
+                                "written without them (takes the writer's lock)."),
 ) -> None:
-    """Read every chunk of a store and report missing or undecodable ones (changes nothing without --repair).
+    """Read every chunk of a store and report missing, damaged (checksum mismatch) or undecodable ones
+    (changes nothing without --repair).
 
     Exit code 0 when the store is sound, 1 when problems were found.
     """
@@ -112,9 +121,16 @@ def verify_cmd(
         problems = fs.verify()
         for problem in problems:
             typer.echo(str(problem))
+        unchecksummed = fs.unchecksummed()
         if repair:
             for vid, k in sorted({(p.video, p.k) for p in problems}):
                 fs.unflag_chunks(vid, k, [p.chunk for p in problems if (p.video, p.k) == (vid, k)])
+            if unchecksummed:
+                problems += fs.upgrade()
+                typer.echo(f"added checksums to {len(unchecksummed)} array(s)")
+        elif unchecksummed:
+            typer.echo(f"flowkit: warning: {len(unchecksummed)} array(s) lack checksums, so damage inside their "
+                       "chunks can go unnoticed; run with --repair to add them", err=True)
     if problems:
         what = "cleared; rerun flowkit extract to recompute them" if repair else "run with --repair, then extract"
         typer.echo(f"flowkit: {len(problems)} bad chunk(s) in {store} ({what})", err=True)

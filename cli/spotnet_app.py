@@ -106,6 +106,8 @@ def spot_cmd(
     as_released: Optional[bool] = typer.Option(
         None, "--as-released/--no-as-released", help="Extract a video with (or without) the released code's JPEG "
         "and cartToPolar round trips; default: as the checkpoints record they were trained."),
+    force: bool = typer.Option(False, "--force", help="Spot even when a checkpoint records other TV-L1 parameters "
+                               "than the store's or the extraction's (a warning instead of an error)."),
 ) -> None:
     """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
     from flowkit.atomic import check_writable
@@ -116,7 +118,7 @@ def spot_cmd(
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
                                  landmark_model=landmark_model, workers=workers, batch_windows=batch_windows,
                                  flow_impl=flow_impl)
-    report = spot_report(model, source, p=p, store_out=store, **options, as_released=as_released)
+    report = spot_report(model, source, p=p, store_out=store, force=force, **options, as_released=as_released)
     write_intervals_csv(out, report.intervals)
     typer.echo(f"wrote {len(report.intervals)} intervals to {out}")
     if report.failures:

@@ -27,14 +27,20 @@ def _umask() -> int:
 def check_writable(path: str | os.PathLike) -> None:
     """Fail now, not after an hour of work, when ``path`` cannot be written.
 
+    A missing folder is created, with its parents, as every command does for its outputs
+    (``flowkit extract``'s store, ``spotnet train --out``).
+
     Raises:
-        FlowkitError: its folder is missing or not writable, or ``path`` is a folder.
+        FlowkitError: its folder cannot be created or is not writable, or ``path`` is a folder.
     """
     path = Path(path)
     if path.is_dir():
         raise FlowkitError(f"output file should be a file path, got {path}, which is a folder")
-    if not path.parent.is_dir():
-        raise FlowkitError(f"output file's folder should exist, got {path} in a missing folder {path.parent}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlowkitError(f"output file's folder {path.parent} should be creatable, got {exc.strerror or exc}") \
+            from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise FlowkitError(f"output file should be writable, got {path}, which this user cannot write")
 

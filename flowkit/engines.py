@@ -102,6 +102,9 @@ class InlineEngine:
     def close(self) -> None:
         pass
 
+    def terminate(self) -> None:
+        pass  # the unit ran in this thread, which the signal already interrupted
+
 
 # ---------------------------------------------------------------------- local processes
 def _init_worker(driver_pid: int) -> None:
@@ -176,6 +179,9 @@ class ProcessEngine:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def terminate(self) -> None:
+        terminate_pool(self.pool)
 
 
 # ---------------------------------------------------------------------- batched solver
@@ -464,6 +470,11 @@ class BatchedEngine:
             executor.shutdown(wait=True, cancel_futures=True)
         self.writer.shutdown(wait=True)
 
+    def terminate(self) -> None:
+        if self.pool is not None:
+            terminate_pool(self.pool)
+        self.writer.shutdown(wait=False, cancel_futures=True)  # a write under way ends whole (one object)
+
 
 # ---------------------------------------------------------------------- Dask
 def check_scheduler(scheduler: str) -> int:
@@ -530,6 +541,7 @@ class DaskEngine:
         futures = [self.client.submit(run_unit, t, self.settings, pure=False, resources={"GPU": 1} if on_gpu else None,
                                       key=f"flowkit-unit-{self.run_id}-{t.unit.video_id}-{t.unit.start}-{n}")
                    for n, t in enumerate(tasks)]
+        self._futures = futures  # for terminate(), when the stop comes while this generator is suspended
         try:
             for fut in as_completed(futures):
                 yield fut.result()
@@ -540,3 +552,54 @@ class DaskEngine:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+    def terminate(self) -> None:
+        """The run's futures cancelled (also done by ``run`` as it unwinds); an embedded cluster's worker
+        processes killed, then the cluster closed without its shutdown warnings. A remote cluster's
+        workers are not ours: they only lose this run's tasks."""
+        import logging
+
+        for name in ("distributed", "tornado"):  # closing under way units logs warnings; the stop is wanted
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            self.client.cancel(getattr(self, "_futures", []))
+        except Exception:  # noqa: BLE001 - a scheduler already gone has nothing left to cancel
+            pass
+        if self.cluster is not None:
+            pids = [getattr(getattr(getattr(w, "process", None), "process", None), "pid", None)
+                    for w in self.cluster.workers.values()]
+            _kill_pids([pid for pid in pids if pid])
+        try:
+            self.client.close(timeout=2)
+            if self.cluster is not None:
+                self.cluster.close(timeout=2)
+        except Exception:  # noqa: BLE001 - a cluster whose workers were just killed may time out closing
+            pass
+
+
+# ---------------------------------------------------------------------- stopping on a signal
+# Each engine's ``terminate()`` is what the driver calls instead of ``close()`` when the run is
+# interrupted (SIGINT, SIGTERM, an error): queued units are cancelled and running workers are
+# killed rather than waited for. A killed worker leaves whole chunks only (each chunk and flag is
+# one object, replaced atomically), so the next run resumes from the flags.
+def terminate_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel a process pool's queued work and kill its workers now, without waiting for them."""
+    # The executor has no public way to reach its processes; ``_processes`` is how shutdown joins them.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    _kill_pids([p.pid for p in processes if p.pid])
+    for p in processes:
+        p.join(timeout=1)
+    manager = getattr(pool, "_executor_manager_thread", None)  # it sees the pool broken and closes its queues
+    if manager is not None:
+        manager.join(timeout=1)
+
+
+def _kill_pids(pids: list[int]) -> None:
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)  # a unit's C code (cv2, torch) would not see a gentler signal soon
+        except ProcessLookupError:
+            pass

@@ -586,6 +586,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     scheduler: str | None = None,
     progress: bool = True,
     as_released: bool = False,
+    face_check: bool = True,
 ) -> ExtractionReport:
     """Extract SOFTNet features of every input video into a Zarr store (docs/STORE.md).
 
@@ -622,6 +623,9 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         progress: tqdm bars: videos prepared, then pairs (pairs/s).
         as_released: the released code's JPEG and cartToPolar round trips (``ExtractionSettings``);
             recorded per video, and a store made otherwise is not resumed with it.
+        face_check: after the run, look for the face in up to 200 frames of each new video (one
+            more sequential decode in this process) and name a video whose face is lost for more
+            than 10 % of its frames in the summary (:mod:`flowkit.face_presence`).
 
     Returns:
         :class:`ExtractionReport`. A video that fails (no face, unreadable) is recorded there and
@@ -649,10 +653,17 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     report = ExtractionReport(store=Path(store_path))
     by_video, ks, kbt = _annotation_setup(annotations, videos, ks, report)
 
-    store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
+    early = _check_before_store(store_path, scheduler, landmark_backend, model_path)
+    try:
+        store = FeatureStore(store_path, mode="a")  # the driver's lock: one driver per store
+    except BaseException:
+        early.close()
+        raise
     bars = ProgressBars(progress, len(videos))
     engine = starting = None
+    stopped = False  # by a signal (KeyboardInterrupt) or an error: workers are killed, not waited for
     try:
+        store.claim_flow_params(settings.params)  # one TV-L1 setting per store, before any video is touched
         starting = start_engine(settings, scheduler)  # while the videos are prepared
         if kbt:
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
@@ -661,26 +672,36 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
         landmarker = _NoLandmarker()
         if any(store.video_attrs(v.video_id).get("crop_box") is None if store.has_video(v.video_id) else True
                for v in videos):
-            landmarker = make_landmarker(landmark_backend, model_path=model_path)
+            landmarker = early if not isinstance(early, _NoLandmarker) else make_landmarker(
+                landmark_backend, model_path=model_path)
         try:
             prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
                                     settings=settings, report=report, bars=bars)
+            engine = starting.result()
+            _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
+            report.stages = _stages(engine.stats.get("stages") or {}, time.perf_counter() - t_start)
+            lost = _faces_lost(prepared, store, landmarker,
+                               lambda: make_landmarker(landmark_backend, model_path=model_path)) if face_check else {}
         finally:
             if hasattr(landmarker, "close"):
                 landmarker.close()
-        engine = starting.result()
-        _run_rounds(prepared, store, engine, settings=settings, ks=ks, bars=bars)
-        report.stages = _stages(engine.stats.get("stages") or {}, time.perf_counter() - t_start)
         for video in prepared:
             report.videos.append(_finish(video, store, ks))
+            if lost.get(video.vid) and report.videos[-1].status != "failed":
+                report.videos[-1].message = "; ".join(filter(None, [report.videos[-1].message, lost[video.vid]]))
+                report.warnings.append(f"{video.vid}: {lost[video.vid]}")
             bars.video_done()
         report.engine = dict(engine.stats)
+    except BaseException:
+        stopped = True
+        raise
     finally:
         bars.close()
+        early.close()  # idempotent: normally closed once its videos are prepared
         if engine is None and starting is not None:
             engine = _started(starting)  # no cluster or pool may outlive the run
         if engine is not None:
-            engine.close()
+            engine.terminate() if stopped else engine.close()
         store.close()
     order = {v.video_id: n for n, v in enumerate(videos)}
     report.videos.sort(key=lambda r: order[r.video_id])
@@ -696,6 +717,45 @@ def _stages(engine_stages: dict, seconds: float) -> dict:
 
     stages = {**engine_stages, "prepare_s": round(seconds - engine_stages.get("engine_wall_s", 0.0), 3)}
     return {k: stages[k] for k in STAGES if k in stages}
+
+
+def _faces_lost(prepared: list[_Video], store: FeatureStore, landmarker, load) -> dict[str, str]:
+    """{video id: summary line} of the videos whose face is lost for more than a share of their
+    frames (:mod:`flowkit.face_presence`); the spans are stored once per video (attr ``face_lost``)."""
+    from flowkit.face_presence import describe_lost, lost_spans
+
+    out, loaded = {}, None
+    try:
+        for video in [v for v in prepared if v.failed is None]:
+            spans = video.attrs.get("face_lost")
+            if spans is None:
+                if isinstance(landmarker, _NoLandmarker):
+                    landmarker = loaded = load()  # prepared by an interrupted run: looked at now
+                try:
+                    spans = lost_spans(video.input.path, landmarker, n_frames=video.n_frames)
+                except _FAILURE_ERRORS:  # its reading problems are reported by the extraction itself
+                    continue
+                store.set_video_attrs(video.vid, face_lost=spans)
+            message = describe_lost(spans, video.n_frames)
+            if message:
+                out[video.vid] = message
+    finally:
+        if loaded is not None:
+            loaded.close()
+    return out
+
+
+def _check_before_store(store_path, scheduler: str | None, landmark_backend: str, model_path):
+    """The options the run needs later, checked before the store is created: the scheduler string,
+    and for a new store (every video needs its face) the landmarker itself, which is returned."""
+    from flowkit.engines import check_scheduler
+    from flowkit.landmarks import make_landmarker
+
+    if scheduler:
+        check_scheduler(scheduler)
+    if (Path(store_path) / "zarr.json").is_file():
+        return _NoLandmarker()
+    return make_landmarker(landmark_backend, model_path=model_path)
 
 
 def _started(starting):

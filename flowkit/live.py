@@ -26,6 +26,7 @@ import numpy as np
 
 from flowkit.crop import clamp_box, crop_face, crop_landmarks
 from flowkit.errors import FlowkitError
+from flowkit.native_logs import native_stderr_silenced, quiet_ffmpeg
 
 __all__ = ["FaceTracking", "LiveStream", "LiveWindows", "LiveExtractor", "open_stream"]
 
@@ -45,8 +46,11 @@ class LiveStream:
         if self.is_file and not os.path.isfile(self.source):
             raise FlowkitError(f"live source should be a camera index, a stream URL or a video file, got "
                                f"{self.source!r} (no such file)")
-        self._cap = cv2.VideoCapture(int(self.source) if self.is_camera else self.source)
-        if not self._cap.isOpened():
+        quiet_ffmpeg()
+        with native_stderr_silenced():  # OpenCV's backends log each failed attempt to open a camera
+            self._cap = cv2.VideoCapture(int(self.source) if self.is_camera else self.source)
+            opened = self._cap.isOpened()
+        if not opened:
             what = "camera" if self.is_camera else ("stream" if not self.is_file else "video file")
             raise FlowkitError(f"{what} {self.source!r} should open for reading, got a refusal")
         measured = self._cap.get(cv2.CAP_PROP_FPS)
@@ -171,6 +175,11 @@ class LiveExtractor:
         if self._ready(seg) >= self.batch:
             out += self._compute(seg)
         return out
+
+    @property
+    def segments(self) -> int:
+        """Segments started so far: 0 while no face has been found."""
+        return self._segments
 
     def close(self) -> None:
         """Free the landmarker (MediaPipe complains when only its finaliser frees it)."""

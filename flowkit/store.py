@@ -13,6 +13,16 @@ Crash safety comes from the order of writes: a chunk's data, then its ``written`
 (when every flag is set) ``complete``, by the driver. zarr's local store replaces each object
 file atomically, so a killed writer leaves either the old or the new version of a chunk, never
 half of one.
+
+Every array is written with zarr v3's ``crc32c`` codec after ``zstd``: a chunk damaged in place
+(a flipped bit inside its compressed payload, which zstd alone may decode into wrong numbers)
+fails to read instead of returning garbage. Stores written without it stay readable;
+:meth:`FeatureReader.unchecksummed` lists their arrays and :meth:`FeatureStore.upgrade` rewrites
+them. The layout is unchanged (the codec lives in each array's own metadata and every zarr v3
+reader decodes it), so the schema version is too.
+
+A store holds one TV-L1 setting: root attribute ``flow_params``, recorded by the first extract
+and compared by every later one (:meth:`FeatureStore.claim_flow_params`).
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ __all__ = [
     "FeatureStore",
     "StoreProblem",
     "flowkit_version",
+    "chunk_error",
+    "has_checksum",
+    "param_diff",
     "k_group",
 ]
 
@@ -59,6 +72,37 @@ def k_group(k: int) -> str:
     'k18'
     """
     return f"k{int(k)}"
+
+
+def _codecs() -> dict:
+    """``create_array`` keywords of every array the store writes: zstd (zarr's default), then a
+    crc32c checksum of the compressed bytes, checked on every read."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": (ZstdCodec(level=0), Crc32cCodec())}
+
+
+def has_checksum(array) -> bool:
+    """Whether a zarr v3 array's codec chain ends in a crc32c checksum."""
+    return any(type(c).__name__ == "Crc32cCodec" for c in array.metadata.codecs)
+
+
+def chunk_error(exc: BaseException) -> str:
+    """What a codec error on reading a chunk means, in a few words."""
+    text = " ".join(str(exc).split())
+    if "checksum" in text.lower():
+        return "checksum mismatch (the chunk was damaged after it was written)"
+    return f"undecodable ({text[:80]})"
+
+
+def param_diff(a: dict, b: dict) -> str:
+    """The TV-L1 parameters on which two settings differ, as "name A against B".
+
+    >>> param_diff({"nscales": 5, "warps": 5, "tau": 0.25}, {"nscales": 3, "warps": 5, "tau": 0.25})
+    'nscales 5 against 3'
+    """
+    names = sorted(set(a) | set(b))
+    return ", ".join(f"{n} {a.get(n, '-')} against {b.get(n, '-')}" for n in names if a.get(n) != b.get(n))
 
 
 def _k_of(name: str) -> int | None:
@@ -101,9 +145,21 @@ class StoreProblem:
         return f"video {self.video} k={self.k} chunk {self.chunk}: {self.problem}"
 
 
+def _metadata_files(root: Path) -> Iterator[Path]:
+    """Every ``zarr.json`` of the layout: root, ``videos``, each video, its arrays and k groups, and
+    theirs; chunk folders are not walked."""
+    yield root / "zarr.json"
+    yield root / VIDEOS / "zarr.json"
+    folders = [root / VIDEOS]
+    for _ in range(3):  # videos/<id>, then landmarks and k<k>, then features, written, flow
+        folders = [Path(e.path) for f in folders if f.is_dir() for e in os.scandir(f)
+                   if e.is_dir() and e.name != "c" and (Path(e.path) / "zarr.json").is_file()]
+        yield from (f / "zarr.json" for f in sorted(folders))
+
+
 def _corrupt_metadata(root: Path) -> Path | None:
-    """The first ``zarr.json`` under ``root`` that is not valid JSON, if any."""
-    for meta in sorted(root.rglob("zarr.json")):
+    """The first ``zarr.json`` of the store's layout that is not valid JSON, if any."""
+    for meta in _metadata_files(root):
         try:
             json.loads(meta.read_bytes())
         except (ValueError, OSError):
@@ -301,11 +357,73 @@ class FeatureReader:
             size = arr.chunks[0]
             try:
                 data = np.asarray(arr[j * size:(j + 1) * size])
-            except Exception as exc:  # codec errors of a truncated or overwritten chunk file
-                return [StoreProblem(video_id, k, j, f"undecodable ({' '.join(str(exc).split())[:80]})")]
+            except Exception as exc:  # codec errors: a checksum mismatch, a truncated or overwritten file
+                return [StoreProblem(video_id, k, j, chunk_error(exc))]
             if not np.isfinite(data).all():
                 return [StoreProblem(video_id, k, j, "holds NaN or infinite values")]
         return []
+
+    def writer_pid(self) -> int | None:
+        """The pid of the process writing this store now (holding its lock), or None.
+
+        A probe: the lock is taken and released at once when free, so call it only to explain
+        an incomplete store, not in a loop beside a starting writer.
+        """
+        lock = self.path / ".lock"
+        if not lock.is_file():
+            return None
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def unchecksummed(self) -> list[str]:
+        """Paths (``videos/<id>/k<k>/features``, ...) of the arrays written without a crc32c
+        checksum (by flowkit before it wrote them); ``flowkit verify --repair`` rewrites them."""
+        out = []
+        for vid in self.videos():
+            g = self._video(vid)
+            with self._reading():
+                arrays = [("landmarks", g["landmarks"])] if "landmarks" in g else []
+                for k in self.ks(vid):
+                    kg = g[k_group(k)]
+                    arrays += [(f"{k_group(k)}/{name}", kg[name]) for name in ("features", "written", "flow")
+                               if name in kg]
+            out += [f"{VIDEOS}/{vid}/{name}" for name, arr in arrays if not has_checksum(arr)]
+        return out
+
+    def flow_params(self) -> dict | None:
+        """The store's one TV-L1 setting: root attr ``flow_params`` (every store extract writes
+        records it), else, in a store written before it was recorded, the setting its k groups
+        share; None for a store without features.
+
+        Raises:
+            FlowkitError: two (video, k) groups, or a group and the root, record different parameters.
+        """
+        root = self.root.attrs.get("flow_params")
+        seen: dict[str, tuple[str, dict]] = {}
+        if root is not None:
+            seen[json.dumps(root, sort_keys=True)] = ("the store's root", dict(root))
+        for vid in self.videos():
+            for k in self.ks(vid):
+                params = self.k_attrs(vid, k).get("flow_params")
+                if params is not None:
+                    seen.setdefault(json.dumps(params, sort_keys=True), (f"video {vid} k={k}", dict(params)))
+        if len(seen) > 1:
+            (a, pa), (b, pb) = list(seen.values())[:2]
+            raise FlowkitError(f"store {self.path} should hold features of one TV-L1 setting, got {a} with "
+                               f"{param_diff(pa, pb)} in {b}; extract each setting into its own store")
+        return next(iter(seen.values()))[1] if seen else None
 
     def features(self, video_id: str, k: int):
         """The (n_windows, 3, 42, 42) float32 zarr array (index it to read)."""
@@ -319,7 +437,9 @@ class FeatureReader:
     def summary(self) -> dict:
         """A JSON-ready description for ``flowkit info``."""
         out = {"path": str(self.path), **{key: self.root.attrs.get(key) for key in
-                                          ("schema_version", "flowkit_version", "k_by_type")}, "videos": []}
+                                          ("schema_version", "flowkit_version", "k_by_type")},
+               "flow_params": self.root.attrs.get("flow_params"), "unchecksummed_arrays": len(self.unchecksummed()),
+               "videos": []}
         for vid in self.videos():
             a = self.video_attrs(vid)
             entry = {"video": vid, "subject": a.get("subject"), "n_frames": a.get("n_frames"), "fps": a.get("fps"),
@@ -378,6 +498,9 @@ class FeatureStore(FeatureReader):
             # Checked under the lock: another writer may have created the store meanwhile.
             if (self.path / "zarr.json").is_file():
                 self._open_root("a")
+                bad = _corrupt_metadata(self.path)  # now, as bad input, not later as a failing video
+                if bad is not None:
+                    raise FlowkitError(f"feature store metadata {bad} should be valid JSON, got a corrupt file")
             else:
                 self._create_root()
         except BaseException:
@@ -428,6 +551,52 @@ class FeatureStore(FeatureReader):
         self._writable()
         self.root.attrs.update(_json_safe(attrs))
 
+    def claim_flow_params(self, params: dict) -> None:
+        """Record ``params`` as the store's TV-L1 setting, or refuse a run whose setting differs
+        from the one already recorded (before any video is touched).
+
+        Raises:
+            FlowkitError: the store holds features of other parameters, or of several.
+        """
+        self._writable()
+        params = _json_safe(dict(params))
+        current = self.flow_params()
+        if current is not None and current != params:
+            raise FlowkitError(
+                f"TV-L1 parameters should match those of store {self.path}, got {param_diff(current, params)} "
+                "(the store's against this run's; --fast changes them); extract into a new store to use others"
+            )
+        if self.root.attrs.get("flow_params") != params:
+            self.root.attrs["flow_params"] = params
+
+    def upgrade(self) -> list[StoreProblem]:
+        """Rewrite every array written without a checksum with one (:func:`_codecs`), chunk by
+        chunk, and record the store's TV-L1 setting at the root when its videos share one.
+
+        A chunk that does not read back is written as zeros and its flag cleared, so that extract
+        recomputes it; those chunks are returned.
+        """
+        self._writable()
+        problems: list[StoreProblem] = []
+        for path in self.unchecksummed():
+            _, vid, *rest = path.split("/")
+            parent = self._video(vid) if len(rest) == 1 else self._kgroup(vid, int(rest[0][1:]))
+            bad = _rewrite_with_checksum(parent, rest[-1])
+            if bad and len(rest) == 1:
+                raise FlowkitError(f"landmarks of video {vid} in {self.path} should read back, got a damaged "
+                                   "array; extract that video into a new store")
+            if bad:
+                k = int(rest[0][1:])
+                problems += [StoreProblem(vid, k, j, "did not read back while adding its checksum") for j in bad]
+                self.unflag_chunks(vid, k, bad)
+        try:
+            params = self.flow_params()
+        except FlowkitError:  # several settings: nothing to record, train and extract refuse the store
+            params = None
+        if params is not None:
+            self.root.attrs["flow_params"] = params
+        return problems
+
     def add_video(self, video_id: str, attrs: dict, landmarks) -> None:
         """Create (or update) ``videos/<video_id>`` with its attrs and (68, 2) landmarks.
 
@@ -445,7 +614,7 @@ class FeatureStore(FeatureReader):
             g["landmarks"][...] = points
         else:
             arr = g.create_array("landmarks", shape=(68, 2), dtype="float32", chunks=(68, 2),
-                                 dimension_names=("point", "xy"), overwrite=True)
+                                 dimension_names=("point", "xy"), overwrite=True, **_codecs())
             arr[...] = points
         # Attrs last: extract takes a stored crop_box to mean the video is prepared, landmarks included.
         g.attrs.update(_json_safe(attrs))
@@ -474,22 +643,22 @@ class FeatureStore(FeatureReader):
         # (nothing can have been written to it) and is made again below.
         if "n_windows" in old:
             mismatch = [
-                what for what, a, b in (
-                    ("flow_params", old.get("flow_params"), params),
-                    ("flow_backend", old.get("flow_backend"), flow_backend),
-                    ("n_windows", old.get("n_windows"), n_windows),
-                    ("chunk", old.get("chunk"), chunk),
+                f"{what} ({a} in the store against {b})" for what, a, b in (
+                    ("TV-L1 parameters (--fast)", old.get("flow_params"), params),
+                    ("flow backend (--flow-backend, --device, --gpu)", old.get("flow_backend"), flow_backend),
+                    ("window count", old.get("n_windows"), n_windows),
+                    ("--chunk-windows", old.get("chunk"), chunk),
                 ) if a != b
             ]
             if save_flow and "flow" not in g[name]:
-                mismatch.append("save_flow")
+                mismatch.append("--save-flow (no flow in the store)")
             if not mismatch:
                 _one_object_per_flag(g[name])
                 self.unflag_chunks(video_id, k, self.missing_chunks(video_id, k))
                 return
             raise FlowkitError(
                 f"store {self.path} already holds video {video_id!r} k={k} made with a different "
-                f"{', '.join(mismatch)}; write to a new store to use other settings"
+                f"{'; '.join(mismatch)}; rerun with the store's settings, or write to a new store"
             )
         kg = g.create_group(name, overwrite=True)
         n_chunks = math.ceil(n_windows / chunk)
@@ -497,14 +666,14 @@ class FeatureStore(FeatureReader):
         every_chunk = {"write_empty_chunks": True}
         kg.create_array("features", shape=(n_windows, *FEATURE_SHAPE), chunks=(chunk, *FEATURE_SHAPE),
                         dtype="float32", fill_value=0.0, dimension_names=("window", "channel", "y", "x"),
-                        config=every_chunk)
+                        config=every_chunk, **_codecs())
         # One object per flag, so that writers of different chunks never rewrite the same file.
         kg.create_array("written", shape=(n_chunks,), chunks=(1,), dtype="bool", fill_value=False,
-                        dimension_names=("chunk",))
+                        dimension_names=("chunk",), **_codecs())
         if save_flow:
             kg.create_array("flow", shape=(n_windows, *FLOW_SHAPE), chunks=(chunk, *FLOW_SHAPE),
                             dtype="float32", fill_value=0.0, dimension_names=("window", "component", "y", "x"),
-                            config=every_chunk)
+                            config=every_chunk, **_codecs())
         kg.attrs.update({"k": int(k), "flow_backend": flow_backend, "flow_params": params, "complete": False,
                          "n_windows": int(n_windows), "chunk": int(chunk)})
 
@@ -574,8 +743,34 @@ def _one_object_per_flag(kg) -> None:
         return
     values = np.asarray(flags[...], dtype=bool)
     new = kg.create_array("written", shape=values.shape, chunks=(1,), dtype="bool", fill_value=False,
-                          dimension_names=("chunk",), overwrite=True)
+                          dimension_names=("chunk",), overwrite=True, **_codecs())
     new[...] = values
+
+
+def _rewrite_with_checksum(group, name: str) -> list[int]:
+    """Copy ``group[name]`` into an array of the same shape, chunks, attrs and fill value with the
+    checksummed codecs, then swap the two folders. Returns the chunk indices (along the first
+    axis) that did not read back; they are written as the fill value."""
+    import shutil
+
+    import zarr
+
+    old = group[name]
+    every_chunk = {"write_empty_chunks": True}
+    new = group.create_array(f"{name}-checksummed", shape=old.shape, chunks=old.chunks, dtype=old.dtype,
+                             fill_value=old.fill_value, dimension_names=old.metadata.dimension_names,
+                             attributes=dict(old.attrs), overwrite=True, config=every_chunk, **_codecs())
+    size, bad = old.chunks[0], []
+    for j in range(math.ceil(old.shape[0] / size) if old.shape else 1):
+        try:
+            new[j * size:(j + 1) * size] = old[j * size:(j + 1) * size]
+        except Exception:  # noqa: BLE001 - a codec error: the chunk is lost, recomputed by extract
+            bad.append(j)
+    folder = Path(group.store.root) / group.path
+    shutil.rmtree(folder / name)
+    os.replace(folder / f"{name}-checksummed", folder / name)
+    zarr.open_array(str(folder / name), mode="r")  # the swapped array opens
+    return bad
 
 
 def _write_chunk(kg, chunk_index: int, features, flow=None, n_windows: int | None = None) -> None:

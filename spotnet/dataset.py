@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from flowkit.errors import FlowkitError
-from flowkit.store import FeatureReader
+from flowkit.store import FeatureReader, chunk_error
 from spotnet.augment import COPIES, NONE, augment_window
 from spotnet.errors import SpotnetError
 from spotnet.labels import pseudo_labels
@@ -119,11 +119,11 @@ def list_videos(path: str | Path, k: int, *, require_complete: bool = True, only
             )
         if require_complete and not store.is_complete(vid, k):
             lost = store.missing_chunks(vid, k)
-            why = f"chunk(s) {lost} lost (their files are gone)" if lost else "an interrupted extraction"
-            raise SpotnetError(
-                f"features of video {vid} (k={k}) in {path} should be complete, got {why}; "
-                "run flowkit extract again to finish it"
-            )
+            writer = None if lost else store.writer_pid()
+            why = (f"chunk(s) {lost} lost (their files are gone)" if lost else "an interrupted extraction"
+                   if writer is None else f"an extraction still writing it (pid {writer})")
+            fix = "wait for it to end" if writer is not None else "run flowkit extract again to finish it"
+            raise SpotnetError(f"features of video {vid} (k={k}) in {path} should be complete, got {why}; {fix}")
         attrs = store.video_attrs(vid)
         n_windows = int(store.features(vid, k).shape[0])
         out.append(VideoWindows(
@@ -321,7 +321,18 @@ def _read_chunk(arr, video: VideoWindows, start: int, stop: int) -> np.ndarray:
     try:
         return np.asarray(arr[start:stop], dtype=np.float32)
     except Exception as exc:  # codec errors of a truncated or overwritten chunk file
+        bad = _first_bad_chunk(arr, video, start, stop)
         raise SpotnetError(
             f"features of video {video.video} (k={video.k}) should be readable, got a damaged chunk "
-            f"{start // video.chunk} ({' '.join(str(exc).split())[:80]}); run flowkit verify --repair, then extract"
+            f"{bad} ({chunk_error(exc)}); run flowkit verify --repair, then extract"
         ) from None
+
+
+def _first_bad_chunk(arr, video: VideoWindows, start: int, stop: int) -> int:
+    """The first chunk of windows [start, stop) that does not read back (a read spans several)."""
+    for j in range(start // video.chunk, -(-min(stop, video.n_windows) // video.chunk)):
+        try:
+            arr[j * video.chunk:(j + 1) * video.chunk]
+        except Exception:  # noqa: BLE001 - any codec error marks the chunk
+            return j
+    return start // video.chunk

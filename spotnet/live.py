@@ -130,8 +130,9 @@ def run_live(checkpoints, source, *, options: LiveOptions = LiveOptions(), realt
         stream: pending windows are computed and their intervals reported.
 
     Raises:
-        FlowkitError / SpotnetError: the source cannot be opened, or shows no face for
-            ``options.no_face_s`` seconds (the intervals reported so far went to ``on_interval``).
+        FlowkitError / SpotnetError: the source cannot be opened, shows no face for
+            ``options.no_face_s`` seconds (the intervals reported so far went to ``on_interval``),
+            or ends without ever showing one.
     """
     from spotnet.spot import load_spotting_models
 
@@ -150,6 +151,8 @@ def run_live(checkpoints, source, *, options: LiveOptions = LiveOptions(), realt
                 on_status(status)
                 last_status = now
         run.end()
+        if run.extractor.segments == 0:  # the stream ended before the no-face timeout, never with a face
+            raise SpotnetError(f"a face should appear in {source}, got none in its {run.index + 1} frame(s)")
     except KeyboardInterrupt:
         run.end()  # a clean stop: what is pending is still computed and reported
     finally:

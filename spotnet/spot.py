@@ -12,6 +12,7 @@ k from its metadata).
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from spotnet.dataset import list_videos, store_ks
 from spotnet.errors import SpotnetError
 from spotnet.spotting import spot_video
 
-__all__ = ["SpotReport", "WEIGHTS", "load_spotting_models", "spot", "spot_report", "spot_store"]
+__all__ = ["SpotReport", "WEIGHTS", "check_flow_params", "load_spotting_models", "spot", "spot_report", "spot_store"]
 
 #: Weight files a folder of models may hold: spotnet checkpoints and the released Keras files.
 WEIGHTS = (".pt", ".hdf5", ".h5")
@@ -57,6 +58,7 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
         model, meta = load_checkpoint(f)
         model.flow_params = meta.get("flow_params")
         model.as_released = meta.get("as_released")
+        model.checkpoint = str(f)
         kind = meta.get("expression", meta.get("type"))
         k = meta.get("k")
         if kind not in TYPES or not isinstance(k, int):
@@ -67,6 +69,41 @@ def load_spotting_models(model_path) -> dict[str, tuple[int, list]]:
             raise SpotnetError(f"{kind} checkpoints in {path} should share one k, got {models[kind][0]} and {k}")
         models.setdefault(kind, (k, []))[1].append(model)
     return models
+
+
+def check_flow_params(models: dict[str, tuple[int, list]], params: dict | None, *, what: str,
+                      force: bool = False) -> None:
+    """Refuse, or with ``force`` warn once, when a checkpoint records other TV-L1 parameters than
+    ``params`` (the store's, or those a video is extracted with): its scores on features made
+    otherwise mean something else. Checkpoints without recorded parameters are not compared.
+
+    Raises:
+        SpotnetError: parameters differ and ``force`` is false.
+    """
+    from flowkit.store import param_diff
+
+    if not params:
+        return
+    for _, group in models.values():
+        for m in group:
+            recorded = getattr(m, "flow_params", None)
+            if recorded and dict(recorded) != dict(params):
+                msg = (f"TV-L1 parameters of checkpoint {getattr(m, 'checkpoint', '?')} should match {what}, got "
+                       f"{param_diff(dict(recorded), dict(params))} (the checkpoint's against {what})")
+                if not force:
+                    raise SpotnetError(msg + "; pass --force to spot anyway")
+                warnings.warn(msg + "; spotting anyway (--force)", UserWarning, stacklevel=3)
+                return
+
+
+def _store_flow_params(store_path) -> dict | None:
+    from flowkit.errors import FlowkitError
+    from spotnet.dataset import open_store
+
+    try:
+        return open_store(store_path).flow_params()
+    except FlowkitError as exc:
+        raise SpotnetError(str(exc)) from None
 
 
 def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.55,
@@ -100,7 +137,8 @@ def spot_store(models: dict[str, tuple[int, list]], store_path, *, p: float = 0.
     return (out, scores) if return_scores else out
 
 
-def spot(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None, **extract_options):
+def spot(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None, force: bool = False,
+         **extract_options):
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
     All or nothing: :func:`spot_report` with an error when any video could not be spotted.
@@ -111,14 +149,15 @@ def spot(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=No
     Raises:
         SpotnetError: bad models or input, or a video that could not be extracted.
     """
-    report = spot_report(checkpoints, source, p=p, store_out=store_out, flow_params=flow_params, **extract_options)
+    report = spot_report(checkpoints, source, p=p, store_out=store_out, flow_params=flow_params, force=force,
+                         **extract_options)
     if report.failures:
         video, reason = report.failures[0]
         raise SpotnetError(f"feature extraction of {video} should succeed, got: {reason}")
     return report.intervals
 
 
-def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None,
+def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_params=None, force: bool = False,
                 **extract_options) -> SpotReport:
     """Spot intervals in a feature store, or in a video / image folder / dataset folder.
 
@@ -132,12 +171,16 @@ def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_pa
     ``flow_backend``, ``device``, ``gpu``, ``landmark_backend``, ``model_path`` (a MediaPipe
     face_landmarker.task), ``workers``, ... A video that cannot be extracted is recorded in the
     report's failures and the others are spotted.
+
+    A checkpoint that records other TV-L1 parameters than the store's, or than ``flow_params``,
+    is refused (:func:`check_flow_params`), or with ``force`` spotted with a warning.
     """
     models = load_spotting_models(checkpoints)
     source = Path(source)
     if not source.exists():
         raise SpotnetError(f"input should be a feature store, a video or a folder, got {source} (no such path)")
     if (source / "zarr.json").is_file():
+        check_flow_params(models, _store_flow_params(source), what=f"store {source}'s", force=force)
         return SpotReport(spot_store(models, source, p=p))
     if flow_params is None:
         recorded = [m.flow_params for _, group in models.values() for m in group if m.flow_params]
@@ -145,6 +188,11 @@ def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_pa
     if extract_options.get("as_released") is None:
         recorded = [m.as_released for _, group in models.values() for m in group if m.as_released is not None]
         extract_options = {**extract_options, "as_released": bool(recorded and recorded[0])}
+    if flow_params is not None:  # an explicit setting, or one checkpoint's that the others must share
+        from flowkit.flow.params import check_params
+
+        flow_params = check_params(dict(flow_params)).to_dict()
+        check_flow_params(models, flow_params, what="the extraction's", force=force)
     ks = sorted({k for k, _ in models.values()})
     if store_out is not None:
         return _extract_and_spot(models, source, Path(store_out), ks=ks, p=p, flow_params=flow_params,

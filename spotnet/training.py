@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from flowkit.atomic import atomic_write
+from flowkit.errors import FlowkitError
 from spotnet.checkpoint import load_checkpoint, save_model
 from spotnet.dataset import (
     ChunkShuffleSampler,
@@ -277,8 +278,13 @@ def _fold_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray]:
 
 def _flow_settings(store_path, video: str, k: int) -> dict:
     """The store's TV-L1 backend and parameters, so that spotting a new video can match them."""
-    attrs = open_store(store_path).k_attrs(video, k)
-    return {"flow_backend": attrs.get("flow_backend"), "flow_params": attrs.get("flow_params")}
+    store = open_store(store_path)
+    attrs = store.k_attrs(video, k)
+    try:  # the root's setting; a store written before the root recorded it is scanned, and refused when mixed
+        params = store.attrs.get("flow_params") or store.flow_params()
+    except FlowkitError as exc:
+        raise SpotnetError(str(exc)) from None
+    return {"flow_backend": attrs.get("flow_backend"), "flow_params": params}
 
 
 def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotnet train` option

@@ -35,7 +35,7 @@ def _extract(inputs, store: Path, *, flow_backend: str = "torch", **options):
     engine_check.prepared_store(store, folders, BOX, engine_check.synthetic_landmarks())
     device = {"device": "cpu"} if flow_backend == "torch" else {}
     return extract([root], store, ks=[2, 6], flow_backend=flow_backend, **device, flow_params=TEST_TVL1,
-                   progress=False, **options)
+                   progress=False, face_check=False, **options)
 
 
 def _features(store: Path) -> dict:

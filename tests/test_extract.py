@@ -118,9 +118,9 @@ def test_resume_skips_complete(extracted, clips):
 
 def test_resume_with_other_params_refused(extracted, clips):
     store, _, _ = extracted
-    report = extract([clips / "good"], store, ks=[2], flow_params={"nscales": 1}, workers=1, chunk_windows=8,
-                     progress=False)
-    assert report.failures and "different flow_params" in report.failures[0].message
+    with pytest.raises(FlowkitError, match=r"TV-L1 parameters should match those of store .*nscales 2 against 1"):
+        extract([clips / "good"], store, ks=[2], flow_params={"nscales": 1}, workers=1, chunk_windows=8,
+                progress=False)
 
 
 def test_bad_arguments(clips, tmp_path):

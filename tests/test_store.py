@@ -70,8 +70,11 @@ def test_resume_state_and_mismatch(tmp_path):
     s = FeatureStore(path, mode="a")
     s.create_features("v1", 3, 10, "opencv", PARAMS, chunk=4)  # same settings: kept
     assert s.written("v1", 3).tolist() == [False, True, False]
-    with pytest.raises(FlowkitError, match="different flow_params"):
+    with pytest.raises(FlowkitError, match=r"different TV-L1 parameters \(--fast\) "
+                                           r"\(\{'nscales': 2, 'warps': 1\} in the store against \{'nscales': 5\}\)"):
         s.create_features("v1", 3, 10, "opencv", {"nscales": 5}, chunk=4)
+    with pytest.raises(FlowkitError, match=r"--chunk-windows \(4 in the store against 5\)"):
+        s.create_features("v1", 3, 10, "opencv", PARAMS, chunk=5)
     with pytest.raises(FlowkitError, match=r"shape \(4, 3, 42, 42\)"):
         s.write_chunk("v1", 3, 0, np.ones((3, 3, 42, 42), np.float32))
     with pytest.raises(FlowkitError, match="unknown 'v9'"):
@@ -124,3 +127,109 @@ def test_bad_video_input(tmp_path):
             s.add_video("v", {}, np.zeros((5, 2)))
         with pytest.raises(FlowkitError, match="without '/'"):
             s.add_video("a/b", {}, np.zeros((68, 2)))
+
+
+# ---------------------------------------------------------------------- checksums, one TV-L1 setting
+def _flip_bit_in_payload(chunk_file) -> None:
+    """Flip one bit in the middle of a chunk object: inside zstd's compressed payload, away from
+    its frame header and from the 4 checksum bytes at the end."""
+    data = bytearray(chunk_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk_file.write_bytes(bytes(data))
+
+
+def _written_store(path, n_windows=10, chunk=4):
+    s, _ = _store_with_video(path, n_windows=n_windows, chunk=chunk)
+    rng = np.random.default_rng(1)
+    feats = rng.standard_normal((n_windows, 3, 42, 42)).astype(np.float32)
+    for j in range(-(-n_windows // chunk)):
+        s.write_chunk("v1", 3, j, feats[j * chunk:(j + 1) * chunk])
+    s.mark_complete("v1", 3)
+    return s, feats
+
+
+def test_every_array_is_checksummed_and_a_bit_flip_is_named(tmp_path):
+    import zarr
+
+    from flowkit.store import has_checksum
+
+    path = tmp_path / "out.zarr"
+    s, feats = _written_store(path)
+    s.close()
+    r = FeatureStore(path)
+    assert r.unchecksummed() == []
+    kg = zarr.open_group(str(path / "videos/v1/k3"), mode="r")
+    assert all(has_checksum(kg[name]) for name in ("features", "written"))
+    assert r.verify() == []
+    _flip_bit_in_payload(path / "videos/v1/k3/features/c/1/0/0/0")
+    problems = r.verify()
+    assert [(p.video, p.k, p.chunk) for p in problems] == [("v1", 3, 1)]
+    assert "checksum mismatch" in str(problems[0])
+    with pytest.raises(ValueError, match="checksum"):  # a reader never gets the damaged numbers
+        r.features("v1", 3)[4:8]
+    np.testing.assert_array_equal(r.features("v1", 3)[0:4], feats[0:4])
+
+
+def _strip_checksums(path) -> None:
+    """Rewrite every array of a store as flowkit wrote them before it added checksums (zstd only)."""
+    import zarr
+
+    for meta in path.rglob("zarr.json"):
+        folder = meta.parent
+        if folder == path or json_load(meta).get("node_type") != "array":
+            continue
+        old = zarr.open_array(str(folder), mode="r")
+        data, attrs = old[...], dict(old.attrs)
+        new = zarr.create_array(str(folder), shape=old.shape, chunks=old.chunks, dtype=old.dtype,
+                                fill_value=old.fill_value, dimension_names=old.metadata.dimension_names,
+                                attributes=attrs, overwrite=True, config={"write_empty_chunks": True})
+        new[...] = data
+
+
+def json_load(path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_store_without_checksums_reads_and_upgrades(tmp_path):
+    path = tmp_path / "old.zarr"
+    s, feats = _written_store(path)
+    s.close()
+    _strip_checksums(path)
+    r = FeatureStore(path)
+    assert sorted(r.unchecksummed()) == ["videos/v1/k3/features", "videos/v1/k3/written", "videos/v1/landmarks"]
+    assert r.summary()["unchecksummed_arrays"] == 3
+    np.testing.assert_array_equal(r.features("v1", 3)[:], feats)  # still readable
+    with FeatureStore(path, mode="a") as w:
+        assert w.upgrade() == []
+    r = FeatureStore(path)
+    assert r.unchecksummed() == [] and r.is_complete("v1", 3)
+    np.testing.assert_array_equal(r.features("v1", 3)[:], feats)
+    assert r.attrs["flow_params"] == PARAMS
+    _flip_bit_in_payload(path / "videos/v1/k3/features/c/2/0/0/0")
+    assert [p.chunk for p in r.verify()] == [2]
+
+
+def test_one_tvl1_setting_per_store(tmp_path):
+    import zarr
+
+    path = tmp_path / "out.zarr"
+    s, _ = _store_with_video(path)
+    s.claim_flow_params(PARAMS)
+    s.claim_flow_params(dict(PARAMS))  # the same setting again: accepted
+    with pytest.raises(FlowkitError, match=r"should match those of store .*nscales 2 against 3"):
+        s.claim_flow_params({"nscales": 3, "warps": 1})
+    s.close()
+    assert FeatureStore(path).flow_params() == PARAMS
+    # A store written before the root recorded it, whose videos disagree, is refused by every reader.
+    s = FeatureStore(path, mode="a")
+    lms = np.zeros((68, 2), np.float32)
+    s.add_video("v2", {"subject": "s2", "n_frames": 13, "crop_box": [1, 2, 3, 4]}, lms)
+    s.create_features("v2", 3, 10, "opencv", {"nscales": 3, "warps": 1}, chunk=4)
+    s.close()
+    root = zarr.open_group(str(path), mode="r+")
+    del root.attrs["flow_params"]
+    with pytest.raises(FlowkitError, match=r"one TV-L1 setting, got video v1 k=3 with nscales 2 against 3 in "
+                                           r"video v2 k=3"):
+        FeatureStore(path).flow_params()

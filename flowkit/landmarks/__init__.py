@@ -25,11 +25,14 @@ def make_landmarker(backend: str = "mediapipe", *, model_path=None, **kwargs):
     """A landmarker with ``.detect(image_bgr) -> Face | None``; backend "mediapipe" or "dlib".
 
     ``model_path`` is MediaPipe's ``face_landmarker.task`` (None: looked up as the README says);
-    dlib's model comes with its package, so the dlib backend ignores it.
+    dlib's model comes with its package, so the dlib backend ignores it. A frame where no face is
+    found and that is very wide or tall is searched again in tiles (:mod:`flowkit.landmarks.retry`).
     """
     factory = LANDMARK_BACKENDS.get(backend)
     if factory is None:
         from flowkit.errors import FlowkitError
 
         raise FlowkitError(f"landmark backend should be one of {', '.join(LANDMARK_BACKENDS)}, got {backend!r}")
-    return factory(model_path=model_path, **kwargs)
+    from flowkit.landmarks.retry import RetryingLandmarker
+
+    return RetryingLandmarker(factory(model_path=model_path, **kwargs))

@@ -138,7 +138,8 @@ def run_extract(root: Path, folders, box, store: Path, *, ks, smoke: bool, decod
     prepared_store(store, folders, box, synthetic_landmarks())
     t0 = time.perf_counter()
     report = extract([root], store, ks=list(ks), gpu=not smoke, flow_backend="torch",
-                     flow_params=TEST_TVL1 if smoke else None, progress=False, decoders=decoders)
+                     flow_params=TEST_TVL1 if smoke else None, progress=False, decoders=decoders,
+                     face_check=False)  # synthetic frames hold no face; the GPU image has no MediaPipe
     seconds = time.perf_counter() - t0
     if not report.ok:
         raise RuntimeError(report.summary())
