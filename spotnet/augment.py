@@ -55,17 +55,19 @@ def blur(x: torch.Tensor) -> torch.Tensor:
     return sum(t * padded[..., i:i + height, :] for i, t in enumerate(BLUR_TAPS))
 
 
-def item_noise(seed: int, items, shape: tuple[int, int, int] = (3, 42, 42)) -> np.ndarray:
+def item_noise(seed, items, shape: tuple[int, int, int] = (3, 42, 42)) -> np.ndarray:
     """The noise of training items ``items``: N(0, 0.01), (B, C, H, W) float32.
 
     Item ``i`` always draws from ``np.random.default_rng((seed, i))``, in the (H, W, C) order in
     which ``skimage.util.random_noise`` draws for a channels-last window, so its noise does not
-    depend on batching or on the order in which items are visited.
+    depend on batching or on the order in which items are visited. ``seed``: one int, or one per
+    item (folds of other seeds in one batch).
     """
     c, h, w = shape
+    seeds = np.broadcast_to(np.asarray(seed, dtype=np.int64), (len(items),))
     out = np.empty((len(items), c, h, w), np.float32)
     for row, i in enumerate(items):
-        draw = np.random.default_rng((seed, int(i))).normal(0.0, NOISE_VARIANCE ** 0.5, size=(h, w, c))
+        draw = np.random.default_rng((int(seeds[row]), int(i))).normal(0.0, NOISE_VARIANCE ** 0.5, size=(h, w, c))
         out[row] = draw.transpose(2, 0, 1)
     return out
 
@@ -137,7 +139,7 @@ def _noisy(x, extra):
     return out.clamp(min=None if low is not None else 0.0, max=1.0)
 
 
-def training_windows(raw: torch.Tensor, codes, *, items=None, seed: int = 0) -> torch.Tensor:
+def training_windows(raw: torch.Tensor, codes, *, items=None, seed=0) -> torch.Tensor:
     """Windows as the released generator hands them to the model.
 
     Min-max normalise (per sample and channel), apply each row's augmentation code, min-max
@@ -150,7 +152,7 @@ def training_windows(raw: torch.Tensor, codes, *, items=None, seed: int = 0) -> 
         codes: (B,) augmentation codes.
         items: (B,) item numbers of the rows in their fold's training set; they fix each NOISE
             row's noise (:func:`item_noise`). Needed when a code is NOISE.
-        seed: the recipe's seed.
+        seed: the recipe's seed (int), or one per row.
 
     Returns:
         (B, 3, H, W) float tensor in [0, 1] on ``raw``'s device.
@@ -169,7 +171,8 @@ def training_windows(raw: torch.Tensor, codes, *, items=None, seed: int = 0) -> 
         noisy = np.flatnonzero(codes == NOISE)
         rows = torch.from_numpy(noisy).to(raw.device)
         noise = torch.zeros_like(raw)
-        noise[rows] = torch.from_numpy(item_noise(seed, np.asarray(items)[noisy], tuple(raw.shape[1:]))).to(
+        seeds = np.broadcast_to(np.asarray(seed, dtype=np.int64), (len(codes),))[noisy]
+        noise[rows] = torch.from_numpy(item_noise(seeds, np.asarray(items)[noisy], tuple(raw.shape[1:]))).to(
             raw.device, raw.dtype)
         low = torch.zeros(len(raw), dtype=raw.dtype, device=raw.device)
         low[rows] = torch.from_numpy(released_low_clip(raw[rows].cpu().numpy())).to(raw.device, raw.dtype)

@@ -268,7 +268,12 @@ class WindowDataset(Dataset):
     def window(self, i: int) -> np.ndarray:
         """Raw (3, 42, 42) float32 features of item ``i`` (no normalisation, no augmentation)."""
         vi, w = self.index[i]
-        return self._chunk(self.chunk_of(i))[int(w) % self.videos[vi].chunk]
+        return self.chunk_window(int(vi), int(w))
+
+    def chunk_window(self, vi: int, w: int) -> np.ndarray:
+        """Raw (3, 42, 42) float32 features of window ``w`` of ``videos[vi]``, through the chunk cache."""
+        size = self.videos[vi].chunk
+        return self._chunk((vi, w // size))[w % size]
 
     def __getitem__(self, i: int):
         # training_windows returns a new tensor, so the cached chunk is never modified.

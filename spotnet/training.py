@@ -148,6 +148,8 @@ class _Run:
     progress: bool
     control: str | None
     restart: bool = False
+    parallel_folds: int | None = 1
+    memory_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -240,8 +242,9 @@ def _run_type(run: _Run, plan: _TypePlan) -> _TypeResult:
         bar = tqdm(plan.folds, desc=f"{plan.expression} folds", unit="fold")
     result = _TypeResult(plan.k, plan.videos)
     videos, expression = plan.videos, plan.expression
+    trained = _train_parallel(run, plan) if run.parallel_folds != 1 else {}
     for fold in bar:
-        fold_scores = _fold_scores(run, plan, fold)
+        fold_scores = trained[fold[0]] if fold[0] in trained else _fold_scores(run, plan, fold)
         for i, s in zip(fold[2], fold_scores):
             result.pred += spot_video(s, videos[i], expression, p=run.p)
             result.gt += [EvalInterval(videos[i].video, on, off, expression) for on, off in videos[i].spans(expression)]
@@ -256,12 +259,58 @@ def _fold_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray]:
     if run.control == "random":
         rng = np.random.default_rng((run.recipe.seed, len(subject), sum(map(ord, subject))))
         return [rng.random(videos[i].n_windows).astype(np.float32) for i in test]
-    ckpt = run.out / "folds" / expression / f"{subject}.pt"
-    score_paths = [run.out / "scores" / expression / f"{videos[i].video}.npy" for i in test]
-    if not run.restart and _fold_done(ckpt, score_paths):
-        return [np.load(p) for p in score_paths]
+    resumed = _resumed_scores(run, plan, fold)
+    if resumed is not None:
+        return resumed
     model = train_fold(run.store_path, videos, train, expression, recipe=run.recipe, device=run.device,
                        progress=run.progress, desc=f"{expression} {subject}")
+    return _save_fold(run, plan, fold, model)
+
+
+def _fold_paths(run: _Run, plan: _TypePlan, fold) -> tuple[Path, list[Path]]:
+    subject, _, test = fold
+    return (run.out / "folds" / plan.expression / f"{subject}.pt",
+            [run.out / "scores" / plan.expression / f"{plan.videos[i].video}.npy" for i in test])
+
+
+def _resumed_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray] | None:
+    """The scores of a fold that ``run.out`` already holds complete (None: train it)."""
+    ckpt, score_paths = _fold_paths(run, plan, fold)
+    if not run.restart and _fold_done(ckpt, score_paths):
+        return [np.load(p) for p in score_paths]
+    return None
+
+
+def _train_parallel(run: _Run, plan: _TypePlan) -> dict[str, list[np.ndarray]]:
+    """Train the type's incomplete folds ``run.parallel_folds`` at a time (None: all at once); their scores."""
+    from spotnet.fold_parallel import train_folds
+    from spotnet.window_memory import load_windows
+
+    if run.control is not None:
+        return {}
+    todo = [fold for fold in plan.folds if _resumed_scores(run, plan, fold) is None]
+    if not todo:
+        return {}
+    windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
+    size = run.parallel_folds or len(todo)
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(todo), size):
+        group = todo[start:start + size]
+
+        def done(f, model, group=group):
+            out[group[f][0]] = _save_fold(run, plan, group[f], model)
+
+        train_folds(windows, plan.videos, [fold[1] for fold in group], plan.expression, recipe=run.recipe,
+                    device=run.device, on_fold_done=done)
+    return out
+
+
+def _save_fold(run: _Run, plan: _TypePlan, fold, model) -> list[np.ndarray]:
+    """Score a trained fold's held-out videos, then write its scores and (last) its checkpoint."""
+    subject, train, test = fold
+    videos, expression = plan.videos, plan.expression
+    ckpt, score_paths = _fold_paths(run, plan, fold)
+    model.to(run.device)
     fold_scores = [predict_video(model, run.store_path, videos[i], device=run.device) for i in test]
     pred = [it for i, s in zip(test, fold_scores) for it in spot_video(s, videos[i], expression, p=run.p)]
     gt = [EvalInterval(videos[i].video, on, off, expression) for i in test for on, off in videos[i].spans(expression)]
@@ -300,6 +349,8 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     threads: int | None = None,
     restart: bool = False,
     backbone: str = "softnet",
+    parallel_folds: int | None = 1,
+    memory_share: float = 0.5,
 ):
     """Leave-one-subject-out training and evaluation on a flowkit feature store.
 
@@ -323,6 +374,12 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         restart: train every fold again, even those that ``out_dir`` already holds. Without it, a
             fold in ``out_dir`` made with another recipe, k, TV-L1 setting or video split is
             refused before anything is trained.
+        parallel_folds: folds of a type trained side by side in one stacked computation
+            (:mod:`spotnet.fold_parallel`; each fold is still its own recipe); None: every
+            incomplete fold of the type at once; 1: one fold after another.
+        memory_share: with ``parallel_folds`` other than 1, the type's windows are held in memory
+            (:mod:`spotnet.window_memory`) when they fit in this share of the free host memory
+            (or of the device's, on CUDA); else they stream from the store.
 
     Returns:
         :class:`spotnet.evaluation.EvaluationResult` of the pooled predictions.
@@ -334,6 +391,14 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise SpotnetError(f"epochs and batch size should be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     spec = get_spec(backbone)  # an unknown backbone is refused before anything is written
+    if parallel_folds is not None and parallel_folds < 1:
+        raise SpotnetError(f"parallel folds should be >= 1 (or None for all), got {parallel_folds}")
+    if parallel_folds != 1:
+        from spotnet.fold_parallel import stack_refusal
+
+        refusal = stack_refusal(backbone)
+        if refusal:
+            raise SpotnetError(refusal)
     open_store(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,7 +408,7 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     if threads is None:
         threads = spec.cpu_threads
     run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind, backbone), p, device,
-               tuple(subjects) if subjects else None, progress, control, restart)
+               tuple(subjects) if subjects else None, progress, control, restart, parallel_folds, memory_share)
     # Every type's folds and every resumed fold are checked before the first fold trains.
     plans = [_plan_type(run, kind) for kind in (("macro", "micro") if expression == "all" else (expression,))]
     _check_resumable(run, plans)
