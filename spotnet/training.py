@@ -376,7 +376,10 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
             refused before anything is trained.
         parallel_folds: folds of a type trained side by side in one stacked computation
             (:mod:`spotnet.fold_parallel`; each fold is still its own recipe); None: every
-            incomplete fold of the type at once; 1: one fold after another.
+            incomplete fold of the type at once (one after another for a backbone that cannot
+            stack, :func:`spotnet.fold_parallel.stack_refusal`); 1: one fold after another. The
+            folds' checkpoints, scores, intervals and metrics are those of training each alone
+            (weights to float32 rounding: docs/training.md).
         memory_share: with ``parallel_folds`` other than 1, the type's windows are held in memory
             (:mod:`spotnet.window_memory`) when they fit in this share of the free host memory
             (or of the device's, on CUDA); else they stream from the store.
@@ -397,8 +400,10 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         from spotnet.fold_parallel import stack_refusal
 
         refusal = stack_refusal(backbone)
-        if refusal:
+        if refusal and parallel_folds is not None:
             raise SpotnetError(refusal)
+        if refusal:
+            parallel_folds = 1  # "as many as allowed" is one at a time for a backbone that cannot stack
     open_store(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
