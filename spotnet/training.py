@@ -150,6 +150,8 @@ class _Run:
     restart: bool = False
     parallel_folds: int | None = 1
     memory_share: float = 0.5
+    scheduler: str | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def _run_type(run: _Run, plan: _TypePlan) -> _TypeResult:
         bar = tqdm(plan.folds, desc=f"{plan.expression} folds", unit="fold")
     result = _TypeResult(plan.k, plan.videos)
     videos, expression = plan.videos, plan.expression
-    trained = _train_parallel(run, plan) if run.parallel_folds != 1 else {}
+    trained = _train_parallel(run, plan) if run.parallel_folds != 1 or run.scheduler is not None else {}
     for fold in bar:
         fold_scores = trained[fold[0]] if fold[0] in trained else _fold_scores(run, plan, fold)
         for i, s in zip(fold[2], fold_scores):
@@ -283,7 +285,6 @@ def _resumed_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray] | None
 
 def _train_parallel(run: _Run, plan: _TypePlan) -> dict[str, list[np.ndarray]]:
     """Train the type's incomplete folds ``run.parallel_folds`` at a time (None: all at once); their scores."""
-    from spotnet.fold_parallel import train_folds
     from spotnet.window_memory import load_windows
 
     if run.control is not None:
@@ -291,17 +292,37 @@ def _train_parallel(run: _Run, plan: _TypePlan) -> dict[str, list[np.ndarray]]:
     todo = [fold for fold in plan.folds if _resumed_scores(run, plan, fold) is None]
     if not todo:
         return {}
-    windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
     size = run.parallel_folds or len(todo)
+    groups = [todo[start:start + size] for start in range(0, len(todo), size)]
+    if run.scheduler is not None:
+        from spotnet.fold_tasks import run_groups
+
+        run_groups(run, plan, groups)  # the workers save each fold; a lost group runs again
+        return {fold[0]: _resumed_scores(run, plan, fold) for fold in todo}
+    windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
     out: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(todo), size):
-        group = todo[start:start + size]
+    for group in groups:
+        out.update(_train_group(run, plan, group, windows))
+    return out
 
-        def done(f, model, group=group):
-            out[group[f][0]] = _save_fold(run, plan, group[f], model)
 
-        train_folds(windows, plan.videos, [fold[1] for fold in group], plan.expression, recipe=run.recipe,
-                    device=run.device, on_fold_done=done)
+def _train_group(run: _Run, plan: _TypePlan, group: list, windows=None) -> dict[str, list[np.ndarray]]:
+    """Train one group of folds together, saving each as it ends; folds already complete are skipped."""
+    from spotnet.fold_parallel import train_folds
+    from spotnet.window_memory import load_windows
+
+    group = [fold for fold in group if _resumed_scores(run, plan, fold) is None]
+    if not group:
+        return {}
+    if windows is None:
+        windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
+    out: dict[str, list[np.ndarray]] = {}
+
+    def done(f, model):
+        out[group[f][0]] = _save_fold(run, plan, group[f], model)
+
+    train_folds(windows, plan.videos, [fold[1] for fold in group], plan.expression, recipe=run.recipe,
+                device=run.device, on_fold_done=done)
     return out
 
 
@@ -330,6 +351,29 @@ def _flow_settings(store_path, video: str, k: int) -> dict:
     return {"flow_backend": attrs.get("flow_backend"), "flow_params": attrs.get("flow_params")}
 
 
+def _check_parallel(parallel_folds: int | None, backbone: str, scheduler: str | None) -> int | None:
+    """The folds to stack (None: all), after refusing bad settings with one sentence."""
+    if scheduler is not None:
+        from flowkit.engines import check_scheduler
+        from flowkit.errors import FlowkitError
+
+        try:
+            check_scheduler(scheduler)
+        except FlowkitError as exc:
+            raise SpotnetError(str(exc)) from None
+    if parallel_folds is not None and parallel_folds < 1:
+        raise SpotnetError(f"parallel folds should be >= 1 (or None for all), got {parallel_folds}")
+    if parallel_folds != 1:
+        from spotnet.fold_parallel import stack_refusal
+
+        refusal = stack_refusal(backbone)
+        if refusal and parallel_folds is not None:
+            raise SpotnetError(refusal)
+        if refusal:
+            parallel_folds = 1  # "as many as allowed" is one at a time for a backbone that cannot stack
+    return parallel_folds
+
+
 def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotnet train` option
     store_path,
     *,
@@ -351,6 +395,7 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     backbone: str = "softnet",
     parallel_folds: int | None = 1,
     memory_share: float = 0.5,
+    scheduler: str | None = None,
 ):
     """Leave-one-subject-out training and evaluation on a flowkit feature store.
 
@@ -383,6 +428,10 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         memory_share: with ``parallel_folds`` other than 1, the type's windows are held in memory
             (:mod:`spotnet.window_memory`) when they fit in this share of the free host memory
             (or of the device's, on CUDA); else they stream from the store.
+        scheduler: train the groups of ``parallel_folds`` folds as Dask tasks (:mod:`spotnet.fold_tasks`):
+            "local:N" or "tcp://HOST:PORT" (workers that see ``store_path`` and ``out_dir``; on CUDA
+            each group asks for the worker resource GPU=1). A group lost with its worker runs again
+            from its first incomplete fold.
 
     Returns:
         :class:`spotnet.evaluation.EvaluationResult` of the pooled predictions.
@@ -394,16 +443,7 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise SpotnetError(f"epochs and batch size should be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     spec = get_spec(backbone)  # an unknown backbone is refused before anything is written
-    if parallel_folds is not None and parallel_folds < 1:
-        raise SpotnetError(f"parallel folds should be >= 1 (or None for all), got {parallel_folds}")
-    if parallel_folds != 1:
-        from spotnet.fold_parallel import stack_refusal
-
-        refusal = stack_refusal(backbone)
-        if refusal and parallel_folds is not None:
-            raise SpotnetError(refusal)
-        if refusal:
-            parallel_folds = 1  # "as many as allowed" is one at a time for a backbone that cannot stack
+    parallel_folds = _check_parallel(parallel_folds, backbone, scheduler)
     open_store(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -413,7 +453,8 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     if threads is None:
         threads = spec.cpu_threads
     run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind, backbone), p, device,
-               tuple(subjects) if subjects else None, progress, control, restart, parallel_folds, memory_share)
+               tuple(subjects) if subjects else None, progress, control, restart, parallel_folds, memory_share,
+               scheduler, threads)
     # Every type's folds and every resumed fold are checked before the first fold trains.
     plans = [_plan_type(run, kind) for kind in (("macro", "micro") if expression == "all" else (expression,))]
     _check_resumable(run, plans)
