@@ -157,8 +157,8 @@ def training_windows(raw: torch.Tensor, codes, *, items=None, seed=0) -> torch.T
     Returns:
         (B, 3, H, W) float tensor in [0, 1] on ``raw``'s device.
 
-    >>> training_windows(torch.arange(8.0).reshape(1, 2, 2, 2), [FLIP]).tolist()
-    [[[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]]]
+    >>> training_windows(torch.tensor([[[[0.0, 2.0], [4.0, 8.0]]]]), [FLIP]).tolist()
+    [[[[0.25, 0.0], [1.0, 0.5]]]]
     """
     codes = np.asarray(codes, dtype=np.int64).reshape(-1)
     base = minmax_normalize(raw)

@@ -94,7 +94,8 @@ class Recipe:
                 "batch_size": self.batch_size,
                 "epochs": self.epochs, "seed": self.seed, "label_kind": self.label_kind,
                 "downsample": "drop int(max_class_count/2) label-0",
-                "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none"}
+                "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none",
+                "generator": "as released: min-max, augment, min-max again; noise clipped as random_noise"}
 
 
 def train_fold(store_path, videos, train, expression, *, recipe: Recipe = Recipe(), device="cpu",
