@@ -119,7 +119,8 @@ class _Stack:
 
 
 def train_folds(windows, videos: Sequence[VideoWindows], trains: Sequence[Sequence[int]], expression: str, *,
-                recipe, device="cpu", on_fold_done: Callable[[int, nn.Module], None] | None = None) -> list[nn.Module]:
+                recipe, device="cpu", on_fold_done: Callable[[int, nn.Module], None] | None = None,
+                progress: bool = False) -> list[nn.Module]:
     """Train the folds whose training videos are ``trains`` together; return their models (eval mode, CPU).
 
     Args:
@@ -131,6 +132,7 @@ def train_folds(windows, videos: Sequence[VideoWindows], trains: Sequence[Sequen
             seeds, epochs and batch sizes may differ).
         device: where the stacked step runs.
         on_fold_done: called with (position in ``trains``, model) when a fold's last step is done.
+        progress: show a bar of the group's steps.
     """
     recipes = list(recipe) if isinstance(recipe, (list, tuple)) else [recipe] * len(trains)
     if len(recipes) != len(trains) or len({(r.lr, r.backbone) for r in recipes}) != 1:
@@ -144,7 +146,12 @@ def train_folds(windows, videos: Sequence[VideoWindows], trains: Sequence[Sequen
     seeds = [r.seed for r in recipes]
     stack = _Stack([_initial_model(r) for r in recipes], device, recipes[0].lr)
     done: list[nn.Module | None] = [None] * len(trains)
-    for t in range(max(len(p.batches) for p in plans)):
+    steps = range(max(len(p.batches) for p in plans))
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"{expression} {len(trains)} folds", unit="step", leave=False)
+    for t in steps:
         by_size: dict[int, list[int]] = {}
         for f, plan in enumerate(plans):
             if t < len(plan.batches):

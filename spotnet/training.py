@@ -323,7 +323,7 @@ def _train_group(run: _Run, plan: _TypePlan, group: list, windows=None) -> dict[
         out[group[f][0]] = _save_fold(run, plan, group[f], model)
 
     train_folds(windows, plan.videos, [fold[1] for fold in group], plan.expression, recipe=run.recipe,
-                device=run.device, on_fold_done=done)
+                device=run.device, on_fold_done=done, progress=run.progress and run.scheduler is None)
     return out
 
 
