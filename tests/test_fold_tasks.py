@@ -50,7 +50,7 @@ def _same_run(out, reference) -> None:
 
 
 def test_groups_on_a_local_cluster(store, reference, tmp_path):
-    train_loso(store, out_dir=tmp_path, scheduler="local:2", **OPTIONS)
+    train_loso(store, out_dir=tmp_path, scheduler="local:1", **OPTIONS)
     _same_run(tmp_path, reference)
 
 
