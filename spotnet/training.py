@@ -363,7 +363,7 @@ def _check_parallel(parallel_folds: int | None, backbone: str, scheduler: str | 
         except FlowkitError as exc:
             raise SpotnetError(str(exc)) from None
     if parallel_folds is not None and parallel_folds < 1:
-        raise SpotnetError(f"parallel folds should be >= 1 (or None for all), got {parallel_folds}")
+        raise SpotnetError(f"parallel folds should be >= 1 (or left out for every fold at once), got {parallel_folds}")
     if parallel_folds != 1:
         from spotnet.fold_parallel import stack_refusal
 
