@@ -74,13 +74,22 @@ def train_cmd(
                                  "with other settings are refused."),
     backbone: str = typer.Option("softnet", "--backbone", help="Network to train: softnet (the paper's), "
                                  "mobilenet_v2, resnet18, resnet50 or vgg16 (spotnet.models)."),
+    parallel_folds: int = typer.Option(None, "--parallel-folds", help="Folds of a type trained side by side, each "
+                                       "its own recipe (default: all; 1: one after another; backbones with batch "
+                                       "norm or dropout train one at a time)."),
+    window_memory: float = typer.Option(0.5, "--window-memory", help="Share of free memory (host, or the GPU's) "
+                                        "that a type's windows may take to be held in memory; else they stream."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Train the groups of --parallel-folds folds as Dask "
+                                  "tasks: tcp://HOST:PORT (workers that see the store and OUT; GPU=1 resource on "
+                                  "CUDA) or local:N. Needs the dask extra."),
 ) -> None:
     """Leave-one-subject-out training and evaluation (resumes the folds in OUT made with the same settings)."""
     from spotnet.training import train_loso
 
     result = train_loso(store, expression=expression, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
                         p=p, seed=seed, subjects=subjects or None, device=device, progress=not no_progress,
-                        control=control, restart=restart, backbone=backbone)
+                        control=control, restart=restart, backbone=backbone, parallel_folds=parallel_folds,
+                        memory_share=window_memory, scheduler=scheduler)
     typer.echo(result.format_table())
     typer.echo(f"report: {out / 'report.html'}")
 

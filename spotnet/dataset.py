@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, Sampler
 
 from flowkit.errors import FlowkitError
 from flowkit.store import FeatureReader, chunk_error
-from spotnet.augment import COPIES, NONE, augment_window
+from spotnet.augment import COPIES, NONE, training_windows
 from spotnet.errors import SpotnetError
 from spotnet.labels import pseudo_labels
 from spotnet.normalize import minmax_normalize
@@ -210,7 +210,8 @@ def training_index(
 class WindowDataset(Dataset):
     """Feature windows of a store, read chunk by chunk.
 
-    Item ``i`` is ``(features (3, 42, 42) float32 tensor, min-max normalised then augmented,
+    Item ``i`` is ``(features (3, 42, 42) float32 tensor as the released generator gives it
+    (:func:`spotnet.augment.training_windows`: normalised, augmented, normalised again),
     label float32 tensor)``.
 
     Args:
@@ -267,15 +268,17 @@ class WindowDataset(Dataset):
     def window(self, i: int) -> np.ndarray:
         """Raw (3, 42, 42) float32 features of item ``i`` (no normalisation, no augmentation)."""
         vi, w = self.index[i]
-        return self._chunk(self.chunk_of(i))[int(w) % self.videos[vi].chunk]
+        return self.chunk_window(int(vi), int(w))
+
+    def chunk_window(self, vi: int, w: int) -> np.ndarray:
+        """Raw (3, 42, 42) float32 features of window ``w`` of ``videos[vi]``, through the chunk cache."""
+        size = self.videos[vi].chunk
+        return self._chunk((vi, w // size))[w % size]
 
     def __getitem__(self, i: int):
-        # minmax_normalize returns a new tensor, so the cached chunk is never modified.
-        x = minmax_normalize(torch.from_numpy(self.window(i))[None])[0].numpy()
-        code = int(self.codes[i])
-        if code != NONE:
-            x = augment_window(x, code, rng=np.random.default_rng((self.seed, int(i))))
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(self.labels[i])
+        # training_windows returns a new tensor, so the cached chunk is never modified.
+        x = training_windows(torch.from_numpy(self.window(i))[None], self.codes[i:i + 1], items=[i], seed=self.seed)
+        return x[0], torch.tensor(self.labels[i])
 
 
 class ChunkShuffleSampler(Sampler[int]):

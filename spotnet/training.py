@@ -95,7 +95,8 @@ class Recipe:
                 "batch_size": self.batch_size,
                 "epochs": self.epochs, "seed": self.seed, "label_kind": self.label_kind,
                 "downsample": "drop int(max_class_count/2) label-0",
-                "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none"}
+                "augment": "micro: flip, blur 7x7, noise var 0.01" if expression == "micro" else "none",
+                "generator": "as released: min-max, augment, min-max again; noise clipped as random_noise"}
 
 
 def train_fold(store_path, videos, train, expression, *, recipe: Recipe = Recipe(), device="cpu",
@@ -149,6 +150,10 @@ class _Run:
     progress: bool
     control: str | None
     restart: bool = False
+    parallel_folds: int | None = 1
+    memory_share: float = 0.5
+    scheduler: str | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,8 +246,9 @@ def _run_type(run: _Run, plan: _TypePlan) -> _TypeResult:
         bar = tqdm(plan.folds, desc=f"{plan.expression} folds", unit="fold")
     result = _TypeResult(plan.k, plan.videos)
     videos, expression = plan.videos, plan.expression
+    trained = _train_parallel(run, plan) if run.parallel_folds != 1 or run.scheduler is not None else {}
     for fold in bar:
-        fold_scores = _fold_scores(run, plan, fold)
+        fold_scores = trained[fold[0]] if fold[0] in trained else _fold_scores(run, plan, fold)
         for i, s in zip(fold[2], fold_scores):
             result.pred += spot_video(s, videos[i], expression, p=run.p)
             result.gt += [EvalInterval(videos[i].video, on, off, expression) for on, off in videos[i].spans(expression)]
@@ -257,12 +263,77 @@ def _fold_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray]:
     if run.control == "random":
         rng = np.random.default_rng((run.recipe.seed, len(subject), sum(map(ord, subject))))
         return [rng.random(videos[i].n_windows).astype(np.float32) for i in test]
-    ckpt = run.out / "folds" / expression / f"{subject}.pt"
-    score_paths = [run.out / "scores" / expression / f"{videos[i].video}.npy" for i in test]
-    if not run.restart and _fold_done(ckpt, score_paths):
-        return [np.load(p) for p in score_paths]
+    resumed = _resumed_scores(run, plan, fold)
+    if resumed is not None:
+        return resumed
     model = train_fold(run.store_path, videos, train, expression, recipe=run.recipe, device=run.device,
                        progress=run.progress, desc=f"{expression} {subject}")
+    return _save_fold(run, plan, fold, model)
+
+
+def _fold_paths(run: _Run, plan: _TypePlan, fold) -> tuple[Path, list[Path]]:
+    subject, _, test = fold
+    return (run.out / "folds" / plan.expression / f"{subject}.pt",
+            [run.out / "scores" / plan.expression / f"{plan.videos[i].video}.npy" for i in test])
+
+
+def _resumed_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray] | None:
+    """The scores of a fold that ``run.out`` already holds complete (None: train it)."""
+    ckpt, score_paths = _fold_paths(run, plan, fold)
+    if not run.restart and _fold_done(ckpt, score_paths):
+        return [np.load(p) for p in score_paths]
+    return None
+
+
+def _train_parallel(run: _Run, plan: _TypePlan) -> dict[str, list[np.ndarray]]:
+    """Train the type's incomplete folds ``run.parallel_folds`` at a time (None: all at once); their scores."""
+    from spotnet.window_memory import load_windows
+
+    if run.control is not None:
+        return {}
+    todo = [fold for fold in plan.folds if _resumed_scores(run, plan, fold) is None]
+    if not todo:
+        return {}
+    size = run.parallel_folds or len(todo)
+    groups = [todo[start:start + size] for start in range(0, len(todo), size)]
+    if run.scheduler is not None:
+        from spotnet.fold_tasks import run_groups
+
+        run_groups(run, plan, groups)  # the workers save each fold; a lost group runs again
+        return {fold[0]: _resumed_scores(run, plan, fold) for fold in todo}
+    windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
+    out: dict[str, list[np.ndarray]] = {}
+    for group in groups:
+        out.update(_train_group(run, plan, group, windows))
+    return out
+
+
+def _train_group(run: _Run, plan: _TypePlan, group: list, windows=None) -> dict[str, list[np.ndarray]]:
+    """Train one group of folds together, saving each as it ends; folds already complete are skipped."""
+    from spotnet.fold_parallel import train_folds
+    from spotnet.window_memory import load_windows
+
+    group = [fold for fold in group if _resumed_scores(run, plan, fold) is None]
+    if not group:
+        return {}
+    if windows is None:
+        windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
+    out: dict[str, list[np.ndarray]] = {}
+
+    def done(f, model):
+        out[group[f][0]] = _save_fold(run, plan, group[f], model)
+
+    train_folds(windows, plan.videos, [fold[1] for fold in group], plan.expression, recipe=run.recipe,
+                device=run.device, on_fold_done=done, progress=run.progress and run.scheduler is None)
+    return out
+
+
+def _save_fold(run: _Run, plan: _TypePlan, fold, model) -> list[np.ndarray]:
+    """Score a trained fold's held-out videos, then write its scores and (last) its checkpoint."""
+    subject, train, test = fold
+    videos, expression = plan.videos, plan.expression
+    ckpt, score_paths = _fold_paths(run, plan, fold)
+    model.to(run.device)
     fold_scores = [predict_video(model, run.store_path, videos[i], device=run.device) for i in test]
     pred = [it for i, s in zip(test, fold_scores) for it in spot_video(s, videos[i], expression, p=run.p)]
     gt = [EvalInterval(videos[i].video, on, off, expression) for i in test for on, off in videos[i].spans(expression)]
@@ -277,14 +348,40 @@ def _fold_scores(run: _Run, plan: _TypePlan, fold) -> list[np.ndarray]:
 
 
 def _flow_settings(store_path, video: str, k: int) -> dict:
-    """The store's TV-L1 backend and parameters, so that spotting a new video can match them."""
+    """The store's TV-L1 backend and parameters, and how its crops were made (crop convention,
+    the released round trips), so that spotting a new video can extract it the same way."""
     store = open_store(store_path)
     attrs = store.k_attrs(video, k)
     try:  # the root's setting; a store written before the root recorded it is scanned, and refused when mixed
         params = store.attrs.get("flow_params") or store.flow_params()
     except FlowkitError as exc:
         raise SpotnetError(str(exc)) from None
-    return {"flow_backend": attrs.get("flow_backend"), "flow_params": params}
+    made = store.video_attrs(video)
+    return {"flow_backend": attrs.get("flow_backend"), "flow_params": params,
+            "as_released": bool(made.get("as_released", False)), "crop_convention": made.get("crop_convention")}
+
+
+def _check_parallel(parallel_folds: int | None, backbone: str, scheduler: str | None) -> int | None:
+    """The folds to stack (None: all), after refusing bad settings with one sentence."""
+    if scheduler is not None:
+        from flowkit.engines import check_scheduler
+        from flowkit.errors import FlowkitError
+
+        try:
+            check_scheduler(scheduler)
+        except FlowkitError as exc:
+            raise SpotnetError(str(exc)) from None
+    if parallel_folds is not None and parallel_folds < 1:
+        raise SpotnetError(f"parallel folds should be >= 1 (or left out for every fold at once), got {parallel_folds}")
+    if parallel_folds != 1:
+        from spotnet.fold_parallel import stack_refusal
+
+        refusal = stack_refusal(backbone)
+        if refusal and parallel_folds is not None:
+            raise SpotnetError(refusal)
+        if refusal:
+            parallel_folds = 1  # "as many as allowed" is one at a time for a backbone that cannot stack
+    return parallel_folds
 
 
 def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotnet train` option
@@ -306,6 +403,9 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     threads: int | None = None,
     restart: bool = False,
     backbone: str = "softnet",
+    parallel_folds: int | None = 1,
+    memory_share: float = 0.5,
+    scheduler: str | None = None,
 ):
     """Leave-one-subject-out training and evaluation on a flowkit feature store.
 
@@ -329,6 +429,19 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
         restart: train every fold again, even those that ``out_dir`` already holds. Without it, a
             fold in ``out_dir`` made with another recipe, k, TV-L1 setting or video split is
             refused before anything is trained.
+        parallel_folds: folds of a type trained side by side in one stacked computation
+            (:mod:`spotnet.fold_parallel`; each fold is still its own recipe); None: every
+            incomplete fold of the type at once (one after another for a backbone that cannot
+            stack, :func:`spotnet.fold_parallel.stack_refusal`); 1: one fold after another. The
+            folds' checkpoints, scores, intervals and metrics are those of training each alone
+            (weights to float32 rounding: docs/training.md).
+        memory_share: with ``parallel_folds`` other than 1, the type's windows are held in memory
+            (:mod:`spotnet.window_memory`) when they fit in this share of the free host memory
+            (or of the device's, on CUDA); else they stream from the store.
+        scheduler: train the groups of ``parallel_folds`` folds as Dask tasks (:mod:`spotnet.fold_tasks`):
+            "local:N" or "tcp://HOST:PORT" (workers that see ``store_path`` and ``out_dir``; on CUDA
+            each group asks for the worker resource GPU=1). A group lost with its worker runs again
+            from its first incomplete fold.
 
     Returns:
         :class:`spotnet.evaluation.EvaluationResult` of the pooled predictions.
@@ -340,6 +453,7 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise SpotnetError(f"epochs and batch size should be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     spec = get_spec(backbone)  # an unknown backbone is refused before anything is written
+    parallel_folds = _check_parallel(parallel_folds, backbone, scheduler)
     open_store(store_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +463,8 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     if threads is None:
         threads = spec.cpu_threads
     run = _Run(Path(store_path), out, Recipe(epochs, batch_size, lr, seed, label_kind, backbone), p, device,
-               tuple(subjects) if subjects else None, progress, control, restart)
+               tuple(subjects) if subjects else None, progress, control, restart, parallel_folds, memory_share,
+               scheduler, threads)
     # Every type's folds and every resumed fold are checked before the first fold trains.
     plans = [_plan_type(run, kind) for kind in (("macro", "micro") if expression == "all" else (expression,))]
     _check_resumable(run, plans)
