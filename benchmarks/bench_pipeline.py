@@ -453,7 +453,8 @@ def dask_cluster(tmp_path_factory, inputs) -> Iterator[str]:
         while not sched_file.is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = json.loads(sched_file.read_text())["address"]
-        env = {**os.environ, "DASK_CONFIG": str(REPO / "docs" / "dask")}  # the worker settings the README gives
+        # the worker settings docs/distributed.md gives
+        env = {**os.environ, "DASK_CONFIG": str(REPO / "docs" / "dask")}
         procs += [subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-dashboard"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                   for _ in range(WORKERS)]

@@ -31,8 +31,8 @@ FlowBackend = Annotated[str, typer.Option(
     "opencv, torch or opencv-cuda.")]
 FlowImpl = Annotated[str, typer.Option(
     "--flow-impl", help="Torch TV-L1 implementation: auto (triton-strips on CUDA when the gpu extra is "
-    "installed, else eager), eager, triton (one inner iteration per kernel launch), triton-tiles (three; "
-    "slower than triton on an H100) or triton-strips (five; twice triton's pairs/s on an H100).")]
+    "installed, else eager), eager, triton (one inner iteration per kernel launch), triton-tiles (three) "
+    "or triton-strips (five); their measured speeds are in docs/gpu.md.")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the torch backend (cpu, cuda:0).")]
 Gpu = Annotated[bool, typer.Option(

@@ -56,7 +56,7 @@ class Interval:
     type: str
 
     def to_attr(self) -> dict:
-        """The store form: {"onset", "apex", "offset", "type"} (docs/STORE.md)."""
+        """The store form: {"onset", "apex", "offset", "type"} (docs/store.md)."""
         d = asdict(self)
         return {key: d[key] for key in ("onset", "apex", "offset", "type")}
 

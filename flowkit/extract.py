@@ -528,7 +528,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     scheduler: str | None = None,
     progress: bool = True,
 ) -> ExtractionReport:
-    """Extract SOFTNet features of every input video into a Zarr store (docs/STORE.md).
+    """Extract SOFTNet features of every input video into a Zarr store (docs/store.md).
 
     Args:
         inputs: a list of :class:`flowkit.sources.VideoInput`, or paths (video files, image

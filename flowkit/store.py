@@ -1,4 +1,4 @@
-"""The Zarr v3 feature store (docs/STORE.md, schema version 1): the contract with spotnet.
+"""The Zarr v3 feature store (docs/store.md, schema version 1): the contract with spotnet.
 
 This module owns the layout: its paths (:func:`k_group`), shapes and :data:`SCHEMA_VERSION`
 live here and nowhere else. :class:`FeatureReader` reads a store (plain zarr, no lock) and
@@ -130,7 +130,7 @@ class FeatureReader:
         FlowkitError: the path is missing, a file, not a Zarr v3 store, or a store of another
             schema version than :data:`SCHEMA_VERSION`.
 
-    Layout (docs/STORE.md): ``videos/<id>`` attrs and ``landmarks`` (68, 2) float32;
+    Layout (docs/store.md): ``videos/<id>`` attrs and ``landmarks`` (68, 2) float32;
     ``videos/<id>/k<k>/features`` (n_windows, 3, 42, 42) float32 with dimension names
     (window, channel, y, x), ``written`` (n_chunks,) bool and optionally ``flow``
     (n_windows, 2, 128, 128) float32.
@@ -432,7 +432,7 @@ class FeatureStore(FeatureReader):
         """Create (or update) ``videos/<video_id>`` with its attrs and (68, 2) landmarks.
 
         attrs: subject, source, n_frames, fps, crop_box [x0, y0, x1, y1], reference_frame,
-        landmark_backend, annotations (see docs/STORE.md).
+        landmark_backend, annotations (see docs/store.md).
         """
         self._writable()
         if not video_id or "/" in video_id or video_id.startswith("."):

@@ -75,7 +75,7 @@ def open_store(path: str | Path) -> FeatureReader:
 
 def _intervals(annotations: list[dict]) -> tuple[tuple[int, int, str], ...]:
     # The store already holds 0-based offsets with the SPEC 6 offset-0 -> apex rule applied and
-    # types "macro" | "micro" (flowkit.annotations, docs/STORE.md); nothing to redo here.
+    # types "macro" | "micro" (flowkit.annotations, docs/store.md); nothing to redo here.
     return tuple((int(a["onset"]), int(a["offset"]), str(a["type"])) for a in annotations)
 
 

@@ -102,7 +102,7 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[Cluster]:
     folder.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(folder)
     # Workers import flowkit from this checkout; one OpenCV/BLAS thread each, as on a shared machine.
-    # DASK_CONFIG: the worker settings the README gives (docs/dask/flowkit.yaml).
+    # DASK_CONFIG: the worker settings docs/distributed.md gives (docs/dask/flowkit.yaml).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1", "DASK_CONFIG": str(REPO / "docs" / "dask")}
     try:
@@ -189,7 +189,7 @@ def _malloc_trim_of_workers(client: Client) -> set:
 
 def test_workers_keep_glibc_memory_defaults(cluster):
     """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (units then run ~5 % slower); docs/dask/flowkit.yaml,
-    which the README gives to `dask worker`, leaves it unset, as flowkit's own local:N cluster does."""
+    which docs/distributed.md gives to `dask worker`, leaves it unset, as flowkit's own local:N cluster does."""
     from flowkit.engines import DaskEngine
     from flowkit.extract import resolve_settings
 

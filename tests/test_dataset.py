@@ -26,7 +26,7 @@ from spotnet.errors import SpotnetError
 def make_store(path, *, subjects=("a", "b", "c"), videos_per_subject=1, n_frames=120, ks=None,
                events=(("macro", 30, 50), ("micro", 80, 84)), chunk=16, complete=True, annotate=True,
                signal=3.0, seed=0):
-    """A schema-1 store (docs/STORE.md) with random features and a bump on event windows.
+    """A schema-1 store (docs/store.md) with random features and a bump on event windows.
 
     ks: {type: k}; windows overlapping an event get ``signal`` added in the mouth rows of u and
     v (macro) or the brow rows (micro), so a model can learn them.

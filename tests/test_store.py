@@ -1,4 +1,4 @@
-"""The Zarr feature store (docs/STORE.md): round trip, named dims, resume state, lock, bad paths."""
+"""The Zarr feature store (docs/store.md): round trip, named dims, resume state, lock, bad paths."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ LANDMARK_BACKENDS = {"mediapipe": _mediapipe, "dlib": _dlib}
 def make_landmarker(backend: str = "mediapipe", *, model_path=None, **kwargs):
     """A landmarker with ``.detect(image_bgr) -> Face | None``; backend "mediapipe" or "dlib".
 
-    ``model_path`` is MediaPipe's ``face_landmarker.task`` (None: looked up as the README says);
+    ``model_path`` is MediaPipe's ``face_landmarker.task`` (None: looked up as docs/cli.md says);
     dlib's model comes with its package, so the dlib backend ignores it.
     """
     factory = LANDMARK_BACKENDS.get(backend)
