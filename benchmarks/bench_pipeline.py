@@ -98,7 +98,7 @@ pytestmark = [
 ]
 HAS_DASK = importlib.util.find_spec("distributed") is not None
 
-# pairs/s measured this session, so that a later case can form its ratio without measuring again.
+# pairs/s measured in this pytest run, so that a later case can form its ratio without measuring again.
 _RATES: dict[str, float] = {}
 
 

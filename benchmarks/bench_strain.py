@@ -20,9 +20,9 @@ Two questions, one file (about 50 s on 2 cores):
   ``features_from_flow`` takes (measured in the same run).
 
 Threads: ``STRAIN_BENCH_THREADS`` (default 1) for every case. More than one thread is only worth
-measuring on an idle machine: torch's intra-op threads meet at every elementwise op, and on the shared
-2-core build machine, busy with other work, ``optical_strain`` took 49-168 ms at 2 threads against
-6-14 ms at one. Every case also keeps the process's CPU time per call (``*cpu*`` keys in
+measuring on an idle machine: torch's intra-op threads meet at every elementwise op, and on a busy
+2-core machine ``optical_strain`` runs several times slower at 2 threads than at one. Every case
+also keeps the process's CPU time per call (``*cpu*`` keys in
 ``extra_info``); it moves less with the load than wall time, but it moves too (caches and cores are
 shared), so compare cases of one run, and rerun to see the spread. Quote medians, and ratios only
 between cases of one run on one machine.

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["WORKER_PRELOAD", "BatchedEngine", "DaskEngine", "InlineEngine", "ProcessEngine", "check_scheduler",
            "make_engine", "start_engine"]
 
-#: The batched solver's batch, at most: on an H200 the Triton solver gave 916 pairs/s at B = 1024
-#: and 1007 at 4096 (benchmarks/results/gpu_check_h200.json), so batches beyond ~2048 gain little,
-#: while a batch as large as the GPU's memory would wait for every unit's decoding before solving.
+#: The batched solver's batch, at most: larger batches keep a GPU busier (pairs/s by batch size in
+#: docs/gpu.md), while a batch as large as the GPU's memory would wait for every unit's decoding
+#: before solving.
 BATCH_TARGET = 2048
 WRITERS = 4
 
@@ -338,7 +338,7 @@ class DaskEngine:
 
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers; set at all, it turns off
             # glibc's adaptive mmap threshold, so a unit's large temporaries are mapped and faulted in
-            # anew (a unit ran ~5 % slower than in a local pool); None leaves glibc's default.
+            # anew, which slows every unit; None leaves glibc's default.
             # The workers import what a unit needs as they start (preload), not at their first unit.
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,

@@ -46,7 +46,7 @@ __all__ = ["extract", "resolve_settings", "ExtractionReport", "ExtractionSetting
            "TEST_TVL1"]
 
 #: A reduced TV-L1 preset for demos (``flowkit extract --fast``): 3 scales, 2 warps, 10 inner and
-#: 2 outer iterations instead of OpenCV's 5/5/30/10. Not SPEC-exact; roughly 5-7x faster.
+#: 2 outer iterations instead of OpenCV's 5/5/30/10. Not SPEC-exact: a fraction of the solver's work.
 FAST_TVL1 = {"nscales": 3, "warps": 2, "inner_iterations": 10, "outer_iterations": 2}
 #: Smallest useful preset, for tests only.
 TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations": 1}

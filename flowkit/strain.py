@@ -20,8 +20,8 @@ def optical_strain(flow: torch.Tensor) -> torch.Tensor:
 
     Plain tensor slicing, on any device. kornia's ``spatial_gradient`` uses Sobel or central
     differences, not SPEC's one-sided ones; ``kornia.filters.filter2d`` with forward-difference
-    kernels gives exactly these values but took 131 ms against 10 ms for (64, 2, 128, 128) on
-    one CPU thread (measured once, 2026-11-25), so kornia is not used.
+    kernels gives exactly these values but runs a grouped convolution, far slower than slicing
+    (docs/benchmarks.md), so kornia is not used.
 
     Args:
         flow: (B, 2, H, W) floating tensor, channel 0 u (x), channel 1 v (y), H, W >= 2.

@@ -5,7 +5,7 @@ it comes from a sequential decode or from a seek. OpenCV's ``CAP_PROP_POS_FRAMES
 exact (on the shared noface_face.mov it returned other frames at 5 of 9 positions), so video
 files are read with PyAV (FFmpeg):
 
-- :func:`index_video` reads the packets without decoding them (about 0.05 ms per frame): frame i
+- :func:`index_video` reads the packets without decoding them (cheap next to decoding): frame i
   is the packet with the i-th smallest presentation timestamp (pts); keyframes are where a
   decode may start.
 - :func:`read_range` seeks to the last keyframe at or before the first frame wanted and decodes

@@ -7,19 +7,12 @@ from flowkit.errors import FlowkitError
 __all__ = ["BYTES_PER_PIXEL", "BYTES_PER_PIXEL_BY_IMPL", "pairs_per_batch"]
 
 #: Peak solver memory per pair and pixel on the CUDA code path, per implementation of the inner
-#: iteration (``tvl1_torch(impl=...)``). benchmarks/cost_model.py tracks the live tensors of a
-#: SPEC-pyramid solve on the CPU: 299 bytes per pixel for "eager" (the bicubic warp's temporaries
-#: and the median network's wires dominate) and 245 for "triton" (no inner-iteration temporaries,
-#: but a second set of u, p buffers). About 30% more leaves room for the CUDA caching allocator's
-#: rounding and fragmentation. benchmarks/gpu_check.py measures the CUDA peak
-#: (torch.cuda.max_memory_allocated over the batch): on an H200, 292 B/px eager and 261 Triton
-#: at B = 256-4096 (benchmarks/results/gpu_check_h200.json), so these figures keep a 27-37 %
-#: margin over what was allocated; a batch that still does not fit is halved and retried.
-#: Since the warp step became a Triton kernel the cost model counts 92 B/px for the Triton impls
-#: (cost_model.json), and the stop-19 H200 run measured 124-127 B/px for "triton" and
-#: "triton-tiles" at B = 64-4096 (gpu_check_h200_stop19.json): 165 keeps the same ~30 % margin.
-#: "triton-strips" allocates the same tensors: 124-127 B/px too, on an H100 and an H200
-#: (gpu_check_h100.json, gpu_check_h200_stop21.json).
+#: iteration (``tvl1_torch(impl=...)``). For "eager" the bicubic warp's temporaries and the median
+#: network's wires dominate; the Triton implementations have no inner-iteration temporaries and
+#: all allocate the same tensors. Each figure is the CUDA peak measured per pixel
+#: (torch.cuda.max_memory_allocated over a batch, tools/gpu/gpu_check.py; the figures are in
+#: docs/gpu.md) plus about 30 %, room for the CUDA caching allocator's rounding and fragmentation;
+#: a batch that still does not fit is halved and retried.
 BYTES_PER_PIXEL_BY_IMPL = {"eager": 400, "triton": 165, "triton-tiles": 165, "triton-strips": 165}
 #: The eager figure, the conservative one when the implementation is not known.
 BYTES_PER_PIXEL = BYTES_PER_PIXEL_BY_IMPL["eager"]
