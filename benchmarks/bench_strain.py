@@ -42,10 +42,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from flow_fixtures import FACE_VIDEO, face_pairs  # noqa: E402
-from test_preprocess import face_points  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fixtures.faces import FACE_VIDEO, face_pairs, face_points  # noqa: E402
 from flowkit.eye_mask import apply_eye_mask, eye_mask  # noqa: E402
 from flowkit.features import features_from_flow  # noqa: E402
 from flowkit.flow import tvl1  # noqa: E402

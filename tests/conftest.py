@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = (REPO_ROOT / ".." / "shared").resolve()
 MEDIAPIPE_MODEL = SHARED_DIR / "models" / "face_landmarker.task"
+if str(REPO_ROOT) not in sys.path:  # fixtures/ (shared with the benchmarks) under a bare `pytest` too
+    sys.path.insert(0, str(REPO_ROOT))
 
 # Tests never download: point the project at the shared copy of the model when it is there.
 if MEDIAPIPE_MODEL.is_file():

@@ -302,7 +302,7 @@ def test_impl_errors(monkeypatch):
 @pytest.mark.parametrize("device", DEVICES)
 def test_resize_is_batch_invariant_and_equals_the_matrices(device):
     """An image's resize does not depend on its batch, bit for bit (on CUDA a matrix product's
-    kernel, and so its rounding, changed with the batch: benchmarks/results/gpu_batch_bisect_h200.json);
+    kernel, and so its rounding, changed with the batch, found on a GPU by bisection);
     and it equals the interpolation matrices' product to 2 float32 ulps at 255 (6.1e-5: fused
     against separate multiply-adds)."""
     from flowkit.flow.pyramid import resize_matrices
@@ -411,7 +411,7 @@ def test_gpu_launch_shapes_smoke_runs_on_the_cpu(tmp_path):
     out = tmp_path / "shapes.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "gpu_launch_shapes.py"), "--smoke", "--refs",
+        [sys.executable, str(root / "tools" / "gpu" / "gpu_launch_shapes.py"), "--smoke", "--refs",
          str(tmp_path / "none.npz"), "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=root, env=env,  # a hang guard: ~11 s here
     )

@@ -149,7 +149,8 @@ class _Solver:
     them separately.
     """
 
-    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False, impl: str = "eager"):
+    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False, impl: str = "eager",
+                 launch: dict | None = None):
         self.p = p
         self.l_t = p.lambda_ * p.theta
         self.taut = p.tau / p.theta
@@ -163,7 +164,8 @@ class _Solver:
 
             self.median_fn = median_blur_triton
             self.warp_fn = warp_triton
-            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, **TRITON_LAUNCH[impl])
+            shape = TRITON_LAUNCH[impl] if launch is None else launch
+            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, **shape)
         if compile:
             self.iterate = torch.compile(self.iterate, dynamic=True)
 
@@ -250,6 +252,7 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
     early_stop: str = "auto",
     compile: bool = False,
     impl: str = "auto",
+    launch: dict | None = None,
 ) -> torch.Tensor:
     """Dual TV-L1 flow from ``prev`` to ``nxt`` for a batch of pairs, as OpenCV computes it.
 
@@ -271,6 +274,10 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             elementwise kernels; the first call pays the compilation). Off by default.
         impl: one of ``IMPLS`` (see ``resolve_impl``): how the inner iterations and the median
             run. "auto" is "triton-strips" on CUDA when triton is installed.
+        launch: the fused inner kernel's launch shape, ``triton_tvl1.FusedInner``'s keywords
+            (e.g. ``{"block": 512}``) for a Triton impl; None takes ``TRITON_LAUNCH[impl]``. For
+            comparing shapes (tools/gpu/gpu_launch_shapes.py); every shape gives the same flow up to
+            rounding.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
     halves, recursively, down to single pairs; each pair's flow does not depend on its batch.
@@ -308,7 +315,9 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         raise FlowkitError(f"early_stop should be 'auto' or 'masked' with impl {impl!r}, got {early_stop!r}")
     if impl in TRITON_LAUNCH and compile:
         raise FlowkitError(f"compile should be False with impl {impl!r} (its kernels are fused already), got True")
-    return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl))
+    if launch is not None and impl not in TRITON_LAUNCH:
+        raise FlowkitError(f"launch should be None with impl {impl!r} (it shapes the Triton kernels), got {launch}")
+    return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl, launch))
 
 
 def _solve_halving(i0: torch.Tensor, i1: torch.Tensor, solver: _Solver) -> torch.Tensor:

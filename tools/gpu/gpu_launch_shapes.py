@@ -2,19 +2,18 @@
 
 gpu_check.py's ``inner_kernel`` times the fused kernel alone, every pair going; this times whole
 SPEC-default solves (stops, warps, medians, pyramid included) with each named launch shape put in
-``TRITON_LAUNCH`` for its implementation, at B = 1024 and 4096, each ``--passes`` times (the first
+``tvl1_torch(launch=...)`` for its implementation, at B = 1024 and 4096, each ``--passes`` times (the first
 pass of a shape also compiles what its warm-up did not). Per shape it reports pairs/s, the mean
 end-point error against OpenCV on the bench pairs, and how far its flow lies from the first
 shape's (largest difference, mean end-point distance, share of pixels more than 1 px apart).
 ``--compare`` implementations (default: eager) are solved once on the bench pairs and compared
 with the first shape the same way, untimed: the spread that rounding alone gives, to read the
-shapes' differences against. It replaces gpu_triton_block.py (blocks of 512 against 256,
-benchmarks/results/triton_block_h200.json), which is ``--shapes triton:block=512 triton:block=256``.
+shapes' differences against. ``--shapes triton:block=512 triton:block=256`` compares two block sizes.
 
-On a GPU machine, with benchmarks/gpu_refs carried (a few minutes):
-    python3 benchmarks/gpu_launch_shapes.py --out $OUT/launch_shapes.json
+On a GPU machine, with the reference flows of make_gpu_refs.py beside the code (a few minutes):
+    python3 tools/gpu/gpu_launch_shapes.py --out $OUT/launch_shapes.json
 On the CPU, tiny and under Triton's interpreter, to exercise the code (a test does):
-    python benchmarks/gpu_launch_shapes.py --smoke --out /tmp/launch_shapes.json
+    python tools/gpu/gpu_launch_shapes.py --smoke --out /tmp/launch_shapes.json
 """
 
 from __future__ import annotations
@@ -28,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+for _beside in (ROOT / "tools" / "gpu", ROOT / "benchmarks"):  # gpu_check.py, in either place
+    sys.path.insert(1, str(_beside))
 
 #: "triton"'s default, then triton-strips' default, the strip shapes sass_model rates near it, and
 #: the default reading each row one row ahead (prefetch=1).
@@ -63,7 +64,9 @@ def agreement(flow, first) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--refs", type=Path, default=ROOT / "benchmarks" / "gpu_refs" / "flows.npz")
+    refs = next((d for d in (ROOT / "tools" / "gpu" / "gpu_refs", ROOT / "benchmarks" / "gpu_refs") if d.is_dir()),
+                ROOT / "tools" / "gpu" / "gpu_refs")
+    parser.add_argument("--refs", type=Path, default=refs / "flows.npz")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--shapes", nargs="+", help="impl:key=value,... (FusedInner arguments); default SHAPES")
     parser.add_argument("--batches", nargs="+", type=int, default=[1024, 4096])
@@ -75,7 +78,7 @@ def main(argv=None) -> None:
 
     if args.smoke and not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
-    from gpu_check import _epe, load_refs, repeated  # beside this script
+    from gpu_check import _epe, load_refs, repeated  # the GPU acceptance script (sys.path above)
 
     import flowkit.flow.torch_tvl1 as solver_mod
 
@@ -97,18 +100,16 @@ def main(argv=None) -> None:
     for text, (impl, launch) in zip(texts, shapes):
         if impl not in solver_mod.TRITON_LAUNCH:
             raise SystemExit(f"impl should be one of {', '.join(solver_mod.TRITON_LAUNCH)}, got {impl!r}")
-        default = solver_mod.TRITON_LAUNCH[impl]
-        solver_mod.TRITON_LAUNCH[impl] = launch
         try:
             row = {"impl": impl, **launch}
             solver_mod.tvl1_torch(torch.from_numpy(a[:2]).to(device), torch.from_numpy(b[:2]).to(device), impl=impl,
-                                  **params)  # warm-up: compiles
+                                  launch=launch, **params)  # warm-up: compiles
             for _ in range(passes):
                 for n, (ta, tb) in inputs.items():
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     start = time.perf_counter()
-                    flow = solver_mod.tvl1_torch(ta, tb, impl=impl, **params)
+                    flow = solver_mod.tvl1_torch(ta, tb, impl=impl, launch=launch, **params)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     row.setdefault(f"B{n}_pairs_per_s", []).append(round(n / (time.perf_counter() - start), 1))
@@ -119,8 +120,6 @@ def main(argv=None) -> None:
             row.update(agreement(flow[:len(first)], first))
         except Exception as err:  # noqa: BLE001 - one shape failing must not lose the others
             row["error"] = f"{type(err).__name__}: {err}"
-        finally:
-            solver_mod.TRITON_LAUNCH[impl] = default
         out["shapes"][text] = row
         args.out.write_text(json.dumps(out, indent=1))  # kept shape by shape, in case the run is cut short
         print(text, json.dumps(row), file=sys.stderr)

@@ -14,9 +14,9 @@ program, warps per program) of ``triton_tvl1``'s inner kernel this reads, from t
   SPEC defaults (benchmarks/results/iteration_work.json, "bench", "needed").
 
 A model, not a measurement: it knows nothing of latency, caches or occupancy's effect on bandwidth.
-benchmarks/gpu_check.py ("inner_kernel") measures the same shapes on a GPU.
+tools/gpu/gpu_check.py ("inner_kernel") measures the same shapes on a GPU.
 
-    python benchmarks/sass_model.py > benchmarks/results/sass_model_sm90.json   # about a minute
+    python tools/kernels/sass_model.py > benchmarks/results/sass_model_sm90.json   # about a minute
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 SM90 = {"sms": 132, "schedulers": 4, "clock_hz": 1.98e9, "regs": 65536, "max_warps": 64, "max_ctas": 32}

@@ -21,7 +21,7 @@ once): a model of DRAM traffic, not a measurement. Views and metadata operations
 The Triton kernels run under TRITON_INTERPRET=1, set here before triton is imported.
 
 Run (about a minute):
-    python benchmarks/cost_model.py > benchmarks/results/cost_model.json
+    python tools/kernels/cost_model.py > benchmarks/results/cost_model.json
 """
 
 from __future__ import annotations

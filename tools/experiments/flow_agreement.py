@@ -10,7 +10,7 @@ start, k = 6 and 18, SPEC-default parameters) it reports the mean end-point erro
   re-implementation with another operation order meets.
 
 Run (about 2 minutes on 2 cores):
-    python benchmarks/flow_agreement.py [STEP] > benchmarks/results/flow_agreement_cpu.json
+    python tools/experiments/flow_agreement.py [STEP] > benchmarks/results/flow_agreement_cpu.json
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from flow_fixtures import FACE_VIDEO, face_frames, face_pairs  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from fixtures.faces import FACE_VIDEO, face_frames, face_pairs  # noqa: E402
 from flowkit.flow.opencv_tvl1 import tvl1_opencv  # noqa: E402
 from flowkit.flow.torch_tvl1 import tvl1_torch  # noqa: E402
 

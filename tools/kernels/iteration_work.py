@@ -21,10 +21,10 @@ with the work a stop inside a multi-step launch wastes and the issue limit of it
 
 With ``--pairs-per-s`` (a measured GPU rate) and ``--bytes-per-px`` (the kernel's unique traffic
 per pixel-iteration), it prints the memory traffic that rate implies.
-Input: the face pairs of ``benchmarks/make_gpu_refs.py`` (groups k6, k18 and the 16 "bench" pairs
+Input: the face pairs of ``make_gpu_refs.py`` (tools/gpu/) (groups k6, k18 and the 16 "bench" pairs
 that ``gpu_check.py`` times).
 
-    python benchmarks/iteration_work.py [--refs benchmarks/gpu_refs/flows.npz] [--pairs-per-s 1007 --bytes-per-px 64]
+    python tools/kernels/iteration_work.py [--refs benchmarks/gpu_refs/flows.npz] [--pairs-per-s 1007 --bytes-per-px 64]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Accuracy next to cost: a short LOSO run per backbone on the synthetic benchmark.
 
-    python benchmarks/backbones_synth.py STORE OUT_DIR [--epochs 3] [--json OUT.json]
+    python tools/experiments/backbones_synth.py STORE OUT_DIR [--epochs 3] [--json OUT.json]
 
 STORE is the demo's feature store (``make demo``: ``demo_out/features.zarr``, fast TV-L1 preset);
 every backbone of spotnet.models is trained with the SPEC 6 recipe (SGD, lr 5e-4, batch 12, seed

@@ -1,6 +1,6 @@
 """Causal (live) against offline spotting, from the same window scores of a trained LOSO run.
 
-    python benchmarks/causal_vs_offline.py RUN_DIR STORE [--json OUT.json]
+    python tools/experiments/causal_vs_offline.py RUN_DIR STORE [--json OUT.json]
 
 RUN_DIR is a ``spotnet train`` run (its ``scores/<type>/<video>.npy`` are the held-out scores of
 each fold), STORE the feature store it was trained on (ground truth, fps). For each expression
