@@ -1,6 +1,6 @@
 """One-command demo (``make demo``): synthetic benchmark -> features -> LOSO training -> report.
 
-    python -m cli.demo OUT_DIR [--seed N]
+    python -m softnet_cli.demo OUT_DIR [--seed N]    (python -m cli.demo in a checkout)
 
 Steps, all offline on the CPU:
 
@@ -73,11 +73,11 @@ def _extract(videos: Path, store: Path, annotations: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cli.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m softnet_cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="output folder (reused on a rerun)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from cli.entry import USER_ERRORS, one_sentence
+    from .entry import USER_ERRORS, one_sentence
 
     try:
         run_demo(args.out_dir, seed=args.seed)

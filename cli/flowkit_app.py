@@ -15,8 +15,8 @@ from typing import List, Optional
 
 import typer
 
-from cli import extract_options as opt
-from cli.entry import new_app, run_app
+from . import extract_options as opt
+from .entry import new_app, run_app
 
 __all__ = ["app", "main"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import typer
 
-from cli import extract_options as opt
-from cli.entry import new_app, run_app
+from . import extract_options as opt
+from .entry import new_app, run_app
 
 __all__ = ["LiveStatusPrinter", "app", "main"]
 
