@@ -14,9 +14,18 @@ MEDIAPIPE_MODEL = SHARED_DIR / "models" / "face_landmarker.task"
 if str(REPO_ROOT) not in sys.path:  # fixtures/ (shared with the benchmarks) under a bare `pytest` too
     sys.path.insert(0, str(REPO_ROOT))
 
+from flow_fixtures import DEVICES  # noqa: E402 - after the path above: it imports fixtures/
+
 # Tests never download: point the project at the shared copy of the model when it is there.
 if MEDIAPIPE_MODEL.is_file():
     os.environ.setdefault("FLOWKIT_MEDIAPIPE_MODEL", str(MEDIAPIPE_MODEL))
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """The torch device a test runs on: the CPU always, CUDA where present (marked ``cuda``,
+    skipped with a reason without one). A test takes it by naming ``device``."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ def _has_optflow() -> bool:
 #: opencv-python-headless.
 needs_optflow = pytest.mark.skipif(not _has_optflow(), reason="cv2.optflow (opencv-contrib) is absent")
 
-#: Torch devices for parametrised tests: the CPU always, CUDA where present (marked, skipped with a reason).
+#: Torch devices: the CPU always, CUDA where present (marked, skipped with a reason); the ``device``
+#: fixture of conftest.py runs a test on each.
 DEVICES = [
     "cpu",
     pytest.param(

@@ -81,7 +81,8 @@ def test_readme_gpu_test_command_names_every_module_with_cuda_tests():
     with_cuda = {
         f"tests/{path.name}"
         for path in (root / "tests").glob("test_*.py")
-        if re.search(r"@pytest\.mark\.cuda|\bDEVICES\)", path.read_text())  # a marker, or DEVICES parametrising
+        # a marker, DEVICES parametrising, or the conftest `device` fixture (the CPU and CUDA)
+        if re.search(r"@pytest\.mark\.cuda|\bDEVICES\)|def test_\w+\([^)]*\bdevice\b", path.read_text())
     }
     for command in commands:
         named = {word for word in command.split() if word.startswith("tests/test_")}

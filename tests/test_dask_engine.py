@@ -32,6 +32,8 @@ from distributed import Client  # noqa: E402 - after the skip
 from flowkit.extract import TEST_TVL1, extract  # noqa: E402
 from flowkit.store import FeatureReader  # noqa: E402
 
+#: A real `dask scheduler` and real workers, one of them killed: system tests (`-m "not system"` skips them).
+pytestmark = pytest.mark.system
 REPO = Path(__file__).resolve().parent.parent
 DASK = Path(sys.executable).parent / "dask"
 #: A cold worker imports numpy, OpenCV and torch: seconds, more on a busy 2-core machine.

@@ -7,7 +7,6 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from flow_fixtures import DEVICES
 from video_clips import write_frames
 
 from flowkit.errors import FlowkitError
@@ -223,7 +222,6 @@ def test_a_sequential_unit_counts_the_frames_and_writes_short_chunks(data_dir, t
     assert sorted(result.written) == [(6, j) for j in range(5)]  # chunk 4 holds windows 64 .. 65 only
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_torch_path_features_match_opencv_path(data_dir, mediapipe_model, tmp_path, device):
     """Issue 4's downstream check: the same video through extract with the torch solver (the code
     that runs on CUDA, here on ``device``) and with OpenCV, SPEC-default TV-L1, 6 windows at k=6.

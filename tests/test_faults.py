@@ -253,6 +253,7 @@ def _running(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
+@pytest.mark.system
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list processes")
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_killing_the_cli_leaves_no_process_alive(sig, data_dir, mediapipe_model, tmp_path):

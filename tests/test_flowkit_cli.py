@@ -69,6 +69,7 @@ def _written(store: Path) -> int:
         return 0
 
 
+@pytest.mark.system
 def test_resume_after_kill_9(clips, tmp_path):
     args = ["--k", 2, "--fast", "--workers", 2, "--chunk-windows", 4, "--quiet"]
     ref = tmp_path / "ref.zarr"

@@ -31,6 +31,7 @@ def checkpoint(shared_dir, mediapipe_model, tmp_path_factory):
     return path
 
 
+@pytest.mark.system
 def test_live_reports_intervals_while_the_stream_runs(checkpoint, data_dir, tmp_path):
     video = data_dir / "WolfgangLanger_Pexels.mp4"  # 472 frames at 23.976 fps: about 20 s played in real time
     cmd = [sys.executable, "-m", "cli.spotnet_app", "live", str(checkpoint), str(video), "--jsonl", "--realtime",

@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import DEVICES
 
 from fixtures.faces import face_points
 from flowkit.errors import FlowkitError
@@ -31,7 +30,6 @@ def test_landmarks_as_int_rounds_to_nearest():
 # --- 4.1 head motion -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_head_motion_mean_removal(device):
     pts = face_points()  # landmark 28 at (64, 54)
     rng = np.random.default_rng(1)
@@ -101,7 +99,6 @@ def test_eye_mask_clamped():
     assert m[52, 0] and m[0, 40] and m[52, 127]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_apply_eye_mask(device):
     uve = torch.ones(2, 3, 128, 128, device=device)
     mask = eye_mask(face_points())
@@ -173,7 +170,6 @@ def test_extract_roi_against_cv2():
 # --- features ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_features_smoke(device):
     flow = torch.randn(4, 2, 128, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).to(device)
     out = features_from_flow(flow, face_points())
