@@ -44,12 +44,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fixtures.faces import FACE_VIDEO, face_pairs, face_points  # noqa: E402
-from flowkit.eye_mask import apply_eye_mask, eye_mask  # noqa: E402
-from flowkit.features import features_from_flow  # noqa: E402
+from flowkit.features.chain import features_from_flow  # noqa: E402
+from flowkit.features.eye_mask import apply_eye_mask, eye_mask  # noqa: E402
+from flowkit.features.head_motion import landmarks_as_int, remove_head_motion  # noqa: E402
+from flowkit.features.roi import extract_roi  # noqa: E402
+from flowkit.features.strain import optical_strain  # noqa: E402
 from flowkit.flow import tvl1  # noqa: E402
-from flowkit.head_motion import landmarks_as_int, remove_head_motion  # noqa: E402
-from flowkit.roi import extract_roi  # noqa: E402
-from flowkit.strain import optical_strain  # noqa: E402
 
 BATCH = 64
 SIZE = 128
@@ -124,7 +124,7 @@ def smooth_flows(batch: int = BATCH, size: int = SIZE, seed: int = SEED) -> torc
 
 
 # Forward differences as 2x2 correlation kernels (kornia's default behaviour="corr", anchor top-left with
-# padding="valid"): out[y, x] = f[y, x] - f[y, x + 1] and f[y, x] - f[y + 1, x], as flowkit.strain.
+# padding="valid"): out[y, x] = f[y, x] - f[y, x + 1] and f[y, x] - f[y + 1, x], as flowkit.features.strain.
 _KX = torch.tensor([[[1.0, -1.0], [0.0, 0.0]]])
 _KY = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])
 
@@ -155,7 +155,7 @@ def threads(request):
 @pytest.mark.parametrize("threads", [THREADS], indirect=True)
 def test_strain_flowkit_vs_kornia(benchmark, threads):
     kornia = pytest.importorskip("kornia", reason="kornia is not installed (no dependency: this case re-measures "
-                                                  "the claim in flowkit/strain.py)")
+                                                  "the claim in flowkit/features/strain.py)")
     flow = smooth_flows()
     ours_e, kornia_e = optical_strain(flow), kornia_strain(flow)
     torch.testing.assert_close(kornia_e, ours_e, rtol=RTOL, atol=ATOL)

@@ -1,7 +1,7 @@
 """Training throughput through the store reader: windows/s of one LOSO fold's data and training.
 
 Run: ``pytest benchmarks/bench_training.py --benchmark-only``. The store is written with
-:class:`flowkit.store.FeatureStore` (3 subjects, one 2,000-frame video each, 64-window chunks,
+:class:`flowkit.io.store.FeatureStore` (3 subjects, one 2,000-frame video each, 64-window chunks,
 k=6, one macro interval every 100 frames), so that a fold trains on about 2,000 windows after
 SPEC 6's down-sampling. Two cases, each storing its median windows/s in ``extra_info``:
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from flowkit.store import FeatureStore
+from flowkit.io.store import FeatureStore
 from spotnet.dataset import ChunkShuffleSampler, WindowDataset, list_videos, loso_folds, training_index
 from spotnet.training import Recipe, train_fold
 

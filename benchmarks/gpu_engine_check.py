@@ -39,9 +39,9 @@ VIDEO = (ROOT / ".." / "shared" / "data" / "WolfgangLanger_Pexels.mp4").resolve(
 
 def make_assets() -> None:
     """The face of frame 0 as flowkit finds it (needs mediapipe and ../shared), and the video."""
-    from flowkit.crop import clamp_box, crop_face, crop_landmarks
-    from flowkit.landmarks import make_landmarker
-    from flowkit.sources import open_source
+    from flowkit.face.crop import clamp_box, crop_face, crop_landmarks
+    from flowkit.face.landmarks import make_landmarker
+    from flowkit.io.sources import open_source
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     frame = next(iter(open_source(VIDEO)))
@@ -61,7 +61,7 @@ def write_videos(video: Path, root: Path, n_videos: int, frames: int) -> list[Pa
     at different offsets so that each is its own face video."""
     import cv2
 
-    from flowkit.sources import open_source
+    from flowkit.io.sources import open_source
 
     decoded = list(open_source(video))
     step = max(1, (len(decoded) - frames) // max(1, n_videos - 1))
@@ -79,7 +79,7 @@ def prepared_store(path: Path, folders: list[Path], face: dict) -> None:
     """A store holding each folder as an earlier run's first pass would have left it."""
     import cv2
 
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(path, mode="a") as store:
         for folder in folders:
@@ -93,7 +93,7 @@ def prepared_store(path: Path, folders: list[Path], face: dict) -> None:
 
 
 def run_extract(root: Path, folders, face, store: Path, *, smoke: bool, **options) -> dict:
-    from flowkit.extract import TEST_TVL1, extract
+    from flowkit.pipeline.extract import TEST_TVL1, extract
 
     prepared_store(store, folders, face)
     t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def batch_invariance(device) -> dict:
     """Each solver step on a batch of 8 against the first item alone: bitwise equal?"""
     import torch
 
-    from flowkit.features import features_from_flow
+    from flowkit.features.chain import features_from_flow
     from flowkit.flow.median import median_blur
     from flowkit.flow.pyramid import resize_linear
     from flowkit.flow.remap import remap_cubic
@@ -192,7 +192,7 @@ def main(argv=None) -> None:
         again = run_extract(root, folders, face, Path(tmp) / "again.zarr", smoke=args.smoke,
                             decoders=runs[0]["decoders"])
         report["runs"].append(again)
-        from flowkit.store import FeatureReader
+        from flowkit.io.store import FeatureReader
 
         a, b = FeatureReader(Path(tmp) / "run0.zarr"), FeatureReader(Path(tmp) / "again.zarr")
         report["repeat_equal"] = all(np.array_equal(a.features(v, k)[:], b.features(v, k)[:])

@@ -6,7 +6,7 @@ Steps, all offline on the CPU:
 
 1. ``flowkit.synth`` at its defaults: 3 subjects x 2 videos of 20 s at 30 fps, each with 3
    macro- and 3 micro-like events;
-2. ``flowkit.extract`` with its ``--fast`` TV-L1 preset (``flowkit.extract.FAST_TVL1``: 3 scales,
+2. ``flowkit.pipeline.extract`` with its ``--fast`` TV-L1 preset (``flowkit.pipeline.extract.FAST_TVL1``: 3 scales,
    2 warps, 10 inner iterations) and 1 outer iteration instead of 2 (OpenCV's defaults are
    5/5/30/10). NOT SPEC-exact: far fewer iterations than the defaults, so the demo runs in minutes; the synthetic
    motion is smooth and a few pixels large, which the coarse solve resolves. Once per k (k
@@ -63,7 +63,7 @@ def run_demo(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
 def _extract(videos: Path, store: Path, annotations: Path) -> None:
     """flowkit extraction with its ``--fast`` preset; k per type derived from the annotations."""
     from flowkit.errors import FlowkitError
-    from flowkit.extract import FAST_TVL1, extract
+    from flowkit.pipeline.extract import FAST_TVL1, extract
 
     report = extract([videos], store, annotations=annotations, flow_params={**FAST_TVL1, **DEMO_TVL1})
     print(report.summary(), flush=True)

@@ -49,7 +49,7 @@ def extract_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
-    from flowkit.extract import FAST_TVL1, extract
+    from flowkit.pipeline.extract import FAST_TVL1, extract
 
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
                                  landmark_model=model, workers=workers, batch_windows=batch_windows,
@@ -70,7 +70,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the videos of a store: subject, frames, k values, windows, completeness, backend."""
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     fs = FeatureStore(store, mode="r")
     summary = fs.summary()
@@ -104,7 +104,7 @@ def verify_cmd(
 
     Exit code 0 when the store is sound, 1 when problems were found.
     """
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(store, mode="a" if repair else "r") as fs:
         problems = fs.verify()

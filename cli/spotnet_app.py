@@ -102,7 +102,7 @@ def spot_cmd(
     batch_windows: opt.BatchWindows = None,
 ) -> None:
     """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
-    from flowkit.atomic import check_writable
+    from flowkit.io.atomic import check_writable
     from spotnet.evaluation import write_intervals_csv
     from spotnet.spot import spot_report
 
@@ -144,7 +144,7 @@ def live_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No status line."),
 ) -> None:
     """Spot intervals live, printing each as soon as it is confirmed (causal threshold; Ctrl-C ends)."""
-    from flowkit.atomic import check_writable
+    from flowkit.io.atomic import check_writable
     from spotnet.evaluation import EvalInterval, write_intervals_csv
     from spotnet.live import LiveOptions, run_live
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from flowkit.atomic import atomic_write
+from flowkit.io.atomic import atomic_write
 from spotnet.checkpoint import load_checkpoint, save_model
 from spotnet.dataset import (
     ChunkShuffleSampler,

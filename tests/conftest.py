@@ -54,7 +54,7 @@ def mediapipe_model(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def mp_landmarker(mediapipe_model):
     pytest.importorskip("mediapipe")
-    from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+    from flowkit.face.landmarks.mediapipe_backend import MediaPipeLandmarker
 
     lm = MediaPipeLandmarker(mediapipe_model)
     yield lm
@@ -64,6 +64,6 @@ def mp_landmarker(mediapipe_model):
 @pytest.fixture(scope="session")
 def dlib_landmarker():
     pytest.importorskip("dlib", reason="the dlib extra is not installed")
-    from flowkit.landmarks.dlib_backend import DlibLandmarker
+    from flowkit.face.landmarks.dlib_backend import DlibLandmarker
 
     return DlibLandmarker()

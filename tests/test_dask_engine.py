@@ -1,4 +1,4 @@
-"""flowkit.extract on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1,
+"""flowkit.pipeline.extract on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1,
 started and stopped here, with every wait bounded.
 
 - the features equal a local (inline) run bit for bit;
@@ -29,8 +29,8 @@ pytest.importorskip("distributed", reason="the dask extra (dask, distributed) is
 
 from distributed import Client  # noqa: E402 - after the skip
 
-from flowkit.extract import TEST_TVL1, extract  # noqa: E402
-from flowkit.store import FeatureReader  # noqa: E402
+from flowkit.io.store import FeatureReader  # noqa: E402
+from flowkit.pipeline.extract import TEST_TVL1, extract  # noqa: E402
 
 #: A real `dask scheduler` and real workers, one of them killed: system tests (`-m "not system"` skips them).
 pytestmark = pytest.mark.system
@@ -192,8 +192,8 @@ def _malloc_trim_of_workers(client: Client) -> set:
 def test_workers_keep_glibc_memory_defaults(cluster):
     """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (units then run ~5 % slower); docs/dask/flowkit.yaml,
     which docs/distributed.md gives to `dask worker`, leaves it unset, as flowkit's own local:N cluster does."""
-    from flowkit.engines import DaskEngine
-    from flowkit.extract import resolve_settings
+    from flowkit.pipeline.engines import DaskEngine
+    from flowkit.pipeline.extract import resolve_settings
 
     with Client(cluster.address, timeout="30s") as client:
         assert _malloc_trim_of_workers(client) == {None}

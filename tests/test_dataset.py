@@ -107,7 +107,7 @@ def test_cli_refuses_other_schema_in_one_line(store, tmp_path):
 
 def test_reading_while_a_writer_holds_the_lock(store):
     """The reader takes no lock: spotnet can read a store that flowkit is still writing."""
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(store, mode="a"):
         assert [v.video for v in list_videos(store, 8)] == ["a_v0", "b_v0", "c_v0"]

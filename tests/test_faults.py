@@ -19,8 +19,8 @@ import pytest
 import torch
 from video_clips import write_frames
 
-from flowkit.extract import TEST_TVL1, extract
-from flowkit.store import FeatureReader
+from flowkit.io.store import FeatureReader
+from flowkit.pipeline.extract import TEST_TVL1, extract
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_subject_counts_are_checked_before_the_first_fold(tmp_path):
     from spotnet.training import train_loso
 
     store = make_store(tmp_path / "s.zarr", subjects=("a", "b"), events=(("macro", 30, 50),), n_frames=100)
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(store, mode="a") as fs:  # micro intervals for subject a only
         fs.set_video_attrs("a_v0", annotations=[{"onset": 30, "apex": 40, "offset": 50, "type": "macro"},

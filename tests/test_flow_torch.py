@@ -423,7 +423,7 @@ def test_extract_checks_flow_impl_before_anything_is_written(tmp_path):
     """A bad --flow-impl is refused by extract() itself, before the store is created."""
     import cv2
 
-    from flowkit.extract import extract
+    from flowkit.pipeline.extract import extract
 
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -90,7 +90,7 @@ def test_resume_after_kill_9(clips, tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     s = FeatureStore(out)
     n_chunks = s.written("long", 2).size

@@ -21,8 +21,8 @@ def checkpoint(shared_dir, mediapipe_model, tmp_path_factory):
     keras = shared_dir / "weights" / "softnet-keras" / "casme2_micro_s1.hdf5"
     if not keras.is_file():
         pytest.skip(f"released Keras weights {keras} are absent")
-    from flowkit.extract import TEST_TVL1
     from flowkit.flow.params import check_params
+    from flowkit.pipeline.extract import TEST_TVL1
     from spotnet import load_model, save_model
 
     path = tmp_path_factory.mktemp("live") / "micro.pt"
@@ -81,7 +81,7 @@ class _ScriptedLandmarker:
         self.present = True
 
     def detect(self, image):
-        from flowkit.landmarks.face import Face
+        from flowkit.face.landmarks.face import Face
 
         if not self.present:
             return None
@@ -98,9 +98,9 @@ class _ScriptedLandmarker:
 
 
 def test_extractor_relocks_in_a_new_segment_and_never_mixes_crops():
-    from flowkit.extract import TEST_TVL1, ExtractionSettings
     from flowkit.flow.params import check_params
-    from flowkit.live import FaceTracking, LiveExtractor
+    from flowkit.pipeline.extract import TEST_TVL1, ExtractionSettings
+    from flowkit.pipeline.live import FaceTracking, LiveExtractor
 
     settings = ExtractionSettings(backend="opencv", device=None, backend_name="opencv",
                                   params=check_params(dict(TEST_TVL1)).to_dict(), save_flow=False, chunk_windows=4,

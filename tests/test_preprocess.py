@@ -1,4 +1,4 @@
-"""flowkit.head_motion, eye_mask, roi, features (SPEC 4) with hand-made inputs."""
+"""flowkit.features.head_motion, eye_mask, roi, features (SPEC 4) with hand-made inputs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 
 from fixtures.faces import face_points
 from flowkit.errors import FlowkitError
-from flowkit.eye_mask import apply_eye_mask, eye_mask, eye_polygons
-from flowkit.features import FlowFeatures, features_from_flow
-from flowkit.head_motion import landmarks_as_int, nose_patch, remove_head_motion
-from flowkit.roi import extract_roi, roi_boxes
+from flowkit.features.chain import FlowFeatures, features_from_flow
+from flowkit.features.eye_mask import apply_eye_mask, eye_mask, eye_polygons
+from flowkit.features.head_motion import landmarks_as_int, nose_patch, remove_head_motion
+from flowkit.features.roi import extract_roi, roi_boxes
 
 
 def test_landmarks_as_int_rounds_to_nearest():

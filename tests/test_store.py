@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.store import SCHEMA_VERSION, FeatureStore
+from flowkit.io.store import SCHEMA_VERSION, FeatureStore
 
 PARAMS = {"nscales": 2, "warps": 1}
 
@@ -92,7 +92,7 @@ def test_second_writer_refused_same_process(tmp_path):
 
 def test_second_writer_refused_other_process(tmp_path):
     path = tmp_path / "out.zarr"
-    code = ("import sys; from flowkit.store import FeatureStore; from flowkit.errors import FlowkitError\n"
+    code = ("import sys; from flowkit.io.store import FeatureStore; from flowkit.errors import FlowkitError\n"
             "try:\n    FeatureStore(sys.argv[1], mode='a')\nexcept FlowkitError as e:\n    print(e); sys.exit(3)\n")
     with FeatureStore(path, mode="a"):
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""flowkit.strain (SPEC 3): smoke, exceptions, cardinality, feature, gradcheck."""
+"""flowkit.features.strain (SPEC 3): smoke, exceptions, cardinality, feature, gradcheck."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flowkit.errors import FlowkitError
-from flowkit.strain import OpticalStrain, optical_strain
+from flowkit.features.strain import OpticalStrain, optical_strain
 
 
 def _strain_loops(u, v):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from flowkit.errors import FlowkitError
-from flowkit.head_motion import landmarks_as_int
+from flowkit.features.head_motion import landmarks_as_int
 
 __all__ = ["EYE_MARGIN", "eye_polygons", "eye_mask", "apply_eye_mask"]
 

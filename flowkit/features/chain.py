@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from flowkit.errors import FlowkitError
-from flowkit.eye_mask import apply_eye_mask, eye_mask
-from flowkit.head_motion import landmarks_as_int, remove_head_motion
-from flowkit.roi import extract_roi
-from flowkit.strain import optical_strain
+from flowkit.features.eye_mask import apply_eye_mask, eye_mask
+from flowkit.features.head_motion import landmarks_as_int, remove_head_motion
+from flowkit.features.roi import extract_roi
+from flowkit.features.strain import optical_strain
 
 __all__ = ["CROP_SIZE", "features_from_flow", "FlowFeatures"]
 
@@ -24,7 +24,7 @@ def features_from_flow(flow, landmarks, *, mask=None) -> torch.Tensor:
         flow: (B, 2, 128, 128) torch tensor or numpy array (u, v), any floating dtype.
         landmarks: (68, 2) (x, y) in crop pixels; rounded to the nearest int.
         mask: optional precomputed (128, 128) bool eye mask, numpy or torch
-            (:func:`flowkit.eye_mask.eye_mask`), to skip recomputing it for every batch of a video.
+            (:func:`flowkit.features.eye_mask.eye_mask`), to skip recomputing it for every batch of a video.
 
     Returns:
         (B, 3, 42, 42) float32 tensor, channels (u, v, strain); eye ROI rows 0..20, mouth

@@ -17,7 +17,7 @@ Three formats are read, all holding 1-based frame numbers that become 0-based, i
 
   Sheets are recognised by their content, not by position or name. The interval's video becomes
   ``<NN>_<code>`` (for example ``15_0101``) and its subject ``sNN``, matching what
-  :func:`flowkit.sources.discover_videos` derives from ``rawpic/s15/15_0101disgustingteeth`` (see
+  :func:`flowkit.io.sources.discover_videos` derives from ``rawpic/s15/15_0101disgustingteeth`` (see
   :func:`match_videos`). Without mapping sheets the video name and ``s<number>`` are used as they are.
 - SAMM-LV workbook (.xlsx): some header rows, then the row 'Subject, Filename, Inducement Code,
   Onset, Apex, Offset, Duration, Type, Action Units, Notes'; the type is 'Macro' or 'Micro - 1/2'.

@@ -145,10 +145,10 @@ class VideoFileSource(FrameSource):
 
     @property
     def index(self):
-        """The :class:`flowkit.video_index.VideoIndex` (demux only, cached), or None when frames
+        """The :class:`flowkit.io.video_index.VideoIndex` (demux only, cached), or None when frames
         cannot be numbered by timestamp."""
         if not hasattr(self, "_index"):
-            from flowkit.video_index import index_video
+            from flowkit.io.video_index import index_video
 
             self._index = index_video(self.path)
         return self._index

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.landmarks.face import Face
-from flowkit.landmarks.mapping import mesh_to_dlib68
-from flowkit.landmarks.model_file import resolve_mediapipe_model
+from flowkit.face.landmarks.face import Face
+from flowkit.face.landmarks.mapping import mesh_to_dlib68
+from flowkit.face.landmarks.model_file import resolve_mediapipe_model
 from flowkit.native_logs import native_stderr_silenced
 
 __all__ = ["BOX_CALIBRATION", "MediaPipeLandmarker", "landmark_box"]
@@ -57,7 +57,7 @@ class MediaPipeLandmarker:
 
     Args:
         model_path: the ``face_landmarker.task`` file; None resolves it with
-            :func:`flowkit.landmarks.model_file.resolve_mediapipe_model`.
+            :func:`flowkit.face.landmarks.model_file.resolve_mediapipe_model`.
         min_detection_confidence, min_presence_confidence: MediaPipe's thresholds. The default
             0.7 (MediaPipe's is 0.5) rejects a face that MediaPipe finds in the title text of
             noface_face.mov (frame 90) while keeping every real face of ../shared/data.

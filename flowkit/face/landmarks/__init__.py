@@ -1,18 +1,18 @@
 """Face landmarks in the dlib 68-point scheme, from MediaPipe or dlib, behind a small registry."""
 
-from flowkit.landmarks.face import Face
+from flowkit.face.landmarks.face import Face
 
 __all__ = ["Face", "LANDMARK_BACKENDS", "make_landmarker"]
 
 
 def _mediapipe(model_path=None, **kwargs):
-    from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+    from flowkit.face.landmarks.mediapipe_backend import MediaPipeLandmarker
 
     return MediaPipeLandmarker(model_path, **kwargs)
 
 
 def _dlib(model_path=None, **kwargs):
-    from flowkit.landmarks.dlib_backend import DlibLandmarker
+    from flowkit.face.landmarks.dlib_backend import DlibLandmarker
 
     return DlibLandmarker(**kwargs)  # its model comes with its package
 

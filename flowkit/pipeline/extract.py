@@ -4,12 +4,12 @@ Per run (SPEC 1-4):
 
 1. Prepare each video (here, in the driver): the reference frame is the first with a face
    (frames up to it are decoded; they are decoded once more by their unit); the frame count
-   comes from the folder listing or the video's packet index (:mod:`flowkit.video_index`), not
+   comes from the folder listing or the video's packet index (:mod:`flowkit.io.video_index`), not
    from a decode pass; the crop box and the crop landmarks of frame 0. A rerun reuses what the
    store recorded.
-2. Plan (:func:`flowkit.plan.plan_units`, pure): the chunks still to compute, cut into units of
+2. Plan (:func:`flowkit.pipeline.plan.plan_units`, pure): the chunks still to compute, cut into units of
    about ``unit_windows`` windows of one video, for every k at once.
-3. Run the units on an engine (:mod:`flowkit.engines`): inline, a local process pool (CPU), a
+3. Run the units on an engine (:mod:`flowkit.pipeline.engines`): inline, a local process pool (CPU), a
    batched solver fed by decoder processes (torch, CUDA), or Dask. Workers decode their own
    frames once (plus max(k) frames of overlap), solve, and write whole chunks.
 4. The driver alone writes metadata: a video whose frames could not be found by seeking is
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.plan import VideoWork, min_units_for, plan_units
-from flowkit.progress import ProgressBars
-from flowkit.sources import DATA_ERRORS
-from flowkit.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
-from flowkit.units import UnitTask, one_line
+from flowkit.io.sources import DATA_ERRORS
+from flowkit.io.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
+from flowkit.pipeline.plan import VideoWork, min_units_for, plan_units
+from flowkit.pipeline.progress import ProgressBars
+from flowkit.pipeline.units import UnitTask, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -178,7 +178,7 @@ class ExtractionSettings:
 
 # ---------------------------------------------------------------------- inputs
 def _as_inputs(inputs) -> list:
-    from flowkit.sources import VideoInput, discover_videos
+    from flowkit.io.sources import VideoInput, discover_videos
 
     if isinstance(inputs, (str, os.PathLike, VideoInput)):
         inputs = [inputs]
@@ -267,7 +267,7 @@ class _Video:
 
 def _describe_source(source) -> tuple[str, list[str] | None, object | None]:
     """(reader, image files, video index) of an opened source: how its units find frames."""
-    from flowkit.sources import ImageFolderSource
+    from flowkit.io.sources import ImageFolderSource
 
     if isinstance(source, ImageFolderSource):
         return "images", [str(f) for f in source.files], None
@@ -278,7 +278,7 @@ def _describe_source(source) -> tuple[str, list[str] | None, object | None]:
 def _first_pass(video, source, landmarker, landmark_backend: str) -> tuple[dict, np.ndarray]:
     """Reference face, crop box and crop landmarks ((68, 2) float32), decoding only up to the
     reference frame; the frame count from the listing or the packet index."""
-    from flowkit.crop import clamp_box, crop_face, crop_landmarks, find_reference
+    from flowkit.face.crop import clamp_box, crop_face, crop_landmarks, find_reference
 
     frames = _Frames(source)
     reference, face = find_reference(frames, landmarker)
@@ -305,7 +305,7 @@ def _first_pass(video, source, landmarker, landmark_backend: str) -> tuple[dict,
 
 def _prepare(video, intervals, store: FeatureStore, landmarker, settings: ExtractionSettings) -> _Video:
     """The video's store entry (made now, or found from an earlier run) and its readers."""
-    from flowkit.sources import open_source
+    from flowkit.io.sources import open_source
 
     vid = video.video_id
     source = open_source(video.path)
@@ -458,7 +458,7 @@ def _row(iv) -> str:
 def _check_bounds(videos: list, by_video: dict) -> None:
     """Refuse annotation rows beyond their video's last frame, as counted by the header or listing
     (exact for image folders). A header that over-counts is caught again once the video is decoded."""
-    from flowkit.sources import open_source
+    from flowkit.io.sources import open_source
 
     for video in videos:
         intervals = by_video.get(video.video_id)
@@ -475,7 +475,7 @@ def _check_bounds(videos: list, by_video: dict) -> None:
 
 
 def _annotation_setup(annotations, videos: list, ks, report: ExtractionReport):
-    from flowkit.annotations import Interval, k_by_type, load_annotations, match_videos
+    from flowkit.io.annotations import Interval, k_by_type, load_annotations, match_videos
 
     intervals: list[Interval] = []
     if annotations is not None:
@@ -531,12 +531,12 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     """Extract SOFTNet features of every input video into a Zarr store (docs/store.md).
 
     Args:
-        inputs: a list of :class:`flowkit.sources.VideoInput`, or paths (video files, image
-            folders, dataset folders) passed to :func:`flowkit.sources.discover_videos`.
+        inputs: a list of :class:`flowkit.io.sources.VideoInput`, or paths (video files, image
+            folders, dataset folders) passed to :func:`flowkit.io.sources.discover_videos`.
         store_path: the ``.zarr`` directory; created, or resumed when it exists.
         ks: window lengths; None derives one per expression type from ``annotations`` (SPEC 2).
-        annotations: an annotation file (:func:`flowkit.annotations.load_annotations`) or a list of
-            :class:`~flowkit.annotations.Interval`; stored per video (0-based, inclusive) and as
+        annotations: an annotation file (:func:`flowkit.io.annotations.load_annotations`) or a list of
+            :class:`~flowkit.io.annotations.Interval`; stored per video (0-based, inclusive) and as
             root attrs ``k_by_type``.
         landmark_backend: "mediapipe" or "dlib"; ``model_path`` the MediaPipe ``.task`` file.
         flow_backend, device, gpu: TV-L1 backend choice (:func:`flowkit.flow.resolve_backend`).
@@ -558,7 +558,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             the CPU count minus one, at least 1.
         scheduler: run the units on Dask: "tcp://HOST:PORT" (an existing cluster, workers
             that see ``store_path``) or "local:N" (an embedded LocalCluster of N workers).
-            Needs the ``dask`` extra. Default: the local engine (:mod:`flowkit.engines`).
+            Needs the ``dask`` extra. Default: the local engine (:mod:`flowkit.pipeline.engines`).
         progress: tqdm bars: videos prepared, then pairs (pairs/s).
 
     Returns:
@@ -568,8 +568,8 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     Raises:
         FlowkitError: bad arguments, an unusable store, or a store locked by another writer.
     """
-    from flowkit.engines import start_engine
-    from flowkit.landmarks import make_landmarker
+    from flowkit.face.landmarks import make_landmarker
+    from flowkit.pipeline.engines import start_engine
 
     t_start = time.perf_counter()
     settings = resolve_settings(flow_backend=flow_backend, device=device, gpu=gpu, flow_params=flow_params,
@@ -692,9 +692,9 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
     Raises:
         FlowkitError: a bad TV-L1 parameter, backend, device, implementation or count.
     """
+    from flowkit.face.landmarks import LANDMARK_BACKENDS
     from flowkit.flow import resolve_backend
     from flowkit.flow.params import check_params
-    from flowkit.landmarks import LANDMARK_BACKENDS
 
     if landmark_backend not in LANDMARK_BACKENDS:
         raise FlowkitError(f"landmark backend should be one of {', '.join(LANDMARK_BACKENDS)}, "

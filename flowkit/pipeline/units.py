@@ -1,10 +1,10 @@
-"""Running one work unit (:mod:`flowkit.plan`): read its frames, crop, solve its windows, write its chunks.
+"""Running one work unit (:mod:`flowkit.pipeline.plan`): read its frames, crop, solve its windows, write its chunks.
 
 The same function, :func:`run_unit`, runs in the local process pool, inline, and on Dask
 workers; the batched GPU engine uses :func:`decode_unit` in its decoder processes and solves
 the windows itself. A :class:`UnitTask` carries everything a unit needs and nothing that needs
 the driver: the crop box and landmarks, the image files or the part of the video index it
-reads, and the store's path (chunks are written through :class:`flowkit.store.ChunkWriter`).
+reads, and the store's path (chunks are written through :class:`flowkit.io.store.ChunkWriter`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.plan import WorkUnit, windows_of
-from flowkit.sources import DATA_ERRORS
+from flowkit.io.sources import DATA_ERRORS
+from flowkit.pipeline.plan import WorkUnit, windows_of
 
 if TYPE_CHECKING:
-    from flowkit.extract import ExtractionSettings
+    from flowkit.pipeline.extract import ExtractionSettings
 
 __all__ = ["UnitTask", "UnitResult", "DecodedUnit", "run_unit", "decode_unit", "compute_windows", "one_line", "to_host"]
 
@@ -32,7 +32,7 @@ class UnitTask:
 
     box: crop box (x0, y0, x1, y1) in source pixels; landmarks: (68, 2) float32 crop landmarks.
     files: image folders: the files of frames ``unit.frames[0]`` on; None for video files.
-    index: video files read by seeking: :meth:`flowkit.video_index.VideoIndex.window` of the
+    index: video files read by seeking: :meth:`flowkit.io.video_index.VideoIndex.window` of the
         unit's frames; None for image folders and videos read sequentially.
     frame_shape: (H, W, 3) every frame must have (image folders; None: not checked).
     """
@@ -82,7 +82,7 @@ def compute_windows(prev: np.ndarray, nxt: np.ndarray, landmarks: np.ndarray, se
         (features (B, 3, 42, 42) float32, flow (B, 2, 128, 128) float32 when
         ``settings.save_flow``, else None), numpy on the host.
     """
-    from flowkit.features import features_from_flow
+    from flowkit.features.chain import features_from_flow
 
     flow = settings.solve(prev, nxt)
     feats = to_host(features_from_flow(flow, landmarks))
@@ -105,11 +105,11 @@ def unit_frames(task: UnitTask) -> Iterator[tuple[int, np.ndarray]]:
     to the end of the video, whatever it planned."""
     first, stop = task.unit.frames
     if task.files is not None:
-        from flowkit.sources import read_image_files
+        from flowkit.io.sources import read_image_files
 
         yield from read_image_files(task.files, first, shape=task.frame_shape)
         return
-    from flowkit.video_index import read_range, read_sequential
+    from flowkit.io.video_index import read_range, read_sequential
 
     if task.unit.sequential or task.index is None:
         yield from read_sequential(task.path, first)
@@ -150,8 +150,8 @@ def run_unit(task: UnitTask, settings: ExtractionSettings) -> UnitResult:
     fewer frames than planned, its last chunks are computed shorter. Errors that are not about
     the video's data (bugs) propagate.
     """
-    from flowkit.store import ChunkWriter
-    from flowkit.video_index import FrameGap
+    from flowkit.io.store import ChunkWriter
+    from flowkit.io.video_index import FrameGap
 
     t0 = time.perf_counter()
     unit = task.unit
@@ -187,7 +187,7 @@ class _ChunkSolver:
 
     def feed(self, frames) -> int:
         """Take (i, frame) in order; returns the count of frames seen (i + 1 of the last)."""
-        from flowkit.crop import crop_face
+        from flowkit.face.crop import crop_face
 
         stop = self.unit.frames[1]
         count = self.unit.frames[0]
@@ -242,12 +242,12 @@ class DecodedUnit:
 
 def decode_unit(task: UnitTask) -> DecodedUnit:
     """Read and crop a (non-sequential) unit's frames; data errors and gaps end in the result."""
-    from flowkit.video_index import FrameGap
+    from flowkit.io.video_index import FrameGap
 
     first, stop = task.unit.frames
     out = DecodedUnit(task, first)
     try:
-        from flowkit.crop import crop_face
+        from flowkit.face.crop import crop_face
 
         crops = [crop_face(frame, task.box) for _, frame in unit_frames(task)]
         if len(crops) < stop - first:

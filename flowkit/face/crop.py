@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.landmarks.face import Face
+from flowkit.face.landmarks.face import Face
 
 __all__ = ["find_reference", "clamp_box", "crop_face", "points_to_crop", "crop_landmarks"]
 
@@ -17,7 +17,7 @@ def find_reference(frames: Iterable[np.ndarray], landmarker) -> tuple[int, Face]
     """The first frame in which ``landmarker`` finds a face.
 
     Args:
-        frames: (H, W, 3) uint8 BGR frames, e.g. a :class:`flowkit.sources.FrameSource`
+        frames: (H, W, 3) uint8 BGR frames, e.g. a :class:`flowkit.io.sources.FrameSource`
             (its ``.path`` is used in the error message).
         landmarker: an object with ``.detect(image_bgr) -> Face | None``.
 

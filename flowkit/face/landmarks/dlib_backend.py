@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.landmarks.face import Face
+from flowkit.face.landmarks.face import Face
 
 __all__ = ["DlibLandmarker", "shape_predictor_path"]
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from flowkit.errors import FlowkitError
-from flowkit.head_motion import landmarks_as_int
+from flowkit.features.head_motion import landmarks_as_int
 
 __all__ = ["ROI_MARGIN", "ROI_WIDTH", "ROI_HEIGHT", "roi_boxes", "extract_roi"]
 

@@ -1,9 +1,9 @@
 """Live feature extraction: frames from a camera, a stream URL or a file, windows as they arrive.
 
-The offline pipeline (:mod:`flowkit.extract`) knows the whole video before it starts; here frames
+The offline pipeline (:mod:`flowkit.pipeline.extract`) knows the whole video before it starts; here frames
 come one at a time and windows are computed as soon as their second frame exists, with the same
-SPEC 1-4 steps (:func:`flowkit.crop.crop_face`, :func:`flowkit.crop.crop_landmarks`,
-:func:`flowkit.units.compute_windows`):
+SPEC 1-4 steps (:func:`flowkit.face.crop.crop_face`, :func:`flowkit.face.crop.crop_landmarks`,
+:func:`flowkit.pipeline.units.compute_windows`):
 
 - the crop locks on the first face found; every ``check_s`` seconds the face is detected again,
   and when it has moved or resized by more than ``tolerance`` of the box, or has been lost for
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from flowkit.crop import clamp_box, crop_face, crop_landmarks
 from flowkit.errors import FlowkitError
+from flowkit.face.crop import clamp_box, crop_face, crop_landmarks
 
 __all__ = ["FaceTracking", "LiveStream", "LiveWindows", "LiveExtractor", "open_stream"]
 
@@ -129,8 +129,8 @@ class LiveExtractor:
 
     Args:
         ks: window lengths to compute.
-        landmarker: ``.detect(image) -> Face | None`` (``flowkit.landmarks.make_landmarker``).
-        settings: how to solve (a :class:`flowkit.extract.ExtractionSettings`; only backend,
+        landmarker: ``.detect(image) -> Face | None`` (``flowkit.face.landmarks.make_landmarker``).
+        settings: how to solve (a :class:`flowkit.pipeline.extract.ExtractionSettings`; only backend,
             device and params are used).
         fps: the stream's frame rate (converts the seconds below to frames).
         batch: pairs per TV-L1 call.
@@ -216,7 +216,7 @@ class LiveExtractor:
         return sum(max(seg.n - k - seg.pending[k], 0) for k in self.ks)
 
     def _compute(self, seg: _Segment) -> list[LiveWindows]:
-        from flowkit.units import compute_windows
+        from flowkit.pipeline.units import compute_windows
 
         crops = dict(seg.crops)
         spans = [(k, seg.pending[k], seg.n - k) for k in self.ks if seg.n - k > seg.pending[k]]

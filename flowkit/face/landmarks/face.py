@@ -16,7 +16,7 @@ class Face:
     """One detected face.
 
     box: (x0, y0, x1, y1) ints in image pixels, x1 and y1 exclusive (width = x1 - x0). It may
-        extend past the image border; :func:`flowkit.crop.crop_face` clamps it.
+        extend past the image border; :func:`flowkit.face.crop.crop_face` clamps it.
     points: (68, 2) float32 (x, y) in image pixels, dlib 68-point order (0-based indices:
         jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67). Pixel centres are at
         integer coordinates, as in dlib.

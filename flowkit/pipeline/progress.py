@@ -1,6 +1,6 @@
 """Progress of an extraction run: a bar over the videos while they are prepared, then one in pairs.
 
-:func:`flowkit.extract.extract` prepares every video first (reference face, frame count; no full
+:func:`flowkit.pipeline.extract.extract` prepares every video first (reference face, frame count; no full
 decode), so the pairs bar knows its exact total from the start and its rate and ETA cover the
 whole run, whichever videos the engine's workers are on.
 """

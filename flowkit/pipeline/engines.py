@@ -1,9 +1,9 @@
 """Engines: who runs the work units of an extraction, and where.
 
-Every engine takes :class:`flowkit.units.UnitTask` s and yields a
-:class:`flowkit.units.UnitResult` per task, in any order; the driver (:func:`flowkit.extract.extract`)
+Every engine takes :class:`flowkit.pipeline.units.UnitTask` s and yields a
+:class:`flowkit.pipeline.units.UnitResult` per task, in any order; the driver (:func:`flowkit.pipeline.extract.extract`)
 plans, keeps the store's metadata and decides what a result means. Workers write their chunks
-themselves (:class:`flowkit.store.ChunkWriter`).
+themselves (:class:`flowkit.io.store.ChunkWriter`).
 
 - :class:`InlineEngine`: in this process, one unit after the other (``workers=1``).
 - :class:`ProcessEngine`: a local process pool, one unit per process at a time, so decoding is
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.plan import windows_of
-from flowkit.units import DecodedUnit, UnitResult, UnitTask, decode_unit, run_unit, to_host
+from flowkit.pipeline.plan import windows_of
+from flowkit.pipeline.units import DecodedUnit, UnitResult, UnitTask, decode_unit, run_unit, to_host
 
 if TYPE_CHECKING:
-    from flowkit.extract import ExtractionSettings
+    from flowkit.pipeline.extract import ExtractionSettings
 
 __all__ = ["WORKER_PRELOAD", "BatchedEngine", "DaskEngine", "InlineEngine", "ProcessEngine", "check_scheduler",
            "make_engine", "start_engine"]
@@ -119,7 +119,8 @@ def _exit_with_driver(driver_pid: int, period_s: float = 0.5) -> None:
 
 
 #: What a worker imports before its first unit (the forkserver of the local pool, Dask's local:N workers).
-WORKER_PRELOAD = ("flowkit.units", "flowkit.features", "flowkit.flow", "flowkit.store", "cv2", "torch", "zarr")
+WORKER_PRELOAD = ("flowkit.pipeline.units", "flowkit.features.chain", "flowkit.flow", "flowkit.io.store", "cv2",
+                  "torch", "zarr")
 
 
 def process_pool(workers: int) -> cf.ProcessPoolExecutor:
@@ -165,7 +166,7 @@ class _UnitState:
     """A decoded unit's chunks being filled by the batched solver."""
 
     def __init__(self, decoded: DecodedUnit):
-        from flowkit.store import ChunkWriter
+        from flowkit.io.store import ChunkWriter
 
         self.decoded = decoded
         self.task = decoded.task
@@ -257,7 +258,7 @@ class BatchedEngine:
 
     def _solve(self, items: list) -> None:
         """One batch of (unit, k, chunk, window) items: TV-L1 on the device, features per video."""
-        from flowkit.features import features_from_flow
+        from flowkit.features.chain import features_from_flow
 
         t0 = time.perf_counter()
         prev = np.stack([st.crop(i) for st, k, j, i in items])
