@@ -19,7 +19,7 @@ $(BIN)/activate: pyproject.toml
 venv: $(BIN)/activate
 
 demo: venv
-	$(BIN)/python -m cli.demo demo_out
+	$(BIN)/python -m softnet_cli.demo demo_out
 
 test: venv
 	$(BIN)/ruff check .

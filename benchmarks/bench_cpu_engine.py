@@ -83,8 +83,8 @@ def _reference_part(job) -> int:
 def reference(folder: Path, box, *, k: int = K, workers: int = WORKERS) -> int:
     """Pairs (i, i + k) of the folder's frames, decoded once, cropped and solved on ``workers``
     forked processes; returns the pairs solved."""
-    from flowkit.extract import FAST_TVL1
     from flowkit.flow.params import check_params
+    from flowkit.pipeline.extract import FAST_TVL1
 
     _PARAMS.update(check_params(dict(FAST_TVL1)).to_dict())
     files = sorted((str(p) for p in folder.glob("*.jpg")), key=lambda f: int(Path(f).stem[3:]))
@@ -121,7 +121,7 @@ def reference_command(folder: Path, box) -> tuple[float, int]:
 
 def measure(folder: Path, work: Path, rounds: int = ROUNDS) -> dict:
     """Alternating rounds of both commands; medians and their ratio."""
-    from flowkit.store import FeatureReader
+    from flowkit.io.store import FeatureReader
 
     runs = {"flowkit": [], "reference": []}
     reports = []

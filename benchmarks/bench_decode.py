@@ -75,8 +75,8 @@ def jpegs(request, tmp_path_factory):
 
 
 def _methods(box):
-    from flowkit.crop import crop_face
-    from flowkit.sources import read_image_files, to_bgr8
+    from flowkit.face.crop import crop_face
+    from flowkit.io.sources import read_image_files, to_bgr8
 
     return {
         "full_colour": lambda f: cv2.imread(f, cv2.IMREAD_COLOR),

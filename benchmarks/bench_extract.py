@@ -1,4 +1,4 @@
-"""End-to-end ``flowkit.extract`` rate vs the raw OpenCV TV-L1 rate on the same pairs and cores.
+"""End-to-end ``flowkit.pipeline.extract`` rate vs the raw OpenCV TV-L1 rate on the same pairs and cores.
 
 The issue asks for extraction at >= 0.9x the raw rate (pipeline overheads <= 10%): decoding,
 face detection, cropping, features, Zarr writes and worker start-up all count against it.
@@ -66,8 +66,8 @@ def write_clip(folder: Path, n: int = PAIRS + K) -> Path:
 
 
 def _crops(folder: Path) -> np.ndarray:
-    from flowkit.crop import clamp_box, crop_face
-    from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+    from flowkit.face.crop import clamp_box, crop_face
+    from flowkit.face.landmarks.mediapipe_backend import MediaPipeLandmarker
 
     frames = [cv2.imread(str(folder / f"img{i + 1}.png")) for i in range(PAIRS + K)]
     with MediaPipeLandmarker(MODEL) as lm:
@@ -99,7 +99,7 @@ def raw_rate(crops: np.ndarray, workers: int) -> float:
 
 def extract_rate(folder: Path, workers: int | None, **options) -> tuple[float, float]:
     """(pairs/s, seconds) of a full extract() into a fresh store."""
-    from flowkit.extract import extract
+    from flowkit.pipeline.extract import extract
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
@@ -189,7 +189,7 @@ def test_extract_torch_cpu_vs_opencv(benchmark, tmp_path):
 def _cuda_rounds(benchmark, inputs, out: Path, rounds: int):
     """``extract(gpu=True)`` at k = 6 and 18 into a fresh store per round, the first round (CUDA
     context, kernel compilation) untimed; returns the last report and the median seconds."""
-    from flowkit.extract import extract
+    from flowkit.pipeline.extract import extract
 
     def run(i):
         report = extract(inputs, out / f"out{i}.zarr", ks=[6, 18], model_path=MODEL, gpu=True, progress=False)
@@ -244,7 +244,7 @@ def test_extract_many_videos_cuda(benchmark, tmp_path):
 def write_videos(video: Path, root: Path, n_videos: int, frames: int) -> list[Path]:
     """``n_videos`` JPEG folders (CAS(ME)^2's layout) of ``frames`` frames each, cut from ``video``
     at different offsets so that each is its own face video."""
-    from flowkit.sources import open_source
+    from flowkit.io.sources import open_source
 
     decoded = list(open_source(video))
     step = max(1, (len(decoded) - frames) // max(1, n_videos - 1))

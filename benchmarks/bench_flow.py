@@ -28,9 +28,8 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from flow_fixtures import FACE_VIDEO, face_pairs  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fixtures.faces import FACE_VIDEO, face_pairs  # noqa: E402
 from flowkit.flow.opencv_tvl1 import tvl1_opencv  # noqa: E402
 from flowkit.flow.torch_tvl1 import tvl1_torch  # noqa: E402
 

@@ -18,8 +18,8 @@ import cv2
 import pytest
 import torch
 
-from flowkit.extract import FAST_TVL1
 from flowkit.flow.params import check_params
+from flowkit.pipeline.extract import FAST_TVL1
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 N_FRAMES = 48

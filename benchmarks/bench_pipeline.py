@@ -98,7 +98,7 @@ pytestmark = [
 ]
 HAS_DASK = importlib.util.find_spec("distributed") is not None
 
-# pairs/s measured this session, so that a later case can form its ratio without measuring again.
+# pairs/s measured in this pytest run, so that a later case can form its ratio without measuring again.
 _RATES: dict[str, float] = {}
 
 
@@ -211,7 +211,7 @@ def _ref_init(tvl1_kwargs: dict) -> None:
 
 
 def _ref_load_crop(args) -> np.ndarray:
-    from flowkit.crop import crop_face
+    from flowkit.face.crop import crop_face
 
     path, box = args
     return crop_face(cv2.imread(path), box)
@@ -223,7 +223,7 @@ def _ref_solve(pair) -> float:
 
 
 def _video_crops(path: Path, box) -> list[np.ndarray]:
-    from flowkit.crop import crop_face
+    from flowkit.face.crop import crop_face
 
     cap = cv2.VideoCapture(str(path))
     crops = []
@@ -238,8 +238,8 @@ def _video_crops(path: Path, box) -> list[np.ndarray]:
 
 def reference_box(inp: Input) -> tuple[int, int, int, int]:
     """The crop box flowkit takes: the first frame with a face, its box clamped to the frame."""
-    from flowkit.crop import clamp_box, find_reference
-    from flowkit.landmarks import make_landmarker
+    from flowkit.face.crop import clamp_box, find_reference
+    from flowkit.face.landmarks import make_landmarker
 
     def video_frames():
         cap = cv2.VideoCapture(str(inp.path))
@@ -262,7 +262,7 @@ def reference_box(inp: Input) -> tuple[int, int, int, int]:
 
 
 def _ref_warm(_) -> int:
-    import flowkit.crop  # noqa: F401 - the one flowkit module the reference uses
+    import flowkit.face.crop  # noqa: F401 - the one flowkit module the reference uses
 
     return os.getpid()
 
@@ -292,7 +292,7 @@ def reference_run(pool, inp: Input, box, workers: int = WORKERS) -> int:
 
 # ---------------------------------------------------------------------- flowkit
 def run_extract(inp: Input, store: Path, **options):
-    from flowkit.extract import FAST_TVL1, extract
+    from flowkit.pipeline.extract import FAST_TVL1, extract
 
     if UNIT_WINDOWS is not None:
         options = {"chunk_windows": UNIT_WINDOWS, "unit_windows": UNIT_WINDOWS, **options}
@@ -304,9 +304,9 @@ def run_extract(inp: Input, store: Path, **options):
 
 def planned_units(n_frames: int) -> list[int]:
     """Pairs of each work unit extract plans for one video of ``n_frames`` (one unit runs on one worker)."""
-    from flowkit.extract import DEFAULT_UNIT_WINDOWS
-    from flowkit.plan import VideoWork, min_units_for, plan_units
-    from flowkit.store import DEFAULT_CHUNK_WINDOWS
+    from flowkit.io.store import DEFAULT_CHUNK_WINDOWS
+    from flowkit.pipeline.extract import DEFAULT_UNIT_WINDOWS
+    from flowkit.pipeline.plan import VideoWork, min_units_for, plan_units
 
     chunk = UNIT_WINDOWS or DEFAULT_CHUNK_WINDOWS
     todo = {k: range(-(-(n_frames - k) // chunk)) for k in KS if n_frames > k}
@@ -327,7 +327,7 @@ def warm(inputs, tmp_path_factory) -> float:
     folder.mkdir()
     for f in src.files()[: KS[0] + 2]:
         shutil.copy(f, folder / f.name)
-    from flowkit.extract import FAST_TVL1, extract
+    from flowkit.pipeline.extract import FAST_TVL1, extract
 
     t0 = time.perf_counter()
     for workers in (WORKERS, 1):  # the pool's forkserver, then the inline engine's imports (torch) here
@@ -352,7 +352,7 @@ def _timed(benchmark, fn, setup=None):
 
 
 def _common_info(inp: Input) -> dict:
-    from flowkit.extract import FAST_TVL1
+    from flowkit.pipeline.extract import FAST_TVL1
 
     if inp.kind == "images":
         source = "JPEG q95 folder"
@@ -365,7 +365,7 @@ def _common_info(inp: Input) -> dict:
 
 
 def _measure_reference(benchmark, inp: Input):
-    from flowkit.extract import FAST_TVL1
+    from flowkit.pipeline.extract import FAST_TVL1
 
     box = reference_box(inp)
     t0 = time.perf_counter()
@@ -415,7 +415,7 @@ def test_decoder_bound(benchmark, inputs, warm, tmp_path, case):
                                     setup=lambda: shutil.rmtree(store, ignore_errors=True))
     rate = inp.pairs / median
     _RATES[f"flowkit:{name}"] = rate
-    from flowkit.store import FeatureReader
+    from flowkit.io.store import FeatureReader
 
     with FeatureReader(store) as reader:
         crop_box = reader.video_attrs(reader.videos()[0])["crop_box"]
@@ -453,7 +453,8 @@ def dask_cluster(tmp_path_factory, inputs) -> Iterator[str]:
         while not sched_file.is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = json.loads(sched_file.read_text())["address"]
-        env = {**os.environ, "DASK_CONFIG": str(REPO / "docs" / "dask")}  # the worker settings the README gives
+        # the worker settings docs/distributed.md gives
+        env = {**os.environ, "DASK_CONFIG": str(REPO / "docs" / "dask")}
         procs += [subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-dashboard"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                   for _ in range(WORKERS)]
@@ -566,15 +567,16 @@ def test_cli_local_cluster(benchmark, inputs, tmp_path):
 def dask_fixed_costs() -> dict:
     """Seconds of the per-run costs of ``scheduler="local:2"`` that do not depend on the video
     (untimed, after the benchmark): LocalCluster start, the workers' first imports, close."""
-    from flowkit.engines import make_engine
-    from flowkit.extract import FAST_TVL1, resolve_settings
+    from flowkit.pipeline.engines import make_engine
+    from flowkit.pipeline.extract import FAST_TVL1, resolve_settings
 
     settings = resolve_settings(flow_params=dict(FAST_TVL1), workers=WORKERS)
     t0 = time.perf_counter()
     engine = make_engine(settings, "local:2")
     t1 = time.perf_counter()
     try:
-        engine.client.run(exec, "import flowkit.units, flowkit.features, flowkit.store")  # a first unit's imports
+        # a first unit's imports
+        engine.client.run(exec, "import flowkit.pipeline.units, flowkit.features.chain, flowkit.io.store")
     finally:
         t2 = time.perf_counter()
         engine.close()

@@ -20,9 +20,9 @@ Two questions, one file (about 50 s on 2 cores):
   ``features_from_flow`` takes (measured in the same run).
 
 Threads: ``STRAIN_BENCH_THREADS`` (default 1) for every case. More than one thread is only worth
-measuring on an idle machine: torch's intra-op threads meet at every elementwise op, and on the shared
-2-core build machine, busy with other work, ``optical_strain`` took 49-168 ms at 2 threads against
-6-14 ms at one. Every case also keeps the process's CPU time per call (``*cpu*`` keys in
+measuring on an idle machine: torch's intra-op threads meet at every elementwise op, and on a busy
+2-core machine ``optical_strain`` runs several times slower at 2 threads than at one. Every case
+also keeps the process's CPU time per call (``*cpu*`` keys in
 ``extra_info``); it moves less with the load than wall time, but it moves too (caches and cores are
 shared), so compare cases of one run, and rerun to see the spread. Quote medians, and ratios only
 between cases of one run on one machine.
@@ -42,16 +42,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from flow_fixtures import FACE_VIDEO, face_pairs  # noqa: E402
-from test_preprocess import face_points  # noqa: E402
-
-from flowkit.eye_mask import apply_eye_mask, eye_mask  # noqa: E402
-from flowkit.features import features_from_flow  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fixtures.faces import FACE_VIDEO, face_pairs, face_points  # noqa: E402
+from flowkit.features.chain import features_from_flow  # noqa: E402
+from flowkit.features.eye_mask import apply_eye_mask, eye_mask  # noqa: E402
+from flowkit.features.head_motion import landmarks_as_int, remove_head_motion  # noqa: E402
+from flowkit.features.roi import extract_roi  # noqa: E402
+from flowkit.features.strain import optical_strain  # noqa: E402
 from flowkit.flow import tvl1  # noqa: E402
-from flowkit.head_motion import landmarks_as_int, remove_head_motion  # noqa: E402
-from flowkit.roi import extract_roi  # noqa: E402
-from flowkit.strain import optical_strain  # noqa: E402
 
 BATCH = 64
 SIZE = 128
@@ -126,7 +124,7 @@ def smooth_flows(batch: int = BATCH, size: int = SIZE, seed: int = SEED) -> torc
 
 
 # Forward differences as 2x2 correlation kernels (kornia's default behaviour="corr", anchor top-left with
-# padding="valid"): out[y, x] = f[y, x] - f[y, x + 1] and f[y, x] - f[y + 1, x], as flowkit.strain.
+# padding="valid"): out[y, x] = f[y, x] - f[y, x + 1] and f[y, x] - f[y + 1, x], as flowkit.features.strain.
 _KX = torch.tensor([[[1.0, -1.0], [0.0, 0.0]]])
 _KY = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])
 
@@ -157,7 +155,7 @@ def threads(request):
 @pytest.mark.parametrize("threads", [THREADS], indirect=True)
 def test_strain_flowkit_vs_kornia(benchmark, threads):
     kornia = pytest.importorskip("kornia", reason="kornia is not installed (no dependency: this case re-measures "
-                                                  "the claim in flowkit/strain.py)")
+                                                  "the claim in flowkit/features/strain.py)")
     flow = smooth_flows()
     ours_e, kornia_e = optical_strain(flow), kornia_strain(flow)
     torch.testing.assert_close(kornia_e, ours_e, rtol=RTOL, atol=ATOL)

@@ -2,7 +2,7 @@
 
 Run: ``pytest benchmarks/bench_training.py --benchmark-only --benchmark-json OUT.json``.
 
-The store is written with :class:`flowkit.store.FeatureStore`, shaped like a small dataset: 8
+The store is written with :class:`flowkit.io.store.FeatureStore`, shaped like a small dataset: 8
 subjects, one 600-frame video each, 64-window chunks, k=6, one macro interval every 100 frames.
 Each fold trains on its 7 other subjects, about 2,100 windows per epoch after SPEC 6's
 down-sampling. Cases, each storing its median windows/s in ``extra_info``:
@@ -28,7 +28,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from flowkit.store import FeatureStore
+from flowkit.io.store import FeatureStore
 from spotnet.augment import training_windows
 from spotnet.dataset import ChunkShuffleSampler, WindowDataset, list_videos, loso_folds, training_index
 from spotnet.fold_parallel import fold_batches, train_folds

@@ -1,14 +1,14 @@
 """One-command demo (``make demo``): synthetic benchmark -> features -> LOSO training -> report.
 
-    python -m cli.demo OUT_DIR [--seed N]
+    python -m softnet_cli.demo OUT_DIR [--seed N]    (python -m cli.demo in a checkout)
 
 Steps, all offline on the CPU:
 
 1. ``flowkit.synth`` at its defaults: 3 subjects x 2 videos of 20 s at 30 fps, each with 3
    macro- and 3 micro-like events;
-2. ``flowkit.extract`` with its ``--fast`` TV-L1 preset (``flowkit.extract.FAST_TVL1``: 3 scales,
+2. ``flowkit.pipeline.extract`` with its ``--fast`` TV-L1 preset (``flowkit.pipeline.extract.FAST_TVL1``: 3 scales,
    2 warps, 10 inner iterations) and 1 outer iteration instead of 2 (OpenCV's defaults are
-   5/5/30/10). NOT SPEC-exact: about 7x faster than the defaults on 128x128 crops; the synthetic
+   5/5/30/10). NOT SPEC-exact: far fewer iterations than the defaults, so the demo runs in minutes; the synthetic
    motion is smooth and a few pixels large, which the coarse solve resolves. Once per k (k
    derived per type from the annotations, SPEC 2);
 3. ``spotnet.training.train_loso`` (macro and micro, pooled as overall) with the paper's recipe;
@@ -29,7 +29,7 @@ from pathlib import Path
 
 __all__ = ["run_demo", "main"]
 
-#: The demo's change to flowkit's --fast preset (one outer iteration: about 2x faster again).
+#: The demo's change to flowkit's --fast preset: one outer iteration, half the solver's work again.
 DEMO_TVL1 = {"outer_iterations": 1}
 SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
 
@@ -63,7 +63,7 @@ def run_demo(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
 def _extract(videos: Path, store: Path, annotations: Path) -> None:
     """flowkit extraction with its ``--fast`` preset; k per type derived from the annotations."""
     from flowkit.errors import FlowkitError
-    from flowkit.extract import FAST_TVL1, extract
+    from flowkit.pipeline.extract import FAST_TVL1, extract
 
     report = extract([videos], store, annotations=annotations, flow_params={**FAST_TVL1, **DEMO_TVL1})
     print(report.summary(), flush=True)
@@ -73,11 +73,11 @@ def _extract(videos: Path, store: Path, annotations: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cli.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m softnet_cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="output folder (reused on a rerun)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from cli.entry import USER_ERRORS, one_sentence
+    from .entry import USER_ERRORS, one_sentence
 
     try:
         run_demo(args.out_dir, seed=args.seed)

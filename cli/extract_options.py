@@ -1,7 +1,7 @@
 """The extraction options that ``flowkit extract`` and ``spotnet spot`` share, declared once.
 
 Each is an ``Annotated`` type for a typer command parameter; :func:`extract_kwargs` maps their
-values to :func:`flowkit.extract.extract`'s keyword arguments.
+values to :func:`flowkit.pipeline.extract.extract`'s keyword arguments.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ FlowBackend = Annotated[str, typer.Option(
     "opencv, torch or opencv-cuda.")]
 FlowImpl = Annotated[str, typer.Option(
     "--flow-impl", help="Torch TV-L1 implementation: auto (triton-strips on CUDA when the gpu extra is "
-    "installed, else eager), eager, triton (one inner iteration per kernel launch), triton-tiles (three; "
-    "slower than triton on an H100) or triton-strips (five; twice triton's pairs/s on an H100).")]
+    "installed, else eager), eager, triton (one inner iteration per kernel launch), triton-tiles (three) "
+    "or triton-strips (five); their measured speeds are in docs/gpu.md.")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="Torch device for the torch backend (cpu, cuda:0).")]
 Gpu = Annotated[bool, typer.Option(
@@ -68,6 +68,6 @@ def landmark_model_option(flag: str):
 
 def extract_kwargs(*, flow_backend: str, device: str | None, gpu: bool, landmarks: str, landmark_model: Path | None,
                    workers: int | None, batch_windows: int | None, flow_impl: str = "auto") -> dict:
-    """The shared options as :func:`flowkit.extract.extract` keyword arguments."""
+    """The shared options as :func:`flowkit.pipeline.extract.extract` keyword arguments."""
     return {"flow_backend": flow_backend, "device": device, "gpu": gpu, "landmark_backend": landmarks,
             "model_path": landmark_model, "workers": workers, "batch_windows": batch_windows, "flow_impl": flow_impl}

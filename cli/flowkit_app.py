@@ -15,8 +15,8 @@ from typing import List, Optional
 
 import typer
 
-from cli import extract_options as opt
-from cli.entry import new_app, run_app
+from . import extract_options as opt
+from .entry import new_app, run_app
 
 __all__ = ["app", "main"]
 
@@ -54,7 +54,7 @@ def extract_cmd(
                                        "videos whose face is lost for more than 10% of their frames."),
 ) -> None:
     """Extract SOFTNet features of every video under INPUT into OUT (resumes an interrupted run)."""
-    from flowkit.extract import FAST_TVL1, extract
+    from flowkit.pipeline.extract import FAST_TVL1, extract
 
     options = opt.extract_kwargs(flow_backend=flow_backend, device=device, gpu=gpu, landmarks=landmarks,
                                  landmark_model=model, workers=workers, batch_windows=batch_windows,
@@ -76,7 +76,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the videos of a store: subject, frames, k values, windows, completeness, backend."""
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     fs = FeatureStore(store, mode="r")
     summary = fs.summary()
@@ -115,7 +115,7 @@ def verify_cmd(
 
     Exit code 0 when the store is sound, 1 when problems were found.
     """
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(store, mode="a" if repair else "r") as fs:
         problems = fs.verify()
@@ -146,7 +146,7 @@ def annotations_cmd(
                                           "videos match its videos."),
 ) -> None:
     """Show what an annotation file gives: format, intervals, N and k per type, dropped and truncated rows, videos."""
-    from flowkit.annotations import annotation_summary, format_summary
+    from flowkit.io.annotations import annotation_summary, format_summary
 
     summary = annotation_summary(workbook, videos=videos)
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))

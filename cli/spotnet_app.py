@@ -13,8 +13,8 @@ from typing import Optional
 
 import typer
 
-from cli import extract_options as opt
-from cli.entry import new_app, run_app
+from . import extract_options as opt
+from .entry import new_app, run_app
 
 __all__ = ["LiveStatusPrinter", "app", "main"]
 
@@ -119,7 +119,7 @@ def spot_cmd(
                                "than the store's or the extraction's (a warning instead of an error)."),
 ) -> None:
     """Spot macro/micro intervals with trained models (a video is extracted first, as by flowkit extract)."""
-    from flowkit.atomic import check_writable
+    from flowkit.io.atomic import check_writable
     from spotnet.evaluation import write_intervals_csv
     from spotnet.spot import spot_report
 
@@ -161,7 +161,7 @@ def live_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No status line."),
 ) -> None:
     """Spot intervals live, printing each as soon as it is confirmed (causal threshold; Ctrl-C ends)."""
-    from flowkit.atomic import check_writable
+    from flowkit.io.atomic import check_writable
     from spotnet.evaluation import EvalInterval, write_intervals_csv
     from spotnet.live import LiveOptions, run_live
 

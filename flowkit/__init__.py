@@ -10,33 +10,37 @@ cheap (no torch or cv2 until used):
   :func:`crop_landmarks`, :func:`tvl1` ((B, H, W) pairs -> (B, 2, H, W) flow),
   :func:`optical_strain`, :func:`remove_head_motion`, :func:`apply_eye_mask`,
   :func:`extract_roi`, and all of sections 3-4 at once :func:`features_from_flow` /
-  :class:`FlowFeatures` ((B, 2, 128, 128) -> (B, 3, 42, 42)).
+  :class:`FlowFeatures` ((B, 2, 128, 128) -> (B, 3, 42, 42)), the mask builder :func:`eye_mask`;
+- the whole pipeline: :func:`extract` (inputs -> a Zarr store).
 
-Two functions share their module's name and stay in it: the pipeline
-``flowkit.extract.extract`` and the mask builder ``flowkit.eye_mask.eye_mask``.
+The modules are filed by concept: :mod:`flowkit.face` (SPEC 1), :mod:`flowkit.flow` (SPEC 2),
+:mod:`flowkit.features` (SPEC 3-4), :mod:`flowkit.io` (files in and out) and
+:mod:`flowkit.pipeline` (the extraction run).
 """
 
 from flowkit.errors import FlowkitError
 
 _LAZY = {
-    "FeatureStore": "flowkit.store",
-    "load_annotations": "flowkit.annotations",
-    "derive_k": "flowkit.annotations",
-    "Interval": "flowkit.annotations",
-    "discover_videos": "flowkit.sources",
-    "open_source": "flowkit.sources",
-    "make_landmarker": "flowkit.landmarks",
-    "find_reference": "flowkit.crop",
-    "clamp_box": "flowkit.crop",
-    "crop_face": "flowkit.crop",
-    "crop_landmarks": "flowkit.crop",
+    "FeatureStore": "flowkit.io.store",
+    "load_annotations": "flowkit.io.annotations",
+    "derive_k": "flowkit.io.annotations",
+    "Interval": "flowkit.io.annotations",
+    "discover_videos": "flowkit.io.sources",
+    "open_source": "flowkit.io.sources",
+    "make_landmarker": "flowkit.face.landmarks",
+    "find_reference": "flowkit.face.crop",
+    "clamp_box": "flowkit.face.crop",
+    "crop_face": "flowkit.face.crop",
+    "crop_landmarks": "flowkit.face.crop",
     "tvl1": "flowkit.flow",
-    "optical_strain": "flowkit.strain",
-    "remove_head_motion": "flowkit.head_motion",
-    "apply_eye_mask": "flowkit.eye_mask",
-    "extract_roi": "flowkit.roi",
-    "features_from_flow": "flowkit.features",
-    "FlowFeatures": "flowkit.features",
+    "optical_strain": "flowkit.features.strain",
+    "remove_head_motion": "flowkit.features.head_motion",
+    "apply_eye_mask": "flowkit.features.eye_mask",
+    "extract_roi": "flowkit.features.roi",
+    "features_from_flow": "flowkit.features.chain",
+    "FlowFeatures": "flowkit.features.chain",
+    "eye_mask": "flowkit.features.eye_mask",
+    "extract": "flowkit.pipeline.extract",
 }
 
 __all__ = ["FlowkitError", *_LAZY]

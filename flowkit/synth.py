@@ -14,7 +14,7 @@ by smooth local displacement fields:
 
 The face regions come from MediaPipe landmarks (dlib-68 scheme), found once per base image.
 
-Layout written under ``out_dir`` (SAMM-LV style, so that :func:`flowkit.sources.discover_videos`
+Layout written under ``out_dir`` (SAMM-LV style, so that :func:`flowkit.io.sources.discover_videos`
 gives ``video_id = <subject>_<video>`` and ``subject = <subject>``)::
 
     out_dir/
@@ -37,8 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowkit.annotations import Interval
 from flowkit.errors import FlowkitError
+from flowkit.io.annotations import Interval
 
 __all__ = ["BASE_VIDEOS", "DEFAULT_DATA_DIR", "SynthParams", "make_synthetic_dataset"]
 
@@ -290,7 +290,7 @@ def make_synthetic_dataset(
     images = _base_images(Path(data_dir) if data_dir else DEFAULT_DATA_DIR)
     own = landmarker is None
     if own:
-        from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+        from flowkit.face.landmarks.mediapipe_backend import MediaPipeLandmarker
 
         landmarker = MediaPipeLandmarker()
     rng = np.random.default_rng(seed)

@@ -55,9 +55,8 @@ class CausalSpotter:
         p: threshold position for rule "meanmax" (SPEC 7's p).
         history_s: length of the trailing history of smoothed scores the threshold is taken over.
         warmup_s: nothing is reported until this much history exists.
-        rule: "quantile" (the default: on two demo runs of the synthetic benchmark, better on
-            micro in both and overall on average, F1 .74 against .71 for "meanmax"; README
-            "Live spotting") or "meanmax".
+        rule: "quantile" (the default: early in a video the running maximum is low and the
+            "meanmax" threshold lets noise through; compared in docs/live.md) or "meanmax".
         quantile: the quantile of rule "quantile".
 
     Feed scores with :meth:`push`, in window order; it returns the intervals confirmed by that

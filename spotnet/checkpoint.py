@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowkit.atomic import atomic_write
+from flowkit.io.atomic import atomic_write
 from spotnet.errors import SpotnetError
 from spotnet.keras_import import import_keras, keras_metadata
 from spotnet.model import count_parameters

@@ -1,6 +1,6 @@
 """Zarr-backed feature windows, LOSO folds and training-set construction (SPEC section 6).
 
-The store is read only through :class:`flowkit.store.FeatureReader`, the layout's owner (plain
+The store is read only through :class:`flowkit.io.store.FeatureReader`, the layout's owner (plain
 zarr, no lock, schema version checked). Windows are referenced by ``(video, window)`` index pairs,
 never copied: :class:`WindowDataset` reads one chunk of ``features`` at a time and keeps the
 last few chunks in a small cache, and :class:`ChunkShuffleSampler` orders a shuffled epoch
@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from flowkit.errors import FlowkitError
-from flowkit.store import FeatureReader, chunk_error
+from flowkit.io.store import FeatureReader, chunk_error
 from spotnet.augment import COPIES, NONE, training_windows
 from spotnet.errors import SpotnetError
 from spotnet.labels import pseudo_labels
@@ -75,7 +75,7 @@ def open_store(path: str | Path) -> FeatureReader:
 
 def _intervals(annotations: list[dict]) -> tuple[tuple[int, int, str], ...]:
     # The store already holds 0-based offsets with the SPEC 6 offset-0 -> apex rule applied and
-    # types "macro" | "micro" (flowkit.annotations, docs/STORE.md); nothing to redo here.
+    # types "macro" | "micro" (flowkit.io.annotations, docs/store.md); nothing to redo here.
     return tuple((int(a["onset"]), int(a["offset"]), str(a["type"])) for a in annotations)
 
 

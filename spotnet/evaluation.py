@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from flowkit.annotations import TYPES
-from flowkit.atomic import atomic_write
+from flowkit.io.annotations import TYPES
+from flowkit.io.atomic import atomic_write
 from spotnet.errors import SpotnetError
 
 __all__ = [

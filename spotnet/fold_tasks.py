@@ -3,7 +3,7 @@
 Each task trains one group of folds (:func:`spotnet.fold_parallel.train_folds`) in a worker and
 saves each fold, scores first and checkpoint last, into the run folder, which the workers must
 see (as they must see the store). Nothing but the group's subjects travels back. The cluster is
-:class:`flowkit.engines.DaskEngine`'s: the same ``local:N`` embedded cluster or connection to a
+:class:`flowkit.pipeline.engines.DaskEngine`'s: the same ``local:N`` embedded cluster or connection to a
 running scheduler, the same worker resource ``GPU=1`` for work on CUDA.
 
 A worker killed mid-group loses only that task; Dask runs it again on another worker, where it
@@ -33,7 +33,7 @@ def train_group(run, plan, group: list) -> list[str]:
 
 def run_groups(run, plan, groups: list[list]) -> None:
     """Run every group as one task on ``run.scheduler`` and wait for all of them."""
-    from flowkit.engines import DaskEngine
+    from flowkit.pipeline.engines import DaskEngine
 
     try:
         engine = DaskEngine(None, run.scheduler)  # settings are used only by DaskEngine.run, for flowkit units

@@ -18,7 +18,7 @@ __all__ = ["cpu_threads", "ensemble_scores", "model_threads", "predict_video"]
 
 def cpu_threads(models: Sequence[nn.Module]) -> int | None:
     """Torch CPU threads that suit ``models`` (their registry spec): 1 for SOFTNet alone, whose
-    layers are too small to share (a batch of 12 was 60x slower on 2 busy cores), and torch's
+    layers are too small to share (threads then wait on each other more than they compute), and torch's
     default (every core) as soon as one model is larger."""
     from spotnet.models import get_spec
 

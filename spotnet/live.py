@@ -1,6 +1,6 @@
 """Live spotting: a camera, stream or file in, intervals out as they are confirmed.
 
-:func:`run_live` chains :class:`flowkit.live.LiveExtractor` (windows as frames arrive), the
+:func:`run_live` chains :class:`flowkit.pipeline.live.LiveExtractor` (windows as frames arrive), the
 models of :func:`spotnet.spot.load_spotting_models` (an ensemble per expression type, averaged as
 in ``spotnet spot``) and one :class:`spotnet.causal.CausalSpotter` per type and segment. Each
 confirmed interval goes to ``on_interval`` at once, with the frame at which it was confirmed and
@@ -225,9 +225,9 @@ class _LiveRun:
 
 def _setup(models: dict, source, options: LiveOptions, realtime: bool, extract_options: dict):
     from flowkit.errors import FlowkitError
-    from flowkit.extract import resolve_settings
-    from flowkit.landmarks import make_landmarker
-    from flowkit.live import FaceTracking, LiveExtractor, open_stream
+    from flowkit.face.landmarks import make_landmarker
+    from flowkit.pipeline.extract import resolve_settings
+    from flowkit.pipeline.live import FaceTracking, LiveExtractor, open_stream
 
     recorded = [m.flow_params for _, group in models.values() for m in group if getattr(m, "flow_params", None)]
     try:

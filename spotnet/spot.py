@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowkit.annotations import TYPES
+from flowkit.io.annotations import TYPES
 from spotnet.checkpoint import load_checkpoint
 from spotnet.dataset import list_videos, store_ks
 from spotnet.errors import SpotnetError
@@ -80,7 +80,7 @@ def check_flow_params(models: dict[str, tuple[int, list]], params: dict | None, 
     Raises:
         SpotnetError: parameters differ and ``force`` is false.
     """
-    from flowkit.store import param_diff
+    from flowkit.io.store import param_diff
 
     if not params:
         return
@@ -163,7 +163,7 @@ def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_pa
 
     ``checkpoints`` is what :func:`load_spotting_models` takes: a checkpoint, a folder of them or
     a run folder. A path that is not a store is extracted first with
-    :func:`flowkit.extract.extract` at the models' k values, into ``store_out`` (default: a
+    :func:`flowkit.pipeline.extract.extract` at the models' k values, into ``store_out`` (default: a
     temporary store, removed afterwards), with ``flow_params`` or else the TV-L1 parameters
     recorded in the checkpoints (the features the models were trained on), or else OpenCV's
     defaults; likewise ``as_released`` (the released code's round trips), when not given, is what the
@@ -204,8 +204,8 @@ def spot_report(checkpoints, source, *, p: float = 0.55, store_out=None, flow_pa
 
 def _extract_and_spot(models, source: Path, store: Path, *, ks, p, flow_params, extract_options) -> SpotReport:
     from flowkit.errors import FlowkitError
-    from flowkit.extract import extract
-    from flowkit.sources import discover_videos
+    from flowkit.io.sources import discover_videos
+    from flowkit.pipeline.extract import extract
 
     try:
         report = extract(discover_videos(source), store, ks=ks, **extract_options,

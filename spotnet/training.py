@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from flowkit.atomic import atomic_write
 from flowkit.errors import FlowkitError
+from flowkit.io.atomic import atomic_write
 from spotnet.checkpoint import load_checkpoint, save_model
 from spotnet.dataset import (
     ChunkShuffleSampler,
@@ -364,8 +364,8 @@ def _flow_settings(store_path, video: str, k: int) -> dict:
 def _check_parallel(parallel_folds: int | None, backbone: str, scheduler: str | None) -> int | None:
     """The folds to stack (None: all), after refusing bad settings with one sentence."""
     if scheduler is not None:
-        from flowkit.engines import check_scheduler
         from flowkit.errors import FlowkitError
+        from flowkit.pipeline.engines import check_scheduler
 
         try:
             check_scheduler(scheduler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,21 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = (REPO_ROOT / ".." / "shared").resolve()
 MEDIAPIPE_MODEL = SHARED_DIR / "models" / "face_landmarker.task"
+if str(REPO_ROOT) not in sys.path:  # fixtures/ (shared with the benchmarks) under a bare `pytest` too
+    sys.path.insert(0, str(REPO_ROOT))
+
+from flow_fixtures import DEVICES  # noqa: E402 - after the path above: it imports fixtures/
 
 # Tests never download: point the project at the shared copy of the model when it is there.
 if MEDIAPIPE_MODEL.is_file():
     os.environ.setdefault("FLOWKIT_MEDIAPIPE_MODEL", str(MEDIAPIPE_MODEL))
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """The torch device a test runs on: the CPU always, CUDA where present (marked ``cuda``,
+    skipped with a reason without one). A test takes it by naming ``device``."""
+    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +54,7 @@ def mediapipe_model(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def mp_landmarker(mediapipe_model):
     pytest.importorskip("mediapipe")
-    from flowkit.landmarks.mediapipe_backend import MediaPipeLandmarker
+    from flowkit.face.landmarks.mediapipe_backend import MediaPipeLandmarker
 
     lm = MediaPipeLandmarker(mediapipe_model)
     yield lm
@@ -52,6 +64,6 @@ def mp_landmarker(mediapipe_model):
 @pytest.fixture(scope="session")
 def dlib_landmarker():
     pytest.importorskip("dlib", reason="the dlib extra is not installed")
-    from flowkit.landmarks.dlib_backend import DlibLandmarker
+    from flowkit.face.landmarks.dlib_backend import DlibLandmarker
 
     return DlibLandmarker()

@@ -8,8 +8,8 @@ import pytest
 
 openpyxl = pytest.importorskip("openpyxl")
 
-from flowkit.annotations import Interval, derive_k, k_by_type, load_annotations, match_videos  # noqa: E402
 from flowkit.errors import FlowkitError  # noqa: E402
+from flowkit.io.annotations import Interval, derive_k, k_by_type, load_annotations, match_videos  # noqa: E402
 
 
 def _workbook(path, sheets: list[list[tuple]]):

@@ -61,23 +61,29 @@ def test_readme_api_example():
 
 
 def test_readme_gpu_test_command_names_every_module_with_cuda_tests():
-    # The GPU image lacks zarr, so README's "Measuring on a GPU" names the modules to collect
-    # instead of `tests/`; a module that gains a CUDA test must join that list or it never runs.
+    # The GPU image lacks zarr, so the GPU runbook (CONTRIBUTING.md, docs/) names the modules to collect
+    # instead of `tests/`; a module that gains a CUDA test must join every copy of that list or it never runs.
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    pages = [root / "docs" / "gpu.md", root / "README.md"]  # the runbook lives in docs/gpu.md
-    lines = "\n".join(p.read_text() for p in pages if p.is_file()).splitlines()
-    start = next(i for i, line in enumerate(lines) if "python3 -m pytest -q -m cuda" in line)
-    command = lines[start]
-    while command.endswith("\\"):
-        start += 1
-        command = command[:-1] + lines[start]
-    named = {word for word in command.split() if word.startswith("tests/test_")}
+    pages = [root / "README.md", root / "CONTRIBUTING.md", *sorted((root / "docs").glob("*.md"))]
+    commands = []
+    for page in pages:
+        lines = page.read_text().splitlines()
+        for start in (i for i, line in enumerate(lines) if "python3 -m pytest -q -m cuda" in line):
+            command = lines[start]
+            while command.endswith("\\"):
+                start += 1
+                command = command[:-1] + lines[start]
+            commands.append(command)
+    assert commands, "the GPU runbook should give the CUDA test command"
     with_cuda = {
         f"tests/{path.name}"
         for path in (root / "tests").glob("test_*.py")
-        if re.search(r"@pytest\.mark\.cuda|\bDEVICES\)", path.read_text())  # a marker, or DEVICES parametrising
+        # a marker, DEVICES parametrising, or the conftest `device` fixture (the CPU and CUDA)
+        if re.search(r"@pytest\.mark\.cuda|\bDEVICES\)|def test_\w+\([^)]*\bdevice\b", path.read_text())
     }
-    assert with_cuda and with_cuda <= named, sorted(with_cuda - named)
+    for command in commands:
+        named = {word for word in command.split() if word.startswith("tests/test_")}
+        assert with_cuda and with_cuda <= named, sorted(with_cuda - named)

@@ -124,7 +124,7 @@ def _dlib_models():
     """Cell 4's face detector and 68-point predictor, loaded once for the module."""
     import dlib
 
-    from flowkit.landmarks.dlib_backend import shape_predictor_path
+    from flowkit.face.landmarks.dlib_backend import shape_predictor_path
 
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(shape_predictor_path()))
 
@@ -153,7 +153,7 @@ def minmax(features: np.ndarray) -> np.ndarray:
 def clips(data_dir, tmp_path_factory) -> list[tuple[Path, list[Path]]]:
     """Each clip's frames as PNG files (what both pipelines read)."""
     pytest.importorskip("dlib", reason="the dlib extra is not installed")
-    from flowkit.sources import open_source
+    from flowkit.io.sources import open_source
 
     out = []
     for name, first, count in CLIPS:
@@ -172,8 +172,8 @@ def clips(data_dir, tmp_path_factory) -> list[tuple[Path, list[Path]]]:
 
 @pytest.mark.parametrize("as_released", [False, True], ids=["default", "as-released"])
 def test_dlib_features_equal_the_notebook(clips, tmp_path, as_released):
-    from flowkit.extract import extract
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
+    from flowkit.pipeline.extract import extract
 
     for folder, files in clips:
         store = tmp_path / f"{folder.name}.zarr"
@@ -205,8 +205,8 @@ def test_round_trips_change_the_features(clips, tmp_path):
 def test_resuming_another_crop_record_is_refused(clips, tmp_path):
     """A store records its crop convention and ``as_released`` per video; a run with other ones (or
     on a store made before the convention was recorded) refuses the video in one line."""
-    from flowkit.extract import TEST_TVL1, extract
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
+    from flowkit.pipeline.extract import TEST_TVL1, extract
 
     folder, _ = clips[1]
     store = tmp_path / "s.zarr"
@@ -228,8 +228,8 @@ def test_torch_solver_round_trips_on_the_host():
     on the host, and comes back on the solver's device."""
     import torch
 
-    from flowkit.extract import TEST_TVL1, resolve_settings
     from flowkit.flow.polar import polar_round_trip
+    from flowkit.pipeline.extract import TEST_TVL1, resolve_settings
 
     rng = np.random.default_rng(0)
     prev = cv2.GaussianBlur(rng.integers(0, 256, (2, 32, 32), dtype=np.uint8).transpose(1, 2, 0), (5, 5), 0)

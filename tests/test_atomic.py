@@ -1,4 +1,4 @@
-"""flowkit.atomic.atomic_write: all or nothing, normal permissions, no debris."""
+"""flowkit.io.atomic.atomic_write: all or nothing, normal permissions, no debris."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from flowkit.atomic import atomic_write
+from flowkit.io.atomic import atomic_write
 
 
 def test_replaces_the_file_with_umask_permissions(tmp_path):

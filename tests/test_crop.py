@@ -1,4 +1,4 @@
-"""flowkit.crop: reference frame, face crop, landmarks on the crop (SPEC 1)."""
+"""flowkit.face.crop: reference frame, face crop, landmarks on the crop (SPEC 1)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from flowkit.crop import clamp_box, crop_face, crop_landmarks, find_reference, points_to_crop
 from flowkit.errors import FlowkitError
-from flowkit.landmarks import Face
-from flowkit.sources import open_source
+from flowkit.face.crop import clamp_box, crop_face, crop_landmarks, find_reference, points_to_crop
+from flowkit.face.landmarks import Face
+from flowkit.io.sources import open_source
 
 
 class _Scripted:

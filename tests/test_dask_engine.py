@@ -1,4 +1,4 @@
-"""flowkit.extract on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1,
+"""flowkit.pipeline.extract on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1,
 started and stopped here, with every wait bounded.
 
 - the features equal a local (inline) run bit for bit;
@@ -29,9 +29,11 @@ pytest.importorskip("distributed", reason="the dask extra (dask, distributed) is
 
 from distributed import Client  # noqa: E402 - after the skip
 
-from flowkit.extract import TEST_TVL1, extract  # noqa: E402
-from flowkit.store import FeatureReader  # noqa: E402
+from flowkit.io.store import FeatureReader  # noqa: E402
+from flowkit.pipeline.extract import TEST_TVL1, extract  # noqa: E402
 
+#: A real `dask scheduler` and real workers, one of them killed: system tests (`-m "not system"` skips them).
+pytestmark = pytest.mark.system
 REPO = Path(__file__).resolve().parent.parent
 DASK = Path(sys.executable).parent / "dask"
 #: A cold worker imports numpy, OpenCV and torch: seconds, more on a busy 2-core machine.
@@ -102,7 +104,7 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[Cluster]:
     folder.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(folder)
     # Workers import flowkit from this checkout; one OpenCV/BLAS thread each, as on a shared machine.
-    # DASK_CONFIG: the worker settings the README gives (docs/dask/flowkit.yaml).
+    # DASK_CONFIG: the worker settings docs/distributed.md gives (docs/dask/flowkit.yaml).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1", "DASK_CONFIG": str(REPO / "docs" / "dask")}
     try:
@@ -189,9 +191,9 @@ def _malloc_trim_of_workers(client: Client) -> set:
 
 def test_workers_keep_glibc_memory_defaults(cluster):
     """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (units then run ~5 % slower); docs/dask/flowkit.yaml,
-    which the README gives to `dask worker`, leaves it unset, as flowkit's own local:N cluster does."""
-    from flowkit.engines import DaskEngine
-    from flowkit.extract import resolve_settings
+    which docs/distributed.md gives to `dask worker`, leaves it unset, as flowkit's own local:N cluster does."""
+    from flowkit.pipeline.engines import DaskEngine
+    from flowkit.pipeline.extract import resolve_settings
 
     with Client(cluster.address, timeout="30s") as client:
         assert _malloc_trim_of_workers(client) == {None}

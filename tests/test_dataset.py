@@ -26,7 +26,7 @@ from spotnet.errors import SpotnetError
 def make_store(path, *, subjects=("a", "b", "c"), videos_per_subject=1, n_frames=120, ks=None,
                events=(("macro", 30, 50), ("micro", 80, 84)), chunk=16, complete=True, annotate=True,
                signal=3.0, seed=0):
-    """A schema-1 store (docs/STORE.md) with random features and a bump on event windows.
+    """A schema-1 store (docs/store.md) with random features and a bump on event windows.
 
     ks: {type: k}; windows overlapping an event get ``signal`` added in the mouth rows of u and
     v (macro) or the brow rows (micro), so a model can learn them.
@@ -107,7 +107,7 @@ def test_cli_refuses_other_schema_in_one_line(store, tmp_path):
 
 def test_reading_while_a_writer_holds_the_lock(store):
     """The reader takes no lock: spotnet can read a store that flowkit is still writing."""
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(store, mode="a"):
         assert [v.video for v in list_videos(store, 8)] == ["a_v0", "b_v0", "c_v0"]

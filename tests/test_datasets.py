@@ -29,7 +29,8 @@ import pytest
 
 openpyxl = pytest.importorskip("openpyxl")
 
-from flowkit.annotations import (  # noqa: E402
+from flowkit.errors import FlowkitError  # noqa: E402
+from flowkit.io.annotations import (  # noqa: E402
     Interval,
     annotation_summary,
     derive_k,
@@ -38,8 +39,7 @@ from flowkit.annotations import (  # noqa: E402
     match_videos,
     read_annotations,
 )
-from flowkit.errors import FlowkitError  # noqa: E402
-from flowkit.sources import discover_videos, open_source  # noqa: E402
+from flowkit.io.sources import discover_videos, open_source  # noqa: E402
 
 SAMM_HEADER = ("Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset", "Duration", "Type",
                "Action Units", "Notes")
@@ -291,8 +291,8 @@ def samm_tree(tmp_path_factory, data_dir, mediapipe_model):
 
 
 def test_extract_stores_every_kept_samm_interval(samm_tree, tmp_path):
-    from flowkit.extract import TEST_TVL1, extract
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
+    from flowkit.pipeline.extract import TEST_TVL1, extract
 
     rows = [
         ("006", "006_1_1", 1, 3.4000000000000004, 5, 8.2, "Macro", "R12"),  # -> 0-based 2, 4, 7
@@ -320,7 +320,7 @@ def test_extract_stores_every_kept_samm_interval(samm_tree, tmp_path):
 
 
 def test_annotations_matching_no_input_stop_before_computing(samm_tree, tmp_path):
-    from flowkit.extract import TEST_TVL1, extract
+    from flowkit.pipeline.extract import TEST_TVL1, extract
 
     rows = [("020", "020_1_1", 1, 5, 6, 7, "Micro - 1/2", "1"), ("021", "021_3_2", 3, 5, 6, 9, "Macro", "1")]
     book = samm_workbook(tmp_path / "s.xlsx", rows)
@@ -362,7 +362,7 @@ def test_annotations_command(tmp_path, capsys):
 def test_default_units_keep_the_overlap_of_large_k_within_15_percent():
     """SAMM-LV's k = 37 and 174 (SPEC 2) on a 5,000-frame folder (every frame a keyframe): the frames
     decoded again (each unit's max(k) frames shared with the next) stay within MAX_OVERLAP."""
-    from flowkit.plan import MAX_OVERLAP, VideoWork, min_units_for, plan_units
+    from flowkit.pipeline.plan import MAX_OVERLAP, VideoWork, min_units_for, plan_units
 
     n, chunk = 5000, 64
     for ks in ([37], [174], [37, 174]):

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowkit import engines
-from flowkit.extract import TEST_TVL1, ExtractionSettings, extract
-from flowkit.stages import STAGES
+from flowkit.pipeline import engines
+from flowkit.pipeline.extract import TEST_TVL1, ExtractionSettings, extract
+from flowkit.pipeline.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools" / "gpu"))
@@ -39,7 +39,7 @@ def _extract(inputs, store: Path, *, flow_backend: str = "torch", **options):
 
 
 def _features(store: Path) -> dict:
-    from flowkit.store import FeatureReader
+    from flowkit.io.store import FeatureReader
 
     reader = FeatureReader(store)
     return {(v, k): reader.features(v, k)[:] for v in reader.videos() for k in reader.ks(v)}

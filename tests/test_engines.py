@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from video_clips import write_frames, write_video
 
-from flowkit.extract import TEST_TVL1, extract
-from flowkit.plan import VideoWork, plan_units, windows_of
-from flowkit.store import ChunkWriter, FeatureReader, FeatureStore
+from flowkit.io.store import ChunkWriter, FeatureReader, FeatureStore
+from flowkit.pipeline.extract import TEST_TVL1, extract
+from flowkit.pipeline.plan import VideoWork, plan_units, windows_of
 
 SHARED_VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "noface_face.mov"]
 
@@ -43,8 +43,8 @@ def test_a_sequential_video_is_one_unit():
 def test_a_seek_yields_the_frames_of_a_sequential_decode(data_dir, name):
     """Every start a unit may seek to (around each keyframe, and the end): frame i from a seek is
     frame i of cv2.VideoCapture's sequential decode, bit for bit."""
-    from flowkit.sources import open_source
-    from flowkit.video_index import index_video, read_range
+    from flowkit.io.sources import open_source
+    from flowkit.io.video_index import index_video, read_range
 
     path = data_dir / name
     frames = list(open_source(path))  # cv2.VideoCapture, in order
@@ -62,7 +62,7 @@ def test_a_seek_yields_the_frames_of_a_sequential_decode(data_dir, name):
 
 def test_frames_that_do_not_decode_are_a_gap(data_dir):
     """no_face.mp4 has 98 packets but 95 frames decode: a seek cannot number them, so it says so."""
-    from flowkit.video_index import FrameGap, index_video, read_range
+    from flowkit.io.video_index import FrameGap, index_video, read_range
 
     index = index_video(data_dir / "no_face.mp4")
     with pytest.raises(FrameGap):
@@ -90,9 +90,9 @@ class _DecodeCounter:
     before a unit's first frame), and the frame range of each unit the engine ran."""
 
     def __init__(self, monkeypatch, path):
-        import flowkit.engines as engines
-        import flowkit.sources as sources
-        import flowkit.video_index as video_index
+        import flowkit.io.sources as sources
+        import flowkit.io.video_index as video_index
+        import flowkit.pipeline.engines as engines
 
         self.driver, self.units, self.ranges = Counter(), Counter(), []
         pts = video_index.index_video(path).pts
@@ -140,7 +140,7 @@ def test_units_decode_again_only_their_overlap_and_seek_preroll(short_video, med
                                                                 monkeypatch):
     """With several units, a frame is decoded again only where a unit starts: the max(k) frames it
     shares with the unit before and the frames from the keyframe before it (a seek's pre-roll)."""
-    from flowkit.video_index import index_video
+    from flowkit.io.video_index import index_video
 
     counter = _DecodeCounter(monkeypatch, short_video)
     report = extract([short_video], tmp_path / "o.zarr", ks=[2, 6], flow_params=TEST_TVL1, workers=1,
@@ -248,7 +248,7 @@ def test_a_bad_image_fails_its_video_alone(two_clips, tmp_path):
 
 def test_a_bug_stops_the_run_instead_of_failing_a_video(two_clips, tmp_path, monkeypatch):
     """A ValueError from our own code is not bad data: it propagates (here from the inline engine)."""
-    from flowkit import units
+    from flowkit.pipeline import units
 
     def broken(*args, **kwargs):
         raise ValueError("a bug in the solver")

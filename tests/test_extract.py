@@ -1,4 +1,4 @@
-"""flowkit.extract end to end on short real clips, with a reduced TV-L1 preset (TEST_TVL1) for speed."""
+"""flowkit.pipeline.extract end to end on short real clips, with a reduced TV-L1 preset (TEST_TVL1) for speed."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from flow_fixtures import DEVICES
 from video_clips import write_frames
 
 from flowkit.errors import FlowkitError
-from flowkit.extract import TEST_TVL1, ExtractionSettings, extract
-from flowkit.progress import ProgressBars
-from flowkit.store import FeatureStore
+from flowkit.io.store import FeatureStore
+from flowkit.pipeline.extract import TEST_TVL1, ExtractionSettings, extract
+from flowkit.pipeline.progress import ProgressBars
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +61,8 @@ def test_good_clip_complete(extracted):
 def test_features_equal_direct_computation(extracted, clips):
     """Windows 0 and 17 recomputed by hand: crop, tvl1, features_from_flow. Same single-threaded
     OpenCV computation, so equal up to float32 rounding in the features (atol 1e-5)."""
-    from flowkit.crop import crop_face
-    from flowkit.features import features_from_flow
+    from flowkit.face.crop import crop_face
+    from flowkit.features.chain import features_from_flow
     from flowkit.flow import tvl1
 
     store, _, _ = extracted
@@ -175,9 +174,9 @@ def _index_features(prev, nxt, landmarks, settings, stages=None):
 def test_units_write_exactly_their_chunks(tmp_path, monkeypatch, batch, todo, unit_windows):
     """The planned units, run one by one: every chunk still to compute gets exactly its own windows
     (frame i paired with frame i + k), whatever the batch and unit sizes and the gaps a resume left."""
-    from flowkit import units
-    from flowkit.plan import VideoWork, plan_units
-    from flowkit.sources import ImageFolderSource
+    from flowkit.io.sources import ImageFolderSource
+    from flowkit.pipeline import units
+    from flowkit.pipeline.plan import VideoWork, plan_units
 
     n_frames, k, chunk = 300, 6, 32
     source = ImageFolderSource(_numbered_frames(tmp_path / "v", n_frames))
@@ -208,8 +207,8 @@ def test_units_write_exactly_their_chunks(tmp_path, monkeypatch, batch, todo, un
 def test_a_sequential_unit_counts_the_frames_and_writes_short_chunks(data_dir, tmp_path, monkeypatch):
     """A video read from the start (its frames could not be found by seeking), planned with more
     frames than it has (80 against 72): the unit reports 72 and writes the windows that exist."""
-    from flowkit import units
-    from flowkit.plan import VideoWork, plan_units
+    from flowkit.pipeline import units
+    from flowkit.pipeline.plan import VideoWork, plan_units
 
     monkeypatch.setattr(units, "compute_windows", _index_features)
     with FeatureStore(tmp_path / "s.zarr", mode="a") as store:
@@ -223,7 +222,6 @@ def test_a_sequential_unit_counts_the_frames_and_writes_short_chunks(data_dir, t
     assert sorted(result.written) == [(6, j) for j in range(5)]  # chunk 4 holds windows 64 .. 65 only
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_torch_path_features_match_opencv_path(data_dir, mediapipe_model, tmp_path, device):
     """Issue 4's downstream check: the same video through extract with the torch solver (the code
     that runs on CUDA, here on ``device``) and with OpenCV, SPEC-default TV-L1, 6 windows at k=6.

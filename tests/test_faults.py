@@ -19,8 +19,8 @@ import pytest
 import torch
 from video_clips import write_frames
 
-from flowkit.extract import TEST_TVL1, extract
-from flowkit.store import FeatureReader, FeatureStore
+from flowkit.io.store import FeatureReader, FeatureStore
+from flowkit.pipeline.extract import TEST_TVL1, extract
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_subject_counts_are_checked_before_the_first_fold(tmp_path):
     from spotnet.training import train_loso
 
     store = make_store(tmp_path / "s.zarr", subjects=("a", "b"), events=(("macro", 30, 50),), n_frames=100)
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(store, mode="a") as fs:  # micro intervals for subject a only
         fs.set_video_attrs("a_v0", annotations=[{"onset": 30, "apex": 40, "offset": 50, "type": "macro"},
@@ -254,6 +254,7 @@ def _running(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
+@pytest.mark.system
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list processes")
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_killing_the_cli_leaves_no_process_alive(sig, data_dir, mediapipe_model, tmp_path):
@@ -513,7 +514,7 @@ def test_usage_errors_are_one_sentence(tmp_path):
 
 
 def test_train_while_an_extract_writes_says_so(reference, tmp_path):
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
     from spotnet.dataset import list_videos
     from spotnet.errors import SpotnetError
 
@@ -545,7 +546,7 @@ def test_live_on_a_missing_camera_is_one_line(keras_micro, mediapipe_model):
 def test_a_face_on_a_very_wide_or_tall_frame_is_found(shape, data_dir, mediapipe_model):
     import cv2
 
-    from flowkit.landmarks import make_landmarker
+    from flowkit.face.landmarks import make_landmarker
 
     cap = cv2.VideoCapture(str(data_dir / "single_face.mp4"))
     ok, frame = cap.read()
@@ -633,7 +634,7 @@ def _signal_mid_run(cmd: list[str], store: Path, sig) -> tuple[int, float, float
 @pytest.fixture(scope="module")
 def signal_references(long_clip, tmp_path_factory):
     """Uninterrupted stores of the long clip, one per backend (opencv, torch), computed inline."""
-    from flowkit.extract import FAST_TVL1
+    from flowkit.pipeline.extract import FAST_TVL1
 
     out = {}
     for backend in ("opencv", "torch"):
@@ -664,7 +665,7 @@ def test_sigterm_then_sigint_stop_every_engine_and_resume_identically(engine, lo
         reader = FeatureReader(store)
         assert not reader.is_complete("long", 2) and reader.written("long", 2).any()
     # The resume runs in this process (its imports are done): resuming does not depend on the engine.
-    from flowkit.extract import FAST_TVL1
+    from flowkit.pipeline.extract import FAST_TVL1
 
     backend = "torch" if engine == "batched" else "opencv"
     report = extract([long_clip], store, ks=[2], flow_params=FAST_TVL1, flow_backend=backend, workers=1,
@@ -705,7 +706,7 @@ def test_sigterm_under_a_remote_dask_cluster_cancels_the_runs_tasks(long_clip, s
     import time
 
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
-    from flowkit.extract import FAST_TVL1
+    from flowkit.pipeline.extract import FAST_TVL1
 
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from flowkit.crop import crop_face, crop_landmarks, find_reference
-from flowkit.features import features_from_flow
-from flowkit.sources import open_source
+from flowkit.face.crop import crop_face, crop_landmarks, find_reference
+from flowkit.features.chain import features_from_flow
+from flowkit.io.sources import open_source
 
 K = 6  # CAS(ME)^2 micro k
 STARTS = (0, 150, 300)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import DEVICES, face_frames, face_pairs, needs_optflow, needs_video
+from flow_fixtures import face_frames, face_pairs, needs_optflow, needs_video
 
 from flowkit.errors import FlowkitError
 from flowkit.flow.median import median_blur, median_blur_torch
@@ -42,7 +42,6 @@ def test_pyramid_sizes_match_cv2_resize(h, w):
     assert pyramid_sizes(h, w, 5, 0.8) == expected
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_resize_matches_cv2(device):
     img = _rand((53, 47))
     t = torch.from_numpy(img).to(device)[None, None]
@@ -54,7 +53,6 @@ def test_resize_matches_cv2(device):
     np.testing.assert_allclose(up, cv2.resize(img, (59, 66)), atol=3e-4, rtol=0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_remap_cubic_matches_cv2(device):
     img = _rand((40, 50))
     rng = np.random.default_rng(1)
@@ -72,7 +70,6 @@ def test_remap_cubic_matches_cv2(device):
     np.testing.assert_allclose(out, ref, atol=5e-4, rtol=0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ties", [False, True])
 def test_median_matches_cv2(device, ties):
     # Integer-valued floats give many equal values in a window; the border is replicated.
@@ -104,7 +101,6 @@ def test_gradients_and_divergence_by_hand():
 # ---- public function ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_shape_dtype_device(device):
     a = torch.randint(0, 256, (3, 32, 40), dtype=torch.uint8).to(device)
     out = tvl1_torch(a, a.flip(-1), **FAST)
@@ -149,7 +145,6 @@ def _texture_pairs():
 
 
 @needs_optflow
-@pytest.mark.parametrize("device", DEVICES)
 def test_matches_opencv_on_textures(device):
     prev, nxt = _texture_pairs()
     # Two warps: with five, OpenCV's own answer moves by 0.01-0.02 px when its input moves by
@@ -172,7 +167,6 @@ STABLE_PAIRS = {6: (0, 10, 50), 18: (0, 110)}
 @needs_optflow
 @needs_video
 @pytest.mark.slow
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [6, 18])
 def test_matches_opencv_on_faces(k, device):
     a, b = face_pairs(k, STABLE_PAIRS[k])
@@ -199,7 +193,6 @@ def _synthetic_pair():
 @needs_optflow
 @needs_video
 @pytest.mark.slow
-@pytest.mark.parametrize("device", DEVICES)
 def test_synthetic_flow_as_good_as_opencv(device):
     prev, nxt, truth = _synthetic_pair()
     ref = tvl1_opencv(prev, nxt)
@@ -211,7 +204,6 @@ def test_synthetic_flow_as_good_as_opencv(device):
 
 
 @needs_video
-@pytest.mark.parametrize("device", DEVICES)
 def test_batch_independence(device):
     a, b = face_pairs(6, (0, 10, 50))
     ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
@@ -225,7 +217,6 @@ def test_batch_independence(device):
 
 
 @needs_video
-@pytest.mark.parametrize("device", DEVICES)
 def test_early_stop_modes_agree(device):
     a, b = face_pairs(6, (0, 50))
     ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
@@ -299,10 +290,9 @@ def test_impl_errors(monkeypatch):
         tvl1(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8), impl="eager")
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_resize_is_batch_invariant_and_equals_the_matrices(device):
     """An image's resize does not depend on its batch, bit for bit (on CUDA a matrix product's
-    kernel, and so its rounding, changed with the batch: benchmarks/results/gpu_batch_bisect_h200.json);
+    kernel, and so its rounding, changed with the batch, found on a GPU by bisection);
     and it equals the interpolation matrices' product to 2 float32 ulps at 255 (6.1e-5: fused
     against separate multiply-adds)."""
     from flowkit.flow.pyramid import resize_matrices
@@ -412,7 +402,7 @@ def test_gpu_launch_shapes_smoke_runs_on_the_cpu(tmp_path):
     out = tmp_path / "shapes.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "gpu_launch_shapes.py"), "--smoke", "--refs",
+        [sys.executable, str(root / "tools" / "gpu" / "gpu_launch_shapes.py"), "--smoke", "--refs",
          str(tmp_path / "none.npz"), "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=root, env=env,  # a hang guard: ~11 s here
     )
@@ -434,7 +424,7 @@ def test_extract_checks_flow_impl_before_anything_is_written(tmp_path):
     """A bad --flow-impl is refused by extract() itself, before the store is created."""
     import cv2
 
-    from flowkit.extract import extract
+    from flowkit.pipeline.extract import extract
 
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -69,6 +69,7 @@ def _written(store: Path) -> int:
         return 0
 
 
+@pytest.mark.system
 def test_resume_after_kill_9(clips, tmp_path):
     args = ["--k", 2, "--fast", "--workers", 2, "--chunk-windows", 4, "--quiet"]
     ref = tmp_path / "ref.zarr"
@@ -89,7 +90,7 @@ def test_resume_after_kill_9(clips, tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     s = FeatureStore(out)
     n_chunks = s.written("long", 2).size

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from flowkit.crop import crop_face
-from flowkit.sources import read_image_files
+from flowkit.face.crop import crop_face
+from flowkit.io.sources import read_image_files
 
 VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "WolfgangLanger_Pexels.mp4"
 BOX = (200, 40, 440, 320)

@@ -1,4 +1,4 @@
-"""flowkit.landmarks: model file resolution, the MediaPipe -> dlib-68 mapping, the face box."""
+"""flowkit.face.landmarks: model file resolution, the MediaPipe -> dlib-68 mapping, the face box."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from flowkit.crop import crop_face
 from flowkit.errors import FlowkitError
-from flowkit.landmarks import Face, make_landmarker, model_file
-from flowkit.landmarks.mapping import MEDIAPIPE_TO_DLIB68, mesh_to_dlib68
-from flowkit.sources import open_source
+from flowkit.face.crop import crop_face
+from flowkit.face.landmarks import Face, make_landmarker, model_file
+from flowkit.face.landmarks.mapping import MEDIAPIPE_TO_DLIB68, mesh_to_dlib68
+from flowkit.io.sources import open_source
 
 # Frames without occlusion (a hand covers the face in WolfgangLanger frames ~64-240, where dlib's
 # own points are unreliable), spread over each video.
@@ -135,7 +135,7 @@ def test_unknown_backend():
 
 
 def test_dlib_missing_gives_install_hint(monkeypatch):
-    from flowkit.landmarks.dlib_backend import DlibLandmarker
+    from flowkit.face.landmarks.dlib_backend import DlibLandmarker
 
     monkeypatch.setitem(sys.modules, "dlib", None)
     with pytest.raises(FlowkitError, match=r"pip install '\.\[dlib\]'"):

@@ -21,8 +21,8 @@ def checkpoint(shared_dir, mediapipe_model, tmp_path_factory):
     keras = shared_dir / "weights" / "softnet-keras" / "casme2_micro_s1.hdf5"
     if not keras.is_file():
         pytest.skip(f"released Keras weights {keras} are absent")
-    from flowkit.extract import TEST_TVL1
     from flowkit.flow.params import check_params
+    from flowkit.pipeline.extract import TEST_TVL1
     from spotnet import load_model, save_model
 
     path = tmp_path_factory.mktemp("live") / "micro.pt"
@@ -31,6 +31,7 @@ def checkpoint(shared_dir, mediapipe_model, tmp_path_factory):
     return path
 
 
+@pytest.mark.system
 def test_live_reports_intervals_while_the_stream_runs(checkpoint, data_dir, tmp_path):
     video = data_dir / "WolfgangLanger_Pexels.mp4"  # 472 frames at 23.976 fps: about 20 s played in real time
     cmd = [sys.executable, "-m", "cli.spotnet_app", "live", str(checkpoint), str(video), "--jsonl", "--realtime",
@@ -80,7 +81,7 @@ class _ScriptedLandmarker:
         self.present = True
 
     def detect(self, image):
-        from flowkit.landmarks.face import Face
+        from flowkit.face.landmarks.face import Face
 
         if not self.present:
             return None
@@ -97,9 +98,9 @@ class _ScriptedLandmarker:
 
 
 def test_extractor_relocks_in_a_new_segment_and_never_mixes_crops():
-    from flowkit.extract import TEST_TVL1, ExtractionSettings
     from flowkit.flow.params import check_params
-    from flowkit.live import FaceTracking, LiveExtractor
+    from flowkit.pipeline.extract import TEST_TVL1, ExtractionSettings
+    from flowkit.pipeline.live import FaceTracking, LiveExtractor
 
     settings = ExtractionSettings(backend="opencv", device=None, backend_name="opencv",
                                   params=check_params(dict(TEST_TVL1)).to_dict(), save_flow=False, chunk_windows=4,

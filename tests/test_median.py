@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import DEVICES, face_pairs, needs_optflow, needs_video
+from flow_fixtures import face_pairs, needs_optflow, needs_video
 
 from flowkit.flow.median import median_blur, median_blur_torch, median_network, sorting_network
 from flowkit.flow.opencv_tvl1 import tvl1_opencv
@@ -80,7 +80,6 @@ def test_network_sizes():
     assert sum(lo + hi for _, _, lo, hi in median_network(5)) == 146
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ksize", [3, 5])
 @pytest.mark.parametrize("kind", ["normal", "ties", "wide"])
 @pytest.mark.parametrize("shape", [(2, 2, 23, 31), (1, 2, 4, 3), (1, 1, 1, 1)])
@@ -99,7 +98,6 @@ def test_matches_cv2_bitwise(device, ksize, kind, shape, deterministic):
 
 @needs_video
 @needs_optflow
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [6, 18])
 def test_matches_cv2_on_real_flows(device, k, deterministic):
     a, b = face_pairs(k, (0, 40))

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from flow_fixtures import DEVICES
 
 from spotnet import SOFTNet, SpotnetError, count_parameters, load_checkpoint, load_model, minmax_normalize, save_model
 
@@ -16,7 +15,6 @@ def test_parameter_count_matches_table3():
     assert count_parameters(SOFTNet()) == 78 + 130 + 208 + 784 * 400 + 400 + 401 == 314_817
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 5])
 def test_forward_shape_device_dtype(device, batch):
     torch.manual_seed(0)
@@ -71,7 +69,6 @@ def test_forward_rejects_bad_shape(shape):
         SOFTNet()(torch.zeros(shape))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_minmax_normalize(device, dtype):
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""flowkit.head_motion, eye_mask, roi, features (SPEC 4) with hand-made inputs."""
+"""flowkit.features.head_motion, eye_mask, roi, features (SPEC 4) with hand-made inputs."""
 
 from __future__ import annotations
 
@@ -6,29 +6,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from flow_fixtures import DEVICES
 
+from fixtures.faces import face_points
 from flowkit.errors import FlowkitError
-from flowkit.eye_mask import apply_eye_mask, eye_mask, eye_polygons
-from flowkit.features import FlowFeatures, features_from_flow
-from flowkit.head_motion import landmarks_as_int, nose_patch, remove_head_motion
-from flowkit.roi import extract_roi, roi_boxes
-
-
-def face_points() -> np.ndarray:
-    """A plausible frontal face in a 128x128 crop, dlib 68 order (x, y)."""
-    p = np.zeros((68, 2), np.float32)
-    p[0:17] = [(10 + 6.75 * i, 60 + 40 * np.sin(np.pi * i / 16)) for i in range(17)]
-    p[17:22] = [(22 + 8 * i, 40 - 3 * (i in (1, 2, 3))) for i in range(5)]
-    p[22:27] = [(74 + 8 * i, 40 - 3 * (i in (1, 2, 3))) for i in range(5)]
-    p[27:31] = [(64, 48 + 6 * i) for i in range(4)]
-    p[31:36] = [(56 + 4 * i, 74) for i in range(5)]
-    p[36:42] = [(34, 52), (40, 48), (46, 48), (52, 52), (46, 55), (40, 55)]
-    p[42:48] = [(76, 52), (82, 48), (88, 48), (94, 52), (88, 55), (82, 55)]
-    p[48:60] = [(48, 92), (54, 88), (60, 86), (64, 87), (68, 86), (74, 88), (80, 92),
-                (74, 97), (68, 99), (64, 99), (60, 99), (54, 97)]
-    p[60:68] = [(50, 92), (58, 90), (64, 90), (70, 90), (78, 92), (70, 94), (64, 94), (58, 94)]
-    return p
+from flowkit.features.chain import FlowFeatures, features_from_flow
+from flowkit.features.eye_mask import apply_eye_mask, eye_mask, eye_polygons
+from flowkit.features.head_motion import landmarks_as_int, nose_patch, remove_head_motion
+from flowkit.features.roi import extract_roi, roi_boxes
 
 
 def test_landmarks_as_int_rounds_to_nearest():
@@ -46,7 +30,6 @@ def test_landmarks_as_int_rounds_to_nearest():
 # --- 4.1 head motion -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_head_motion_mean_removal(device):
     pts = face_points()  # landmark 28 at (64, 54)
     rng = np.random.default_rng(1)
@@ -116,7 +99,6 @@ def test_eye_mask_clamped():
     assert m[52, 0] and m[0, 40] and m[52, 127]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_apply_eye_mask(device):
     uve = torch.ones(2, 3, 128, 128, device=device)
     mask = eye_mask(face_points())
@@ -188,7 +170,6 @@ def test_extract_roi_against_cv2():
 # --- features ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_features_smoke(device):
     flow = torch.randn(4, 2, 128, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).to(device)
     out = features_from_flow(flow, face_points())

@@ -1,6 +1,6 @@
 """The Triton implementations' inner kernels, compiled for the H100/H200 (sm_90) on the CPU.
 
-benchmarks/sass_model.py compiles them ahead of time with the ptxas that Triton's wheel brings
+tools/kernels/sass_model.py compiles them ahead of time with the ptxas that Triton's wheel brings
 and reads the machine code; it runs in a process of its own, away from the interpreter that
 test_flow_triton.py sets up.
 """
@@ -25,7 +25,7 @@ if importlib.util.find_spec("triton") is None:
 @pytest.fixture(scope="module")
 def defaults() -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sass_model.py"), "--defaults-only"],
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "kernels" / "sass_model.py"), "--defaults-only"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     if done.returncode != 0 and "cuobjdump" in done.stderr and "No such file" in done.stderr:
         pytest.skip("this triton wheel brings no cuobjdump")

@@ -1,4 +1,4 @@
-"""flowkit.sources: frame reading and input discovery."""
+"""flowkit.io.sources: frame reading and input discovery."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.sources import (
+from flowkit.io.sources import (
     ImageFolderSource,
     VideoFileSource,
     discover_videos,

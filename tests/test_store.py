@@ -1,4 +1,4 @@
-"""The Zarr feature store (docs/STORE.md): round trip, named dims, resume state, lock, bad paths."""
+"""The Zarr feature store (docs/store.md): round trip, named dims, resume state, lock, bad paths."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.store import SCHEMA_VERSION, FeatureStore
+from flowkit.io.store import SCHEMA_VERSION, FeatureStore
 
 PARAMS = {"nscales": 2, "warps": 1}
 
@@ -95,7 +95,7 @@ def test_second_writer_refused_same_process(tmp_path):
 
 def test_second_writer_refused_other_process(tmp_path):
     path = tmp_path / "out.zarr"
-    code = ("import sys; from flowkit.store import FeatureStore; from flowkit.errors import FlowkitError\n"
+    code = ("import sys; from flowkit.io.store import FeatureStore; from flowkit.errors import FlowkitError\n"
             "try:\n    FeatureStore(sys.argv[1], mode='a')\nexcept FlowkitError as e:\n    print(e); sys.exit(3)\n")
     with FeatureStore(path, mode="a"):
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
@@ -151,7 +151,7 @@ def _written_store(path, n_windows=10, chunk=4):
 def test_every_array_is_checksummed_and_a_bit_flip_is_named(tmp_path):
     import zarr
 
-    from flowkit.store import has_checksum
+    from flowkit.io.store import has_checksum
 
     path = tmp_path / "out.zarr"
     s, feats = _written_store(path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.sources import discover_videos
+from flowkit.io.sources import discover_videos
 from flowkit.synth import DEFAULT_DATA_DIR, make_synthetic_dataset
 
 SHARED_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"

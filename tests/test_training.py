@@ -177,7 +177,7 @@ def test_cli_spot_on_a_video_keeps_its_store(run, data_dir, mediapipe_model, tmp
     from video_clips import write_frames
 
     from cli.spotnet_app import main
-    from flowkit.store import FeatureStore
+    from flowkit.io.store import FeatureStore
 
     out, _ = run
     monkeypatch.delenv("FLOWKIT_MEDIAPIPE_MODEL", raising=False)

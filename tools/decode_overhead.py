@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flowkit.plan import VideoWork, min_units_for, plan_units, unit_chunks
-from flowkit.store import DEFAULT_CHUNK_WINDOWS
-from flowkit.video_index import VideoIndex, index_video
+from flowkit.io.store import DEFAULT_CHUNK_WINDOWS
+from flowkit.io.video_index import VideoIndex, index_video
+from flowkit.pipeline.plan import VideoWork, min_units_for, plan_units, unit_chunks
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "noface_face.mov"]

@@ -19,7 +19,7 @@ class FlowBackend:
     takes_tensors: its input moves to the run's torch device as tensors (else numpy).
     has_impls: it takes ``impl`` (the torch solver's eager / triton).
     batched: one call solves a whole batch at once and gains from large batches, so a run feeds
-        one solver from many units (:class:`flowkit.engines.BatchedEngine`) instead of one
+        one solver from many units (:class:`flowkit.pipeline.engines.BatchedEngine`) instead of one
         process per core.
     gpu_only: it always runs on a GPU (else: on the GPU when its torch device is CUDA).
     """

@@ -16,9 +16,10 @@ Implementations of the inner iteration share this driver: "eager" (plain torch o
 any device), "triton" (``triton_tvl1``: an inner iteration fused into two kernel launches and the
 median into one; CUDA, or the CPU under ``TRITON_INTERPRET=1``), "triton-tiles" (three inner
 iterations per launch on tiles of whole rows: less than half the memory traffic per iteration, but
-slower on an H200) and "triton-strips" (five inner iterations per launch, a one-warp program
-walking down a column strip; twice "triton"'s pairs/s on an H100, and what "auto" takes on CUDA).
-The Triton implementations also run the warp step as one kernel.
+its shifts go through shared memory between barriers) and "triton-strips" (five inner iterations per
+launch, a one-warp program walking down a column strip, its shifts warp shuffles; what "auto" takes
+on CUDA). The Triton implementations also run the warp step as one kernel. Their measured speeds
+and accuracy: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -37,20 +38,14 @@ from flowkit.flow.remap import remap_cubic
 __all__ = ["IMPLS", "centered_gradient", "divergence", "forward_gradient", "resolve_impl", "tvl1_torch"]
 
 IMPLS = ("auto", "eager", "triton", "triton-tiles", "triton-strips")
-#: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``):
-#: "triton" one iteration per launch on blocks of 256 pixels, the fastest of gpu_check.py's 11
-#: shapes on an H200 (293 ns per pair-iteration against 385 for blocks of 512; end to end 1470
-#: pairs/s against 1186, the same flow: benchmarks/results/triton_block_h200.json). "triton-tiles"
-#: three iterations per launch on tiles of 16 rows and 16 warps, the shape the sass/bytes model
-#: rated highest; measured slower on the H200 (896 pairs/s, gpu_check_h200_stop19.json): its
-#: tl.gather shifts cost more than the bytes they save. Kept as an option. "triton-strips" five
-#: iterations per launch on strips 32 columns wide, one warp each (its shifts are warp shuffles,
-#: no barrier): compiled for sm_90, 7.8 warp instructions and 16.8 DRAM bytes per pixel-iteration
-#: against 10.2 and 64 for "triton", 80 registers, no spills (benchmarks/results/sass_model_sm90.json).
-#: Measured end to end at B=4096, SPEC defaults: 2,579 pairs/s on an H100 against 1,263 for "triton"
-#: (gpu_check_h100.json), 2,728 against 1,481 on an H200 (gpu_check_h200_stop21.json); the fastest
-#: of the strip shapes tried (launch_shapes_h100.json), so "auto" takes it. Its flow differs from
-#: "triton"'s by rounding only (the same spread as eager's from "triton": launch_shapes_h100.json).
+#: The fused inner kernel's launch shape per Triton implementation (``triton_tvl1.FusedInner``),
+#: each the fastest of the shapes measured for it (docs/gpu.md, tools/gpu/): "triton" one
+#: iteration per launch on blocks of 256 pixels, the same flow as larger blocks. "triton-tiles"
+#: three iterations per launch on tiles of 16 rows and 16 warps, the shape the instruction and byte
+#: models rate highest; on a GPU its tl.gather shifts cost more than the bytes they save, so it is
+#: an option only. "triton-strips" five iterations per launch on strips 32 columns wide, one warp
+#: each: its shifts are warp shuffles, with no barrier and no shared memory, so it is what "auto"
+#: takes. Its flow differs from "triton"'s by rounding only, as eager's does.
 TRITON_LAUNCH = {"triton": {"block": 256}, "triton-tiles": {"steps": 3, "rows": 16, "num_warps": 16},
                  "triton-strips": {"steps": 5, "strip": 32, "num_warps": 1}}
 
@@ -114,8 +109,8 @@ def _triton_module():
 def resolve_impl(impl: str, device) -> str:
     """The inner-iteration implementation that runs: "eager", "triton", "triton-tiles" or "triton-strips".
 
-    "auto" is "triton-strips", faster than "triton" at every batch measured on an H100 and an H200
-    and the fastest from B = 1024 up (see ``TRITON_LAUNCH``), on a CUDA device when the ``triton``
+    "auto" is "triton-strips", the fastest on the GPUs measured (``TRITON_LAUNCH``, docs/gpu.md),
+    on a CUDA device when the ``triton``
     package (the ``gpu`` extra) loads, else "eager". The Triton implementations on the CPU need
     ``TRITON_INTERPRET=1`` set before the kernels were first imported (Triton's interpreter, for
     tests).
@@ -154,7 +149,8 @@ class _Solver:
     them separately.
     """
 
-    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False, impl: str = "eager"):
+    def __init__(self, p: TVL1Params, early_stop: str, compile: bool = False, impl: str = "eager",
+                 launch: dict | None = None):
         self.p = p
         self.l_t = p.lambda_ * p.theta
         self.taut = p.tau / p.theta
@@ -168,7 +164,8 @@ class _Solver:
 
             self.median_fn = median_blur_triton
             self.warp_fn = warp_triton
-            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, **TRITON_LAUNCH[impl])
+            shape = TRITON_LAUNCH[impl] if launch is None else launch
+            self.fused = FusedInner(l_t=self.l_t, theta=p.theta, taut=self.taut, **shape)
         if compile:
             self.iterate = torch.compile(self.iterate, dynamic=True)
 
@@ -255,6 +252,7 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
     early_stop: str = "auto",
     compile: bool = False,
     impl: str = "auto",
+    launch: dict | None = None,
 ) -> torch.Tensor:
     """Dual TV-L1 flow from ``prev`` to ``nxt`` for a batch of pairs, as OpenCV computes it.
 
@@ -276,6 +274,10 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
             elementwise kernels; the first call pays the compilation). Off by default.
         impl: one of ``IMPLS`` (see ``resolve_impl``): how the inner iterations and the median
             run. "auto" is "triton-strips" on CUDA when triton is installed.
+        launch: the fused inner kernel's launch shape, ``triton_tvl1.FusedInner``'s keywords
+            (e.g. ``{"block": 512}``) for a Triton impl; None takes ``TRITON_LAUNCH[impl]``. For
+            comparing shapes (tools/gpu/gpu_launch_shapes.py); every shape gives the same flow up to
+            rounding.
 
     A batch that does not fit in GPU memory (``torch.cuda.OutOfMemoryError``) is solved in
     halves, recursively, down to single pairs; each pair's flow does not depend on its batch.
@@ -313,7 +315,9 @@ def tvl1_torch(  # noqa: PLR0913 - SPEC 2's 11 TV-L1 knobs, keyword-only and nam
         raise FlowkitError(f"early_stop should be 'auto' or 'masked' with impl {impl!r}, got {early_stop!r}")
     if impl in TRITON_LAUNCH and compile:
         raise FlowkitError(f"compile should be False with impl {impl!r} (its kernels are fused already), got True")
-    return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl))
+    if launch is not None and impl not in TRITON_LAUNCH:
+        raise FlowkitError(f"launch should be None with impl {impl!r} (it shapes the Triton kernels), got {launch}")
+    return _solve_halving(i0, i1, _Solver(p, early_stop, compile, impl, launch))
 
 
 def _solve_halving(i0: torch.Tensor, i1: torch.Tensor, solver: _Solver) -> torch.Tensor:

@@ -231,8 +231,8 @@ def tile_source(name: str, steps: int, channels: int, rows: int, columns: bool =
     ``columns``: for images wider than BW. The rows are cut into column tiles that likewise read
     ``steps`` columns at either side of the ``BW - 2 * steps`` they write; grid: (row tiles x
     column tiles, n), the column tile varying fastest. A separate kernel: one kernel for both,
-    its halo chosen at run time, cost whole-row tiles 7 % more instructions (8.67 -> 9.25 warp
-    instructions per pixel-iteration, benchmarks/sass_model.py, triton 3.8).
+    its halo chosen at run time, cost whole-row tiles more warp instructions per pixel-iteration
+    (tools/kernels/sass_model.py counts them).
     """
     own = rows - 2 * steps
     if own < 1:
@@ -318,7 +318,7 @@ def strip_source(name: str, steps: int, channels: int, prefetch: bool = False) -
 
     ``prefetch``: load the next row's state and first-step constants (their first read, from
     DRAM) one row ahead, so that their latency overlaps a row of arithmetic instead of stalling
-    the warp; costs registers. An option for the GPU to measure (benchmarks/gpu_launch_shapes.py).
+    the warp; costs registers. An option for the GPU to measure (tools/gpu/gpu_launch_shapes.py).
     """
     own = f"(BW - {2 * steps})"
     lines = [

@@ -1,7 +1,7 @@
 """Triton kernels for the TV-L1 solver's hot loop: the fused inner iteration, the warp step and the median.
 
-The eager inner iteration is ~33 kernels and ~536 bytes per pixel (every elementwise step
-writes a full tensor). Here ``steps`` iterations (1 or more) are two launches:
+The eager inner iteration is dozens of kernels, every elementwise step reading and writing full
+tensors (tools/kernels/cost_model.py counts them). Here ``steps`` iterations (1 or more) are two launches:
 
 - the inner kernel (its source written by ``triton_stencil``) does the thresholding step, the
   primal update, the divergence and the dual update, ``steps`` times, and writes the new state
@@ -73,7 +73,7 @@ def _launch(name: str, kernel, grid, args, meta: dict, *, bytes_rw):
 
 def record_launch(name: str, bytes_rw) -> None:
     """Note a launch of kernel ``name`` for ``count_launches``, if counting (``_launch`` does;
-    benchmarks/cost_model.py also calls it for launches it counts without running)."""
+    tools/kernels/cost_model.py also calls it for launches it counts without running)."""
     if _launch_log is not None:
         _launch_log.append((name, *bytes_rw()))
 
@@ -170,8 +170,8 @@ class FusedInner:
     Args:
         l_t: lambda * theta; theta; taut: tau / theta (as in the eager solver).
         steps: inner iterations per kernel launch. 1 reads and writes the state and the warp
-            constants once per iteration (64 B per pixel with C = 2); 2 once per two iterations
-            (32 B a pixel-iteration on blocks, 38.7 on tiles of 16 rows with their edge rows).
+            constants once per iteration; 2 once per two iterations, halving that traffic (a
+            little less on tiles, which also read their edge rows).
         rows: None: a program owns ``block`` pixels and recomputes the neighbours' steps it needs
             (3 flow evaluations per pixel for one step, 15 for two: ``triton_stencil.inner_source``).
             An int: a program owns a tile of ``rows`` whole rows and shifts tensors with
@@ -179,10 +179,10 @@ class FusedInner:
             either end read again by the next tile (``triton_stencil.tile_source``). A tile is
             ``rows`` x the next power of two >= W, up to ``tile_width``.
         block: pixels per program (``rows`` None, on a GPU); num_warps: warps per program.
-            benchmarks/sass_model.py and tools/gpu/gpu_check.py compare the choices.
+            tools/kernels/sass_model.py and tools/gpu/gpu_check.py compare the choices.
         tile_width: the widest tile. Wider images are cut into column tiles that read ``steps``
             columns again at either side. At 128 (SPEC's crop) the default tiles compile for sm_90
-            without register spills; at 256 they spill (benchmarks/sass_model.py).
+            without register spills; at 256 they spill (tools/kernels/sass_model.py).
         strip: None, or the width of a column strip (a power of two > 2 * ``steps``): a program
             walks down a strip with every step in flight, the rows above and below carried in
             registers, and writes its ``strip - 2 * steps`` middle columns

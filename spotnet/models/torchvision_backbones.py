@@ -3,7 +3,7 @@
 Each keeps torchvision's convolutional trunk, unchanged, on (B, 3, 42, 42) windows, and replaces
 the ImageNet classifier by global average pooling and ``Linear(C, 1)``: the head with the fewest
 parameters, which brings the counts closest to the paper's Table 3 (the paper's Keras models,
-``include_top=False`` plus ``Dense(1)``; docs/MODELS.md compares the counts). The trunks
+``include_top=False`` plus ``Dense(1)``; docs/models.md compares the counts). The trunks
 downsample by 32, so 42x42 windows reach the pooling as 2x2 maps (VGG-16: 1x1).
 """
 

@@ -117,8 +117,8 @@ def prepared_store(path: Path, folders: list[Path], box, landmarks: np.ndarray) 
     """A store holding each folder as an earlier run's first pass would have left it."""
     import cv2
 
-    from flowkit.crop import CROP_CONVENTION
-    from flowkit.store import FeatureStore
+    from flowkit.face.crop import CROP_CONVENTION
+    from flowkit.io.store import FeatureStore
 
     with FeatureStore(path, mode="a") as store:
         for folder in folders:
@@ -133,7 +133,7 @@ def prepared_store(path: Path, folders: list[Path], box, landmarks: np.ndarray) 
 
 
 def run_extract(root: Path, folders, box, store: Path, *, ks, smoke: bool, decoders: int) -> dict:
-    from flowkit.extract import TEST_TVL1, extract
+    from flowkit.pipeline.extract import TEST_TVL1, extract
 
     prepared_store(store, folders, box, synthetic_landmarks())
     t0 = time.perf_counter()
@@ -151,7 +151,7 @@ def run_extract(root: Path, folders, box, store: Path, *, ks, smoke: bool, decod
 
 def stores_equal(a: Path, b: Path) -> bool:
     """Every features array of two stores bitwise equal, with the same videos and k."""
-    from flowkit.store import FeatureReader
+    from flowkit.io.store import FeatureReader
 
     ra, rb = FeatureReader(a), FeatureReader(b)
     if sorted(ra.videos()) != sorted(rb.videos()):

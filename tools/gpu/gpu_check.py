@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # provenance
-sys.path.insert(0, str(ROOT / "benchmarks"))  # sass_model
+sys.path.insert(1, str(ROOT / "tools" / "kernels"))  # sass_model.py, the kernels' instruction model
 SPEC: dict = {}  # SPEC 2 defaults
 SMOKE = dict(nscales=1, warps=1, outer_iterations=1, inner_iterations=2)
 BATCHES = (64, 256, 1024, 4096)

@@ -24,9 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from flow_fixtures import FACE_VIDEO, face_frames, face_pairs  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from fixtures.faces import FACE_VIDEO, face_frames, face_pairs  # noqa: E402
 from flowkit.flow.opencv_tvl1 import tvl1_opencv  # noqa: E402
 from flowkit.flow.torch_tvl1 import tvl1_torch  # noqa: E402
 
