@@ -30,6 +30,7 @@ from torch import nn
 
 from spotnet.augment import training_windows
 from spotnet.dataset import ChunkShuffleSampler, VideoWindows, WindowDataset, training_index
+from spotnet.determinism import seed_all
 from spotnet.errors import SpotnetError
 from spotnet.models import build_model
 
@@ -77,9 +78,7 @@ def fold_batches(videos: Sequence[VideoWindows], train: Sequence[int], expressio
 
 
 def _initial_model(recipe) -> nn.Module:
-    from spotnet.training import _seed_all
-
-    _seed_all(recipe.seed)
+    seed_all(recipe.seed)
     return build_model(recipe.backbone)
 
 

@@ -17,22 +17,23 @@ from __future__ import annotations
 import uuid
 
 from flowkit.errors import FlowkitError
+from spotnet.determinism import deterministic
 from spotnet.errors import SpotnetError
 
 __all__ = ["run_groups", "train_group"]
 
 
-def train_group(run, plan, group: list) -> list[str]:
-    """Task body: train and save one group of folds in this worker; the subjects of the group."""
-    from spotnet.training import _deterministic, _train_group
-
-    with _deterministic(run.threads):
-        _train_group(run, plan, group)
+def train_group(run, plan, group: list, train) -> list[str]:
+    """Task body: ``train(run, plan, group)`` (the trainer's group step, which saves each fold) in
+    this worker; the subjects of the group."""
+    with deterministic(run.threads):
+        train(run, plan, group)
     return [fold[0] for fold in group]
 
 
-def run_groups(run, plan, groups: list[list]) -> None:
-    """Run every group as one task on ``run.scheduler`` and wait for all of them."""
+def run_groups(run, plan, groups: list[list], *, train) -> None:
+    """Run every group as one task on ``run.scheduler`` and wait for all of them; ``train`` is the
+    trainer's group step, a module-level function that Dask pickles by name."""
     from flowkit.pipeline.engines import DaskEngine
 
     try:
@@ -43,7 +44,7 @@ def run_groups(run, plan, groups: list[list]) -> None:
 
     resources = {"GPU": 1} if run.device.type == "cuda" else None
     tag = uuid.uuid4().hex[:8]
-    futures = [engine.client.submit(train_group, run, plan, group, pure=False, resources=resources,
+    futures = [engine.client.submit(train_group, run, plan, group, train, pure=False, resources=resources,
                                     key=f"spotnet-folds-{plan.expression}-{tag}-{n}")
                for n, group in enumerate(groups)]
     try:

@@ -226,8 +226,8 @@ class _LiveRun:
 def _setup(models: dict, source, options: LiveOptions, realtime: bool, extract_options: dict):
     from flowkit.errors import FlowkitError
     from flowkit.face.landmarks import make_landmarker
-    from flowkit.pipeline.extract import resolve_settings
     from flowkit.pipeline.live import FaceTracking, LiveExtractor, open_stream
+    from flowkit.pipeline.settings import resolve_settings
 
     recorded = [m.flow_params for _, group in models.values() for m in group if getattr(m, "flow_params", None)]
     try:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,9 +39,10 @@ from spotnet.dataset import (
     open_store,
     training_index,
 )
+from spotnet.determinism import deterministic, seed_all
 from spotnet.errors import SpotnetError
 from spotnet.evaluation import EvalInterval, evaluate, write_intervals_csv
-from spotnet.inference import model_threads, predict_video
+from spotnet.inference import predict_video
 from spotnet.models import build_model, get_spec
 from spotnet.spotting import spot_video
 
@@ -51,27 +50,6 @@ __all__ = ["EXPRESSIONS", "Recipe", "predict_video", "train_fold", "train_loso"]
 
 EXPRESSIONS = ("macro", "micro", "all")
 CONTROLS = (None, "random")
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-@contextmanager
-def _deterministic(threads: int | None):
-    # A fixed thread count also fixes the reduction order (spotnet.inference.cpu_threads says
-    # why SOFTNet gets one). cuBLAS is only deterministic with a fixed workspace, set before its
-    # first use.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        with model_threads(threads):
-            yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 @dataclass(frozen=True)
@@ -102,7 +80,7 @@ class Recipe:
 def train_fold(store_path, videos, train, expression, *, recipe: Recipe = Recipe(), device="cpu",
                progress=False, desc="") -> nn.Module:
     """Train one fold's model (``recipe.backbone``) from scratch on the training videos ``train`` (indices)."""
-    _seed_all(recipe.seed)
+    seed_all(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     index, labels, codes = training_index(videos, train, expression, rng=rng, label_kind=recipe.label_kind)
     data = WindowDataset(store_path, videos, index, labels, codes, seed=recipe.seed)
@@ -299,7 +277,7 @@ def _train_parallel(run: _Run, plan: _TypePlan) -> dict[str, list[np.ndarray]]:
     if run.scheduler is not None:
         from spotnet.fold_tasks import run_groups
 
-        run_groups(run, plan, groups)  # the workers save each fold; a lost group runs again
+        run_groups(run, plan, groups, train=_train_group)  # the workers save each fold; a lost group runs again
         return {fold[0]: _resumed_scores(run, plan, fold) for fold in todo}
     windows = load_windows(run.store_path, plan.videos, device=run.device, share=run.memory_share)
     out: dict[str, list[np.ndarray]] = {}
@@ -468,7 +446,7 @@ def train_loso(  # noqa: PLR0913 - public keyword-only API, one knob per `spotne
     # Every type's folds and every resumed fold are checked before the first fold trains.
     plans = [_plan_type(run, kind) for kind in (("macro", "micro") if expression == "all" else (expression,))]
     _check_resumable(run, plans)
-    with _deterministic(threads):
+    with deterministic(threads):
         per_type = {plan.expression: _run_type(run, plan) for plan in plans}
     pred = [it for r in per_type.values() for it in r.pred]
     gt = [it for r in per_type.values() for it in r.gt]

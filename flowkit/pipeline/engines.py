@@ -21,9 +21,6 @@ themselves (:class:`flowkit.io.store.ChunkWriter`).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
-import os
-import threading
 import time
 import uuid
 from collections import deque
@@ -36,9 +33,10 @@ from flowkit.errors import FlowkitError
 from flowkit.pipeline.plan import windows_of
 from flowkit.pipeline.stages import STAGES, StageTimes, union_seconds
 from flowkit.pipeline.units import DecodedUnit, UnitResult, UnitTask, decode_unit, run_unit, to_host
+from flowkit.pipeline.workers import WORKER_PRELOAD, kill_pids, process_pool, terminate_pool
 
 if TYPE_CHECKING:
-    from flowkit.pipeline.extract import ExtractionSettings
+    from flowkit.pipeline.settings import ExtractionSettings
 
 __all__ = ["WORKER_PRELOAD", "BatchedEngine", "DaskEngine", "InlineEngine", "ProcessEngine", "check_scheduler",
            "make_engine", "solver_impl", "start_engine"]
@@ -107,54 +105,6 @@ class InlineEngine:
 
 
 # ---------------------------------------------------------------------- local processes
-def _init_worker(driver_pid: int) -> None:
-    import cv2
-    import torch
-
-    # One process per core: more OpenCV or torch threads per process only contend.
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    _exit_with_driver(driver_pid)
-
-
-def _exit_with_driver(driver_pid: int, period_s: float = 0.5) -> None:
-    """End this worker soon after the driver process dies, even by SIGKILL.
-
-    A worker's parent is the forkserver, not the driver, so a parent-death signal would not see
-    the driver go; a daemon thread polls the driver's pid instead (any POSIX system).
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(period_s)
-            try:
-                os.kill(driver_pid, 0)
-            except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user)
-                os._exit(1)  # chunks already written are whole; the next run resumes from their flags
-
-    threading.Thread(target=watch, name="flowkit-driver-watch", daemon=True).start()
-
-
-#: What a worker imports before its first unit (the forkserver of the local pool, Dask's local:N workers).
-WORKER_PRELOAD = ("flowkit.pipeline.units", "flowkit.features.chain", "flowkit.flow", "flowkit.io.store", "cv2",
-                  "torch", "zarr")
-
-
-def process_pool(workers: int) -> cf.ProcessPoolExecutor:
-    """``workers`` processes that exit with this one, started from a forkserver that has the
-    heavy imports done (each worker starts in milliseconds instead of importing torch again)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        from multiprocessing import forkserver
-
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(WORKER_PRELOAD))
-        forkserver.ensure_running()  # its imports now, not at the first unit (start_engine runs this early)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(os.getpid(),))
-
-
 class ProcessEngine:
     """A local pool of ``settings.workers`` processes, each running whole units."""
 
@@ -569,38 +519,10 @@ class DaskEngine:
         if self.cluster is not None:
             pids = [getattr(getattr(getattr(w, "process", None), "process", None), "pid", None)
                     for w in self.cluster.workers.values()]
-            _kill_pids([pid for pid in pids if pid])
+            kill_pids([pid for pid in pids if pid])
         try:
             self.client.close(timeout=2)
             if self.cluster is not None:
                 self.cluster.close(timeout=2)
         except Exception:  # noqa: BLE001 - a cluster whose workers were just killed may time out closing
-            pass
-
-
-# ---------------------------------------------------------------------- stopping on a signal
-# Each engine's ``terminate()`` is what the driver calls instead of ``close()`` when the run is
-# interrupted (SIGINT, SIGTERM, an error): queued units are cancelled and running workers are
-# killed rather than waited for. A killed worker leaves whole chunks only (each chunk and flag is
-# one object, replaced atomically), so the next run resumes from the flags.
-def terminate_pool(pool: cf.ProcessPoolExecutor) -> None:
-    """Cancel a process pool's queued work and kill its workers now, without waiting for them."""
-    # The executor has no public way to reach its processes; ``_processes`` is how shutdown joins them.
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    _kill_pids([p.pid for p in processes if p.pid])
-    for p in processes:
-        p.join(timeout=1)
-    manager = getattr(pool, "_executor_manager_thread", None)  # it sees the pool broken and closes its queues
-    if manager is not None:
-        manager.join(timeout=1)
-
-
-def _kill_pids(pids: list[int]) -> None:
-    import signal
-
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)  # a unit's C code (cv2, torch) would not see a gentler signal soon
-        except ProcessLookupError:
             pass

@@ -36,20 +36,22 @@ from flowkit.errors import FlowkitError
 from flowkit.io.sources import DATA_ERRORS
 from flowkit.io.store import DEFAULT_CHUNK_WINDOWS, FeatureStore
 from flowkit.pipeline.plan import DEFAULT_UNIT_WINDOWS, VideoWork, min_units_for, plan_units  # noqa: F401 - re-exported
+from flowkit.pipeline.prepare import NoLandmarker, PreparedVideo, as_inputs, prepare_video
 from flowkit.pipeline.progress import ProgressBars
-from flowkit.pipeline.units import UnitTask, one_line
+from flowkit.pipeline.settings import (  # noqa: F401 - re-exported: the run's settings and presets
+    FAST_TVL1,
+    TEST_TVL1,
+    ExtractionSettings,
+    _decoders,
+    resolve_settings,
+)
+from flowkit.pipeline.units import one_line
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 __all__ = ["extract", "resolve_settings", "ExtractionReport", "ExtractionSettings", "VideoResult", "FAST_TVL1",
            "TEST_TVL1"]
-
-#: A reduced TV-L1 preset for demos (``flowkit extract --fast``): 3 scales, 2 warps, 10 inner and
-#: 2 outer iterations instead of OpenCV's 5/5/30/10. Not SPEC-exact: a fraction of the solver's work.
-FAST_TVL1 = {"nscales": 3, "warps": 2, "inner_iterations": 10, "outer_iterations": 2}
-#: Smallest useful preset, for tests only.
-TEST_TVL1 = {"nscales": 2, "warps": 1, "inner_iterations": 5, "outer_iterations": 1}
 
 # A video failing with one of these is reported and the others go on; anything else is a bug.
 _FAILURE_ERRORS = DATA_ERRORS
@@ -122,267 +124,8 @@ class ExtractionReport:
         return {**asdict(self), "store": str(self.store), "pairs_per_s": round(self.pairs_per_s, 3)}
 
 
-@dataclass(frozen=True)
-class ExtractionSettings:
-    """A run's settings, resolved once by :func:`extract` and passed whole to every video.
-
-    backend: the resolved TV-L1 backend, "opencv", "torch" or "opencv-cuda".
-    device: the torch device of the torch backend, else None.
-    backend_name: what the store records per k: ``backend``, or "backend:device".
-    params: TV-L1 parameters, ``TVL1Params.to_dict()``.
-    save_flow: also store the (n_windows, 2, 128, 128) flow.
-    chunk_windows: windows per stored chunk (the resume unit).
-    batch_windows: windows per TV-L1 call.
-    workers: processes computing tasks, or 1 with ``threaded``.
-    threaded: one solver thread in this process beside the decoding (GPU, torch solver).
-    landmark_backend: "mediapipe" or "dlib", recorded per video.
-    flow_impl: the torch solver's implementation, one of ``torch_tvl1.IMPLS`` (``tvl1(impl=...)``).
-    as_released: the released code's two round trips (SPEC 9): each colour crop through JPEG and
-        back in gray (:func:`flowkit.face.crop.jpeg_round_trip`), and u, v through cv2.cartToPolar and
-        back on the host (:func:`flowkit.flow.polar.polar_round_trip`), whatever the backend.
-        Recorded per video; part of the resume check.
-    """
-
-    backend: str
-    device: torch.device | None
-    backend_name: str
-    params: dict
-    save_flow: bool
-    chunk_windows: int
-    batch_windows: int
-    workers: int
-    threaded: bool
-    landmark_backend: str
-    flow_impl: str = "auto"
-    unit_windows: int | None = None
-    decoders: int = 1
-    unit_threads: int | None = None
-    as_released: bool = False
-
-    @property
-    def on_gpu(self) -> bool:
-        from flowkit.flow.backend import backend_info
-
-        return backend_info(self.backend).on_gpu(self.device)
-
-    def solve(self, prev: np.ndarray, nxt: np.ndarray):
-        """TV-L1 of (B, H, W) uint8 pairs with this run's backend: (B, 2, H, W), a tensor on
-        ``device`` for torch, else numpy; with ``as_released``, after the cartToPolar round trip."""
-        from flowkit.flow import tvl1
-        from flowkit.flow.backend import backend_info
-
-        info = backend_info(self.backend)
-        prev, nxt = self.upload(prev), self.upload(nxt)
-        impl = {"impl": self.flow_impl} if info.has_impls else {}
-        flow = tvl1(prev, nxt, backend=self.backend, device=self.device, **impl, **self.params)
-        if self.as_released:  # the released code's cartToPolar round trip, on the host for every backend
-            from flowkit.flow.polar import polar_round_trip
-            from flowkit.pipeline.units import to_host
-
-            back = polar_round_trip(to_host(flow))
-            if info.takes_tensors:
-                import torch
-            flow = torch.from_numpy(back).to(flow.device) if info.takes_tensors else back
-        return flow
-
-    def upload(self, frames):
-        """(B, H, W) uint8 frames where ``solve`` takes them: a tensor on ``device`` for torch
-        (a tensor already there passes as it is), else unchanged."""
-        from flowkit.flow.backend import backend_info
-
-        if not backend_info(self.backend).takes_tensors:
-            return frames
-        import torch
-
-        dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
-        return torch.as_tensor(frames, device=dev)
-
-    def limit_threads(self) -> None:
-        """In a worker that shares the machine with others, one OpenCV and one torch thread."""
-        if self.unit_threads is None:
-            return
-        import cv2
-        import torch
-
-        cv2.setNumThreads(self.unit_threads)
-        if torch.get_num_threads() != self.unit_threads:
-            torch.set_num_threads(self.unit_threads)
-
-
 # ---------------------------------------------------------------------- inputs
-def _as_inputs(inputs) -> list:
-    from flowkit.io.sources import VideoInput, discover_videos
-
-    if isinstance(inputs, (str, os.PathLike, VideoInput)):
-        inputs = [inputs]
-    out = []
-    for item in inputs:
-        if isinstance(item, VideoInput):
-            out.append(item)
-        else:
-            out.extend(discover_videos(item))
-    real: set = set()  # one file reached twice (a symbolic link, two arguments) is one video
-    out = [v for v in out if not (Path(v.path).resolve() in real or real.add(Path(v.path).resolve()))]
-    seen = set()
-    for v in out:
-        if v.video_id in seen:
-            raise FlowkitError(f"video ids should be unique in one store, got {v.video_id!r} twice")
-        seen.add(v.video_id)
-    return out
-
-
-class _Frames:
-    """One pass over a source that remembers frame 0 and the last frame read.
-
-    It is its own iterator, so find_reference stops at the reference frame and nothing after it
-    is decoded; ``path`` names the source in find_reference's error message.
-    """
-
-    def __init__(self, source):
-        self.path = source.path
-        self._it = iter(source)
-        self.first = None
-        self.last = None
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> np.ndarray:
-        frame = next(self._it)
-        if self.first is None:
-            self.first = frame
-        self.last = frame
-        return frame
-
-
-class _NoLandmarker:
-    """Stands in for the landmarker when every video was prepared by an earlier run."""
-
-    def detect(self, image):
-        raise FlowkitError("a landmarker should be loaded for a video without a stored face, got none")
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class _Video:
-    """A prepared video in the driver: what its units need, and what happened to it."""
-
-    input: object
-    intervals: list | None
-    attrs: dict
-    landmarks: np.ndarray
-    files: list[str] | None = None
-    index: object | None = None
-    messages: list[str] = field(default_factory=list)
-    failed: str | None = None
-    pairs: int = 0
-
-    @property
-    def vid(self) -> str:
-        return self.input.video_id
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.attrs["n_frames"])
-
-    @property
-    def sequential(self) -> bool:
-        return self.attrs.get("reader") == "sequential"
-
-    def task(self, unit, store_path: str) -> UnitTask:
-        first, stop = unit.frames
-        files = tuple(self.files[first:stop]) if self.files is not None and not unit.sequential else None
-        index = self.index.window(first, stop) if self.index is not None and not unit.sequential else None
-        shape = self.attrs.get("frame_shape")
-        return UnitTask(unit, str(self.input.path), store_path, tuple(self.attrs["crop_box"]), self.landmarks,
-                        files=files, index=index, frame_shape=tuple(shape) if shape else None,
-                        jpeg=bool(self.attrs.get("as_released", False)))
-
-
-def _describe_source(source) -> tuple[str, list[str] | None, object | None]:
-    """(reader, image files, video index) of an opened source: how its units find frames."""
-    from flowkit.io.sources import ImageFolderSource
-
-    if isinstance(source, ImageFolderSource):
-        return "images", [str(f) for f in source.files], None
-    index = source.index
-    return ("seek" if index is not None else "sequential"), None, index
-
-
-def _first_pass(video, source, landmarker, landmark_backend: str, *, as_released: bool = False
-                ) -> tuple[dict, np.ndarray]:
-    """Reference face, crop box and crop landmarks ((68, 2) float32), decoding only up to the
-    reference frame; the frame count from the listing or the packet index."""
-    from flowkit.face.crop import CROP_CONVENTION, clamp_box, crop_face, crop_landmarks, find_reference
-
-    frames = _Frames(source)
-    reference, face = find_reference(frames, landmarker)
-    ref_frame = frames.last
-    h, w = ref_frame.shape[:2]
-    box = clamp_box(face.box, w, h)
-    points, _ = crop_landmarks(landmarker, crop_face(frames.first, box, jpeg=as_released), reference=face,
-                               frame_shape=ref_frame.shape)
-    reader, _, _ = _describe_source(source)
-    attrs = {
-        "source": str(Path(video.path).resolve()),
-        "n_frames": int(source.planned_frames()),
-        "fps": source.fps,
-        "crop_box": [int(v) for v in box],
-        "reference_frame": int(reference),
-        "landmark_backend": landmark_backend,
-        "crop_convention": CROP_CONVENTION,
-        "as_released": bool(as_released),
-        # What the container promised; more than n_frames means a truncated or damaged file.
-        "header_frames": int(source.n_frames or source.planned_frames()),
-        "frame_shape": [int(v) for v in ref_frame.shape],
-        "reader": reader,
-    }
-    return attrs, points
-
-
-def _prepare(video, intervals, store: FeatureStore, landmarker, settings: ExtractionSettings) -> _Video:
-    """The video's store entry (made now, or found from an earlier run) and its readers."""
-    from flowkit.io.sources import open_source
-
-    vid = video.video_id
-    source = open_source(video.path)
-    subject = intervals[0].subject if intervals else video.subject
-    ann = [iv.to_attr() for iv in sorted(intervals or [], key=lambda iv: (iv.onset, iv.offset))]
-    attrs = store.video_attrs(vid) if store.has_video(vid) else {}
-    if attrs.get("crop_box") is not None:  # prepared by an earlier run
-        if attrs.get("source") != str(Path(video.path).resolve()):
-            raise FlowkitError(f"video id {vid!r} is already in the store from {attrs.get('source')}, "
-                               f"got another source {video.path}")
-        if intervals is not None:
-            store.set_video_attrs(vid, subject=subject, annotations=ann)
-        _check_crop_record(vid, attrs, store, settings)
-        landmarks = store.landmarks(vid)
-    else:
-        attrs, landmarks = _first_pass(video, source, landmarker, settings.landmark_backend,
-                                       as_released=settings.as_released)
-        attrs.update(subject=subject, annotations=ann)
-        store.add_video(vid, attrs, landmarks)
-    _, files, index = _describe_source(source)
-    if attrs.get("reader") == "sequential":  # an earlier round found it cannot be seeked
-        index = None
-    return _Video(video, intervals, dict(attrs), np.asarray(landmarks, np.float32), files, index)
-
-
-def _check_crop_record(vid: str, attrs: dict, store: FeatureStore, settings: ExtractionSettings) -> None:
-    """Refuse to resume a video prepared with another crop convention or ``as_released``."""
-    from flowkit.face.crop import CROP_CONVENTION
-
-    made = (attrs.get("crop_convention", "older: box 1 px larger, gray before resize"),
-            bool(attrs.get("as_released", False)))
-    if made != (CROP_CONVENTION, settings.as_released):
-        raise FlowkitError(f"store {store.path} holds video {vid!r} made with crop convention {made[0]!r} and "
-                           f"as_released={made[1]}, got {CROP_CONVENTION!r} and as_released={settings.as_released}; "
-                           f"write to a new store")
-
-
-def _check_interval_bounds(video: _Video) -> None:
+def _check_interval_bounds(video: PreparedVideo) -> None:
     """After decoding found fewer frames: rows past the end are kept (as the released code keeps
     them: those frames get no window), with a warning."""
     bad = _outside(video.intervals or [], video.n_frames)
@@ -398,14 +141,15 @@ def _parallel_units(settings: ExtractionSettings, engine) -> int:
     return max(settings.workers, int(engine.stats.get("workers") or 1))
 
 
-def _prepare_all(videos, intervals_of: dict | None, store, landmarker, *, settings, report, bars) -> list[_Video]:
+def _prepare_all(videos, intervals_of: dict | None, store, landmarker, *, settings, report,
+                 bars) -> list[PreparedVideo]:
     """Prepare every video; ``intervals_of`` is None when no annotations were given (a resumed
     video then keeps the annotations and subject stored by an earlier run)."""
     prepared = []
     for video in videos:
         intervals = intervals_of.get(video.video_id, []) if intervals_of is not None else None
         try:
-            prepared.append(_prepare(video, intervals, store, landmarker, settings))
+            prepared.append(prepare_video(video, intervals, store, landmarker, settings))
         except _FAILURE_ERRORS as exc:
             report.videos.append(VideoResult(video.video_id, "failed", one_line(exc)))
             bars.video_done()
@@ -413,7 +157,7 @@ def _prepare_all(videos, intervals_of: dict | None, store, landmarker, *, settin
     return prepared
 
 
-def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings: ExtractionSettings, ks,
+def _run_rounds(prepared: list[PreparedVideo], store: FeatureStore, engine, *, settings: ExtractionSettings, ks,
                 bars: ProgressBars) -> None:
     """Plan and run units until every video is complete or failed.
 
@@ -452,7 +196,7 @@ def _run_rounds(prepared: list[_Video], store: FeatureStore, engine, *, settings
     raise FlowkitError("extraction should finish within 4 rounds of work units; run extract again to resume")
 
 
-def _apply_outcome(video: _Video, seen: dict, store: FeatureStore) -> None:
+def _apply_outcome(video: PreparedVideo, seen: dict, store: FeatureStore) -> None:
     """The driver's metadata writes after a round: failure, sequential reading, a new count."""
     if seen.get("error"):
         video.failed = seen["error"]
@@ -476,7 +220,7 @@ def _apply_outcome(video: _Video, seen: dict, store: FeatureStore) -> None:
         _check_interval_bounds(video)
 
 
-def _finish(video: _Video, store: FeatureStore, ks) -> VideoResult:
+def _finish(video: PreparedVideo, store: FeatureStore, ks) -> VideoResult:
     """Set ``complete`` per k and say what happened to the video."""
     vid, n_frames = video.vid, video.n_frames
     if video.failed is not None:
@@ -647,7 +391,7 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
     pooled = scheduler is not None or (not settings.threaded and settings.workers > 1)
     settings = replace(settings, unit_windows=None if unit_windows is None else int(unit_windows),
                        unit_threads=1 if pooled else None, decoders=_decoders(decoders))
-    videos = _as_inputs(inputs)
+    videos = as_inputs(inputs)
     if not videos:
         raise FlowkitError(f"inputs should contain at least one video, got none in {inputs!r}")
     report = ExtractionReport(store=Path(store_path))
@@ -669,10 +413,10 @@ def extract(  # noqa: PLR0913 - public keyword-only API: the options of `flowkit
             store.set_root_attrs(k_by_type={**(store.attrs.get("k_by_type") or {}), **kbt})
         # Loaded only when a video still needs its face (a resumed run needs no model), and then
         # before any video, so that a missing model or bad backend is one error, not a failure per video.
-        landmarker = _NoLandmarker()
+        landmarker = NoLandmarker()
         if any(store.video_attrs(v.video_id).get("crop_box") is None if store.has_video(v.video_id) else True
                for v in videos):
-            landmarker = early if not isinstance(early, _NoLandmarker) else make_landmarker(
+            landmarker = early if not isinstance(early, NoLandmarker) else make_landmarker(
                 landmark_backend, model_path=model_path)
         try:
             prepared = _prepare_all(videos, by_video if annotations is not None else None, store, landmarker,
@@ -719,7 +463,7 @@ def _stages(engine_stages: dict, seconds: float) -> dict:
     return {k: stages[k] for k in STAGES if k in stages}
 
 
-def _faces_lost(prepared: list[_Video], store: FeatureStore, landmarker, load) -> dict[str, str]:
+def _faces_lost(prepared: list[PreparedVideo], store: FeatureStore, landmarker, load) -> dict[str, str]:
     """{video id: summary line} of the videos whose face is lost for more than a share of their
     frames (:mod:`flowkit.face.presence`); the spans are stored once per video (attr ``face_lost``)."""
     from flowkit.face.presence import describe_lost, lost_spans
@@ -729,7 +473,7 @@ def _faces_lost(prepared: list[_Video], store: FeatureStore, landmarker, load) -
         for video in [v for v in prepared if v.failed is None]:
             spans = video.attrs.get("face_lost")
             if spans is None:
-                if isinstance(landmarker, _NoLandmarker):
+                if isinstance(landmarker, NoLandmarker):
                     landmarker = loaded = load()  # prepared by an interrupted run: looked at now
                 try:
                     spans = lost_spans(video.input.path, landmarker, n_frames=video.n_frames)
@@ -754,7 +498,7 @@ def _check_before_store(store_path, scheduler: str | None, landmark_backend: str
     if scheduler:
         check_scheduler(scheduler)
     if (Path(store_path) / "zarr.json").is_file():
-        return _NoLandmarker()
+        return NoLandmarker()
     return make_landmarker(landmark_backend, model_path=model_path)
 
 
@@ -764,118 +508,6 @@ def _started(starting):
         return starting.result()
     except Exception:  # noqa: BLE001 - the run's own error is the one to report
         return None
-
-
-def _decoders(decoders: int | None) -> int:
-    if decoders is None:
-        return max(1, (os.cpu_count() or 1) - 1)
-    if decoders < 1:
-        raise FlowkitError(f"decoders should be >= 1, got {decoders}")
-    return int(decoders)
-
-
-def _settings(backend: str, dev, params: dict, *, workers: int | None, chunk_windows: int, batch_windows: int | None,
-              save_flow: bool, landmark_backend: str) -> ExtractionSettings:
-    """The run's settings: worker layout and batch size filled in and checked."""
-    from flowkit.flow.backend import backend_info
-
-    info = backend_info(backend)
-    # A batched solver (torch) threads internally and gains from big batches, so by default one
-    # solver in this process takes the windows of every unit (BatchedEngine), like on the GPU;
-    # OpenCV solves one pair per call, so it gets one process per core.
-    threaded = info.on_gpu(dev) or (info.batched and workers is None)
-    if workers is None:
-        workers = 1 if threaded else (os.cpu_count() or 1)
-    if workers < 1:
-        raise FlowkitError(f"workers should be >= 1, got {workers}")
-    if batch_windows is None:
-        batch_windows = _default_batch(backend, dev, chunk_windows)
-    if batch_windows < 1:
-        raise FlowkitError(f"batch_windows should be >= 1, got {batch_windows}")
-    return ExtractionSettings(
-        backend=backend,
-        device=dev,
-        backend_name=backend if dev is None else f"{backend}:{dev}",
-        params=params,
-        save_flow=save_flow,
-        chunk_windows=chunk_windows,
-        batch_windows=batch_windows,
-        workers=workers,
-        threaded=threaded,
-        landmark_backend=landmark_backend,
-    )
-
-
-def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extract(), resolved in one place
-    *,
-    flow_backend: str = "auto",
-    device=None,
-    gpu: bool = False,
-    flow_params: dict | None = None,
-    flow_impl: str = "auto",
-    workers: int | None = None,
-    chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
-    batch_windows: int | None = None,
-    save_flow: bool = False,
-    landmark_backend: str = "mediapipe",
-    as_released: bool = False,
-) -> ExtractionSettings:
-    """The checked :class:`ExtractionSettings` of :func:`extract`'s options (see its docstring), for
-    extract itself and for anything else that solves windows the same way (``spotnet live``).
-
-    Raises:
-        FlowkitError: a bad TV-L1 parameter, backend, device, implementation or count.
-    """
-    from flowkit.face.landmarks import LANDMARK_BACKENDS
-    from flowkit.flow import resolve_backend
-    from flowkit.flow.params import check_params
-
-    if landmark_backend not in LANDMARK_BACKENDS:
-        raise FlowkitError(f"landmark backend should be one of {', '.join(LANDMARK_BACKENDS)}, "
-                           f"got {landmark_backend!r}")
-    params = check_params(dict(flow_params or {})).to_dict()
-    backend, dev = resolve_backend(flow_backend, device, gpu)
-    if chunk_windows < 1:
-        raise FlowkitError(f"chunk_windows should be >= 1, got {chunk_windows}")
-    settings = _settings(backend, dev, params, workers=workers, chunk_windows=chunk_windows,
-                         batch_windows=batch_windows, save_flow=save_flow, landmark_backend=landmark_backend)
-    flow_impl = _check_flow_impl(flow_impl, backend, dev)
-    if batch_windows is None:  # sized for the implementation that runs
-        settings = replace(settings, batch_windows=_default_batch(backend, dev, chunk_windows, flow_impl))
-    return replace(settings, flow_impl=flow_impl, as_released=bool(as_released))
-
-
-def _check_flow_impl(flow_impl: str, backend: str, dev) -> str:
-    """``flow_impl`` checked against the backend and device once, before any video is read."""
-    from flowkit.flow.backend import backend_info
-
-    has_impls = backend_info(backend).has_impls
-    if flow_impl != "auto" and not has_impls:
-        raise FlowkitError(f"flow_impl should be 'auto' with the {backend} backend (it is the torch solver's), "
-                           f"got {flow_impl!r}")
-    if has_impls:
-        from flowkit.flow.torch_tvl1 import resolve_impl
-
-        resolve_impl(flow_impl, dev if dev is not None else "cpu")
-    return flow_impl
-
-
-def _default_batch(backend: str, dev, chunk_windows: int, flow_impl: str = "auto") -> int:
-    """On a GPU, what half its free memory holds with the implementation that runs; else a chunk
-    (units are the parallel grain)."""
-    from flowkit.flow.backend import backend_info
-
-    info = backend_info(backend)
-    if info.batched and info.on_gpu(dev):
-        from flowkit.flow.memory import pairs_per_batch
-
-        impl = "eager"
-        if info.has_impls:
-            from flowkit.flow.torch_tvl1 import resolve_impl
-
-            impl = resolve_impl(flow_impl, dev)
-        return pairs_per_batch(dev, impl=impl)
-    return chunk_windows
 
 
 def _chunks_to_compute(vid: str, store: FeatureStore, settings: ExtractionSettings, *, ks,

@@ -134,7 +134,7 @@ class LiveExtractor:
     Args:
         ks: window lengths to compute.
         landmarker: ``.detect(image) -> Face | None`` (``flowkit.face.landmarks.make_landmarker``).
-        settings: how to solve (a :class:`flowkit.pipeline.extract.ExtractionSettings`; only backend,
+        settings: how to solve (a :class:`flowkit.pipeline.settings.ExtractionSettings`; only backend,
             device and params are used).
         fps: the stream's frame rate (converts the seconds below to frames).
         batch: pairs per TV-L1 call.

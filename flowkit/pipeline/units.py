@@ -21,7 +21,7 @@ from flowkit.io.sources import DATA_ERRORS
 from flowkit.pipeline.plan import WorkUnit, windows_of
 
 if TYPE_CHECKING:
-    from flowkit.pipeline.extract import ExtractionSettings
+    from flowkit.pipeline.settings import ExtractionSettings
 
 __all__ = ["UnitTask", "UnitResult", "DecodedUnit", "run_unit", "decode_unit", "compute_windows", "one_line", "to_host"]
 

@@ -431,7 +431,7 @@ def inner_kernel(check: Check) -> dict:
             "wide_images": wide}
 
 
-#: How much slower a solve runs under the profiler. On the H200 (stop 16) eager's B = 64 solve took
+#: How much slower a solve runs under the profiler. On an H200, eager's B = 64 solve took
 #: 3.1 s untraced and about 110 s traced: 35x, rounded up.
 PROFILER_SLOWDOWN = 40
 
