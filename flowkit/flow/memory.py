@@ -104,8 +104,8 @@ def sizing_table_markdown() -> str:
     """The table as the Markdown that docs/gpu.md shows."""
     table = sizing_table()
     batches = sorted({int(b) for row in table["impls"].values() for b in row["pairs_per_s_by_batch"]})
-    head = ["implementation", "planned bytes per pixel", "measured peak bytes per pixel", *(f"pairs/s at B = {b}" for b in batches),
-            "batch cap", "batch target"]
+    head = ["implementation", "planned bytes per pixel", "measured peak bytes per pixel",
+            *(f"pairs/s at B = {b}" for b in batches), "batch cap", "batch target"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for impl, row in table["impls"].items():
         rates = [row["pairs_per_s_by_batch"].get(str(b), "-") for b in batches]
