@@ -167,8 +167,9 @@ def resolve_settings(  # noqa: PLR0913 - the keyword-only solving knobs of extra
     landmark_backend: str = "mediapipe",
     as_released: bool = False,
 ) -> ExtractionSettings:
-    """The checked :class:`ExtractionSettings` of :func:`extract`'s options (see its docstring), for
-    extract itself and for anything else that solves windows the same way (``spotnet live``).
+    """The checked :class:`ExtractionSettings` of :func:`~flowkit.pipeline.extract.extract`'s options
+    (see its docstring), for extract itself and for anything else that solves windows the same way
+    (``spotnet live``).
 
     Raises:
         FlowkitError: a bad TV-L1 parameter, backend, device, implementation or count.
